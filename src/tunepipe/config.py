@@ -1,0 +1,160 @@
+"""Load params, fill defaults, and validate them against the one schema, with messages a person can act on.
+
+The schema (workflow/schemas/params.schema.yaml) is the single source of truth for every parameter: its
+types and limits drive validation, its defaults fill missing keys, and its descriptions become the
+parameter reference (`tunepipe params`). Importing this module is cheap (no torch).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from tunepipe.errors import ParamsError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "params.schema.yaml"
+
+
+@cache
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def load_params(path: Path) -> dict[str, Any]:
+    """Read a params YAML file and validate it (defaults filled in)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from exc
+    return validate_params(raw, source=str(path))
+
+
+def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> Any:
+    """Return a copy of `instance` with schema defaults filled in, recursively through objects."""
+    if not isinstance(instance, dict) or schema.get("type") != "object":
+        return instance
+    filled = dict(instance)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in filled and "default" in sub:
+            filled[key] = copy.deepcopy(sub["default"])
+        if key in filled:
+            filled[key] = _fill_defaults(filled[key], sub)
+    return filled
+
+
+def _dotted(path: Iterable[Any]) -> str:
+    return ".".join(str(part) for part in path) or "(top level)"
+
+
+def _schema_at(schema: Mapping[str, Any], path: Iterable[Any]) -> Mapping[str, Any]:
+    node = schema
+    for part in path:
+        if isinstance(part, int):
+            node = node.get("items", {})
+        else:
+            node = node.get("properties", {}).get(part, {})
+    return node
+
+
+def _describe_error(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> str:
+    where = _dotted(error.absolute_path)
+    node = _schema_at(schema, error.absolute_path)
+    hint = f" ({node['description'].strip()})" if node.get("description") else ""
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extras = sorted(set(error.instance) - set(allowed))
+        lines = []
+        for extra in extras:
+            key = f"{where}.{extra}" if error.absolute_path else extra
+            close = difflib.get_close_matches(extra, allowed, n=1)
+            guess = f"; did you mean '{close[0]}'?" if close else ""
+            lines.append(f"{key}: unknown key{guess or '.'} Allowed here: {', '.join(allowed)}.")
+        return "\n  - ".join(lines)
+    if error.validator == "enum":
+        allowed = ", ".join(json.dumps(value) for value in error.validator_value)
+        return f"{where}: {json.dumps(error.instance)} is not allowed. Use one of: {allowed}.{hint}"
+    if error.validator == "type":
+        wanted = error.validator_value
+        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
+        return f"{where}: expected {wanted}, got {json.dumps(error.instance)} ({type(error.instance).__name__}).{hint}"
+    if error.validator in {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "minLength", "uniqueItems", "pattern"}:
+        return f"{where}: {error.message}.{hint}"
+    if error.validator == "anyOf":
+        return f"{where}: {json.dumps(error.instance)} is not valid.{hint}"
+    if error.validator == "required":
+        return f"{where}: {error.message}.{hint}"
+    return f"{where}: {error.message}"
+
+
+def _check_cross_field(params: Mapping[str, Any]) -> list[str]:
+    problems = []
+    data = params["data"]
+    if data["source"] == "file" and not data["path"]:
+        problems.append("data.path: required when data.source is 'file' (a CSV, JSONL or Parquet file).")
+    split = params["split"]
+    if split["val_fraction"] + split["test_fraction"] >= 0.8:
+        problems.append(
+            "split.val_fraction + split.test_fraction: must leave at least 20% of rows for training "
+            f"(now {split['val_fraction']} + {split['test_fraction']})."
+        )
+    return problems
+
+
+def validate_params(raw: Mapping[str, Any], source: str = "params.yaml") -> dict[str, Any]:
+    """Fill defaults and validate; raise ParamsError listing every problem with its key and what is allowed."""
+    schema = load_schema()
+    params = _fill_defaults(dict(raw), schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(params), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    problems = [_describe_error(error, schema) for error in errors]
+    if not problems:
+        problems = _check_cross_field(params)
+    if problems:
+        listing = "\n  - ".join(problems)
+        raise ParamsError(
+            f"invalid parameters in {source} (or a --config/--configfile override):\n  - {listing}\n"
+            "See README.md 'Parameters' or run `tunepipe params` for every key."
+        )
+    return params
+
+
+def sections(params: Mapping[str, Any], *names: str) -> str:
+    """The JSON a rule passes to its stage: just the sections it reads (so Snakemake reruns only what a change affects)."""
+    return json.dumps({name: params[name] for name in names}, sort_keys=True)
+
+
+def reference_markdown(schema: Mapping[str, Any] | None = None) -> str:
+    """The parameter reference table, generated from the schema (kept in README.md, checked by a test)."""
+    schema = schema or load_schema()
+    rows = ["| key | type | default | description |", "|---|---|---|---|"]
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for key, sub in node.get("properties", {}).items():
+            dotted = f"{prefix}{key}"
+            if sub.get("type") == "object" and "properties" in sub and dotted.count(".") == 0 and key not in {"optimizer", "scheduler"}:
+                walk(sub, f"{dotted}.")
+                continue
+            kind = sub.get("type", "")
+            if "anyOf" in sub:
+                kind = " or ".join(alt.get("type", "") for alt in sub["anyOf"])
+            if isinstance(kind, list):
+                kind = " or ".join(kind)
+            if "enum" in sub:
+                kind = " \\| ".join(f"`{value}`" for value in sub["enum"])
+            default = json.dumps(sub.get("default"))
+            description = " ".join(sub.get("description", "").split()).replace("|", "\\|")
+            rows.append(f"| `{dotted}` | {kind} | `{default}` | {description} |")
+
+    walk(schema, "")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,1 @@
+"""Reading, cleaning, splitting and augmenting labelled texts; the Lightning DataModule."""

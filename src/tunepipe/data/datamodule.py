@@ -1,0 +1,109 @@
+"""Tokenised datasets, length-bucketed batches and the Lightning DataModule for text classification."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class EncodedTexts(Dataset):
+    """Texts tokenised once up front (truncated to max_length) with their label indices."""
+
+    def __init__(self, texts: Sequence[str], labels: Sequence[int] | None, tokenizer, max_length: int) -> None:
+        encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
+        self.input_ids: list[list[int]] = encoded["input_ids"]
+        self.labels = list(labels) if labels is not None else [-1] * len(self.input_ids)
+        self.pad_id = tokenizer.pad_token_id or 0
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, index: int) -> tuple[list[int], int]:
+        return self.input_ids[index], self.labels[index]
+
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+
+def pad_batch(items: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in items)
+    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(items), width), dtype=torch.long)
+    for row, (ids, _) in enumerate(items):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+    labels = torch.tensor([label for _, label in items], dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+class Collate:
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, items):
+        return pad_batch(items, self.pad_id)
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of similar-length texts (less padding, faster steps).
+
+    The order depends only on (seed, epoch): Lightning calls `set_epoch`, so a resumed run sees the same
+    batches as an uninterrupted one.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True, pool: int = 50) -> None:
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.pool = pool
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        indices = list(range(len(self.lengths)))
+        if not self.shuffle:
+            indices.sort(key=lambda i: self.lengths[i])
+            yield from (indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size))
+            return
+        rng = random.Random(f"{self.seed}:{self.epoch}")
+        rng.shuffle(indices)
+        chunk = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(indices), chunk):
+            block = sorted(indices[start : start + chunk], key=lambda i: self.lengths[i])
+            batches.extend(block[i : i + self.batch_size] for i in range(0, len(block), self.batch_size))
+        rng.shuffle(batches)
+        yield from batches
+
+
+class TextDataModule(pl.LightningDataModule):
+    def __init__(self, train: EncodedTexts, val: EncodedTexts, batch_size: int, eval_batch_size: int, seed: int, num_workers: int, pin_memory: bool) -> None:
+        super().__init__()
+        self.train_set, self.val_set = train, val
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.seed, self.num_workers, self.pin_memory = seed, num_workers, pin_memory
+
+    def _loader(self, dataset: EncodedTexts, sampler: BucketBatchSampler) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=Collate(dataset.pad_id),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, BucketBatchSampler(self.train_set.lengths(), self.batch_size, self.seed))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, BucketBatchSampler(self.val_set.lengths(), self.eval_batch_size, self.seed, shuffle=False))

@@ -1,0 +1,1 @@
+"""The classifier (pretrained encoder + linear head), its LightningModule, schedules and the baseline."""

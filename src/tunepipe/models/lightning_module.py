@@ -1,0 +1,145 @@
+"""The LightningModule that fine-tunes a TextClassifier, and the callbacks training uses."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torchmetrics
+from hydra.utils import instantiate
+from torch import nn
+
+from tunepipe.models.classifier import TextClassifier, build_classifier
+
+log = logging.getLogger("tunepipe.train")
+
+
+def _val_metrics(num_labels: int) -> torchmetrics.MetricCollection:
+    return torchmetrics.MetricCollection(
+        {
+            "accuracy": torchmetrics.Accuracy(task="multiclass", num_classes=num_labels),
+            "f1_macro": torchmetrics.F1Score(task="multiclass", num_classes=num_labels, average="macro"),
+        },
+        prefix="val_",
+    )
+
+
+class ClassifierModule(pl.LightningModule):
+    """Cross-entropy fine-tuning with separate learning rates for the pretrained encoder and the new head."""
+
+    def __init__(self, model_cfg: dict[str, Any], train_cfg: dict[str, Any], label_names: list[str]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model: TextClassifier = build_classifier(model_cfg, len(label_names))
+        self.loss = nn.CrossEntropyLoss()
+        self.val_metrics = _val_metrics(len(label_names))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids, attention_mask)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss = self.loss(logits.float(), batch["labels"])
+        self.log("train_loss", loss, on_step=True, on_epoch=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch["input_ids"], batch["attention_mask"]).float()
+        loss = self.loss(logits, batch["labels"])
+        self.val_metrics.update(logits.softmax(dim=-1), batch["labels"])
+        self.log("val_loss", loss, on_epoch=True, batch_size=len(batch["labels"]))
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute())
+        self.val_metrics.reset()
+
+    def configure_optimizers(self) -> Any:
+        cfg = self.hparams.train_cfg
+        groups = [
+            {"params": [p for p in self.model.encoder.parameters() if p.requires_grad], "lr": cfg["encoder_lr"]},
+            {"params": list(self.model.head.parameters()), "lr": cfg["head_lr"]},
+        ]
+        optimizer = instantiate(cfg["optimizer"], groups, lr=cfg["head_lr"])
+        if not cfg.get("scheduler"):
+            return optimizer
+        scheduler = instantiate(cfg["scheduler"], optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class RNGState(pl.Callback):
+    """Saves torch/CUDA/numpy/python RNG states in checkpoints so a resumed run draws the same numbers.
+
+    Lightning's checkpoints hold no RNG state (verified: resumed runs diverged without this).
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+            "numpy_rest": [int(pos), int(has_gauss), float(cached)],
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        pos, has_gauss, cached = state["numpy_rest"]
+        np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ProgressLog(pl.Callback):
+    """Plain progress lines (readable in log files, unlike a progress bar) and the per-epoch history."""
+
+    def __init__(self, every_n_steps: int) -> None:
+        self.every = every_n_steps
+        self.history: list[dict[str, float]] = []
+        self._epoch_start = 0.0
+        self._seen = 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+        self._seen = 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._seen += len(batch["labels"])
+        step, total = batch_idx + 1, trainer.num_training_batches
+        if step % self.every and step != total:
+            return
+        elapsed = time.perf_counter() - self._epoch_start
+        rate = step / elapsed if elapsed else 0.0
+        eta = (total - step) / rate if rate else 0.0
+        loss = trainer.callback_metrics.get("train_loss_step")
+        log.info(
+            "epoch %d/%d  step %d/%d  loss %.4f  %.1f texts/s  epoch eta %.0fs",
+            trainer.current_epoch + 1, trainer.max_epochs, step, total, float(loss) if loss is not None else float("nan"),
+            self._seen / elapsed if elapsed else 0.0, eta,
+        )
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch + 1}
+        for key in ("train_loss_epoch", "val_loss", "val_accuracy", "val_f1_macro"):
+            if key in metrics:
+                row[key.removesuffix("_epoch")] = round(float(metrics[key]), 6)
+        row["seconds"] = round(time.perf_counter() - self._epoch_start, 2)
+        self.history.append(row)
+        shown = "  ".join(f"{key} {value:.4f}" for key, value in row.items() if key not in ("epoch", "seconds"))
+        log.info("epoch %d done in %.0fs: %s", row["epoch"], row["seconds"], shown)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = list(state.get("history", []))

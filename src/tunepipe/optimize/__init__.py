@@ -1,0 +1,1 @@
+"""Making the trained model cheaper to run: pruning, ONNX export, parity and latency checks."""

@@ -1,0 +1,486 @@
+"""Turn the pipeline's summary files into one self-contained HTML report.
+
+`load_inputs` reads the files; `build_report` is a pure function of the loaded data, the params and the
+provenance record (collected when not given), so the same inputs give the same HTML apart from the one
+"generated at" line. Any missing key shows as "not available" instead of failing the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from tunepipe.errors import DataError
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+TEMPLATE_NAME = "report.html.j2"
+NOT_AVAILABLE = "not available"
+DEFAULT_TITLE = "tunepipe report"
+DEFAULT_EXAMPLES = 5
+MAX_EXAMPLE_CHARS = 400
+
+#: Input keys the report reads; `history` is CSV, every other one JSON.
+INPUT_KEYS = ("prepare", "clean", "split", "augment", "history", "train", "metrics", "confusion", "prune", "export")
+METRICS = (
+    ("accuracy", "Accuracy", "pct"),
+    ("precision_macro", "Precision (macro)", "pct"),
+    ("recall_macro", "Recall (macro)", "pct"),
+    ("f1_macro", "F1 (macro)", "pct"),
+    ("auroc", "AUROC", "num"),
+)
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def _read_history(path: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        for raw in csv.DictReader(handle):
+            row: dict[str, Any] = {}
+            for key, value in raw.items():
+                if key is None:
+                    continue
+                text = (value or "").strip()
+                try:
+                    number = float(text)
+                except ValueError:
+                    row[key] = text or None
+                    continue
+                row[key] = int(number) if key == "epoch" and number.is_integer() else number
+            rows.append(row)
+    return rows
+
+
+def load_inputs(paths: Mapping[str, Path]) -> dict[str, Any]:
+    """Read each input: `history` as a list of row dicts (numbers parsed), everything else as JSON."""
+    loaded: dict[str, Any] = {}
+    for key, path in paths.items():
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"report input {key!r}: {path} does not exist; run the stage that writes it first")
+        try:
+            loaded[key] = _read_history(path) if key == "history" else json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, csv.Error) as exc:
+            raise DataError(f"report input {key!r}: {path} cannot be read: {exc}") from exc
+    return loaded
+
+
+# ------------------------------------------------------------------------------------------- formatting
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _na() -> Markup:
+    return Markup('<span class="na">not available</span>')
+
+
+def fmt_pct(value: Any, digits: int = 1) -> str | Markup:
+    number = _num(value)
+    return _na() if number is None else f"{number * 100:.{digits}f}%"
+
+
+def fmt_num(value: Any, digits: int = 3) -> str | Markup:
+    number = _num(value)
+    return _na() if number is None else f"{number:.{digits}f}"
+
+
+def fmt_int(value: Any) -> str | Markup:
+    number = _num(value)
+    return _na() if number is None else f"{round(number):,}"
+
+
+def fmt_sci(value: Any) -> str | Markup:
+    number = _num(value)
+    return _na() if number is None else f"{number:.2e}"
+
+
+def fmt_points(value: Any) -> str | Markup:
+    """A difference of two fractions, in percentage points with its sign."""
+    number = _num(value)
+    return _na() if number is None else f"{number * 100:+.1f} pts"
+
+
+def fmt_abs_points(value: Any) -> str | Markup:
+    """A fraction shown as an amount of percentage points (no sign)."""
+    number = _num(value)
+    return _na() if number is None else f"{number * 100:.1f} pts"
+
+
+def fmt_delta(value: Any, digits: int = 3) -> str | Markup:
+    number = _num(value)
+    return _na() if number is None else f"{number:+.{digits}f}"
+
+
+def fmt_bytes(value: Any) -> str | Markup:
+    number = _num(value)
+    if number is None:
+        return _na()
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(number) >= scale:
+            return f"{number / scale:.1f} {unit}"
+    return f"{number:.0f} B"
+
+
+def fmt_ms(value: Any) -> str | Markup:
+    number = _num(value)
+    return _na() if number is None else f"{number:.2f} ms"
+
+
+def fmt_seconds(value: Any) -> str | Markup:
+    number = _num(value)
+    if number is None:
+        return _na()
+    if number >= 120:
+        minutes, seconds = divmod(number, 60)
+        return f"{number:.0f} s ({int(minutes)} min {seconds:.0f} s)"
+    return f"{number:.1f} s"
+
+
+def fmt_ratio(value: Any) -> str | Markup:
+    number = _num(value)
+    return _na() if number is None else f"{number:.2f}×"
+
+
+def fmt_text(value: Any) -> str | Markup:
+    """Any scalar as text (escaped by the template); None/missing as "not available"."""
+    if value is None or value == "":
+        return _na()
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+FILTERS = {
+    "pct": fmt_pct,
+    "num": fmt_num,
+    "int": fmt_int,
+    "sci": fmt_sci,
+    "points": fmt_points,
+    "abs_points": fmt_abs_points,
+    "delta": fmt_delta,
+    "bytes": fmt_bytes,
+    "ms": fmt_ms,
+    "seconds": fmt_seconds,
+    "ratio": fmt_ratio,
+    "text": fmt_text,
+}
+
+
+# ------------------------------------------------------------------------------------------- view model
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _example_text(item: Any) -> str:
+    if isinstance(item, str):
+        text = item
+    elif isinstance(item, Mapping) and isinstance(item.get("text"), str):
+        text = item["text"]
+    else:
+        text = json.dumps(item, ensure_ascii=False, default=str)
+    return text if len(text) <= MAX_EXAMPLE_CHARS else text[: MAX_EXAMPLE_CHARS - 1] + "…"
+
+
+def _label_order(params: Mapping[str, Any], *count_maps: Any) -> list[str]:
+    order: list[str] = [str(x) for x in _list(_dict(params.get("data")).get("labels"))]
+    for counts in count_maps:
+        for label in _dict(counts):
+            if str(label) not in order:
+                order.append(str(label))
+    return order
+
+
+def _difference(a: Any, b: Any) -> float | None:
+    x, y = _num(a), _num(b)
+    return None if x is None or y is None else x - y
+
+
+def _summary(params: dict[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
+    metrics = _dict(inputs.get("metrics"))
+    train = _dict(inputs.get("train"))
+    return {
+        "accuracy": metrics.get("accuracy"),
+        "baseline_accuracy": metrics.get("baseline_accuracy"),
+        "accuracy_diff": _difference(metrics.get("accuracy"), metrics.get("baseline_accuracy")),
+        "f1": metrics.get("f1_macro"),
+        "baseline_f1": metrics.get("baseline_f1_macro"),
+        "f1_diff": _difference(metrics.get("f1_macro"), metrics.get("baseline_f1_macro")),
+        "test_rows": metrics.get("test_rows"),
+        "device": train.get("device"),
+        "accelerator": train.get("accelerator"),
+        "precision": train.get("precision"),
+    }
+
+
+def _data(params: dict[str, Any], inputs: Mapping[str, Any], examples: int) -> dict[str, Any]:
+    prepare = _dict(inputs.get("prepare"))
+    clean = _dict(inputs.get("clean"))
+    split = _dict(inputs.get("split"))
+    removed = _dict(clean.get("removed"))
+    examples_by_reason = _dict(clean.get("examples"))
+    input_rows = _num(clean.get("input_rows"))
+    reasons = []
+    for reason in list(removed) + [r for r in examples_by_reason if r not in removed]:
+        count = removed.get(reason)
+        share = _num(count) / input_rows if _num(count) is not None and input_rows else None
+        reasons.append({
+            "reason": str(reason).replace("_", " "),
+            "count": count,
+            "share": share,
+            "examples": [_example_text(x) for x in _list(examples_by_reason.get(reason))[:examples]],
+        })
+    total_removed = sum(_num(r["count"]) or 0 for r in reasons) if any(_num(r["count"]) is not None for r in reasons) else None
+
+    def label_rows(counts: Any) -> list[dict[str, Any]]:
+        counts = _dict(counts)
+        total = sum(_num(v) or 0 for v in counts.values())
+        return [
+            {"label": str(label), "count": value, "share": (_num(value) / total if _num(value) is not None and total else None)}
+            for label, value in counts.items()
+        ]
+
+    splits = _dict(split.get("splits"))
+    split_labels = _label_order(params, *(_dict(s).get("labels") for s in splits.values()))
+    split_rows = []
+    for name, info in splits.items():
+        info = _dict(info)
+        per_label = _dict(info.get("labels"))
+        split_rows.append({"name": str(name), "rows": info.get("rows"), "labels": [per_label.get(label) for label in split_labels]})
+    if split_rows:
+        total_rows = [_num(r["rows"]) for r in split_rows]
+        per_label_totals = []
+        for i in range(len(split_labels)):
+            column = [_num(r["labels"][i]) for r in split_rows]
+            per_label_totals.append(None if any(v is None for v in column) else sum(column))
+        split_total = {"name": "total", "rows": None if any(v is None for v in total_rows) else sum(total_rows), "labels": per_label_totals}
+    else:
+        split_total = None
+    return {
+        "source": prepare.get("source"),
+        "path": prepare.get("path"),
+        "sha256": prepare.get("sha256"),
+        "rows": prepare.get("rows"),
+        "source_labels": label_rows(prepare.get("labels")),
+        "input_rows": clean.get("input_rows"),
+        "kept_rows": clean.get("kept_rows"),
+        "removals": reasons,
+        "total_removed": total_removed,
+        "clean_labels": label_rows(clean.get("labels")),
+        "imbalance_ratio": clean.get("imbalance_ratio"),
+        "seed": split.get("seed"),
+        "sampled_from": split.get("sampled_from"),
+        "split_labels": split_labels,
+        "splits": split_rows,
+        "split_total": split_total,
+    }
+
+
+def _augment(inputs: Mapping[str, Any], examples: int) -> dict[str, Any]:
+    augment = _dict(inputs.get("augment"))
+    pairs = []
+    for item in _list(augment.get("examples"))[:examples]:
+        item = _dict(item)
+        pairs.append({"original": _example_text(item.get("original", "")), "augmented": _example_text(item.get("augmented", ""))})
+    return {
+        "original_rows": augment.get("original_rows"),
+        "augmented_rows": augment.get("augmented_rows"),
+        "total_rows": (_num(augment.get("original_rows")) or 0) + (_num(augment.get("augmented_rows")) or 0)
+        if _num(augment.get("original_rows")) is not None and _num(augment.get("augmented_rows")) is not None
+        else None,
+        "multiplier": augment.get("multiplier"),
+        "examples": pairs,
+    }
+
+
+def _training(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    from tunepipe.report import plots
+
+    train = _dict(inputs.get("train"))
+    history = [row for row in _list(inputs.get("history")) if isinstance(row, dict)]
+    columns = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1_macro")
+    return {
+        "figure": plots.training_curves(history, train.get("best_epoch"), train.get("monitor")) if history else None,
+        "history": [{key: row.get(key) for key in columns} for row in history],
+        "best_epoch": train.get("best_epoch"),
+        "monitor": train.get("monitor"),
+        "best_score": train.get("best_score"),
+        "epochs_run": train.get("epochs_run"),
+        "device": train.get("device"),
+        "accelerator": train.get("accelerator"),
+        "precision": train.get("precision"),
+        "wall_seconds": train.get("wall_seconds"),
+        "train_rows": train.get("train_rows"),
+        "samples_per_second": train.get("samples_per_second"),
+        "pretrained": train.get("pretrained"),
+        "parameters": train.get("parameters"),
+    }
+
+
+def _evaluation(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    from tunepipe.report import plots
+
+    metrics = _dict(inputs.get("metrics"))
+    confusion = _dict(inputs.get("confusion"))
+    rows = []
+    for key, label, kind in METRICS:
+        model, baseline = metrics.get(key), metrics.get(f"baseline_{key}")
+        rows.append({"name": label, "kind": kind, "model": model, "baseline": baseline, "diff": _difference(model, baseline)})
+    labels = _list(confusion.get("labels"))
+    matrix = _list(confusion.get("matrix"))
+    return {
+        "rows": rows,
+        "test_rows": metrics.get("test_rows"),
+        "confusion_figure": plots.confusion_matrix(labels, matrix) if matrix else None,
+    }
+
+
+def _is_selected(sparsity: Any, selected: Any) -> bool:
+    a, b = _num(sparsity), _num(selected)
+    return a is not None and b is not None and math.isclose(a, b, abs_tol=1e-9)
+
+
+def _pruning(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    from tunepipe.report import plots
+
+    prune = _dict(inputs.get("prune"))
+    selected = prune.get("selected_sparsity")
+    levels = [level for level in _list(prune.get("levels")) if isinstance(level, dict)]
+    levels.sort(key=lambda level: _num(level.get("sparsity")) if _num(level.get("sparsity")) is not None else math.inf)
+    rows = [{**level, "selected": _is_selected(level.get("sparsity"), selected)} for level in levels]
+    selected_row = next((row for row in rows if row["selected"]), None)
+    return {
+        "has_selected": "selected_sparsity" in prune,
+        "selected_sparsity": selected,
+        "selected": selected_row,
+        "max_accuracy_drop": prune.get("max_accuracy_drop"),
+        "levels": rows,
+        "figure": plots.pruning_curve(levels, selected, prune.get("max_accuracy_drop")) if levels else None,
+    }
+
+
+def _export(params: dict[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
+    export = _dict(inputs.get("export"))
+    tolerance = _num(_dict(params.get("export")).get("max_abs_logit_diff"))
+    diff = _num(export.get("max_abs_logit_diff"))
+    agreement = _num(export.get("prediction_agreement"))
+    if diff is None:
+        verdict, ok = None, None
+    elif tolerance is None:
+        verdict, ok = f"max |Δ logit| {diff:.2e} (no tolerance set)", None
+    elif diff <= tolerance:
+        verdict, ok = f"max |Δ logit| {diff:.2e} ≤ {tolerance:.0e}", True
+    else:
+        verdict, ok = f"max |Δ logit| {diff:.2e} > {tolerance:.0e}", False
+    latency = []
+    for batch, timings in _dict(export.get("latency_ms")).items():
+        timings = _dict(timings)
+        ort, eager = _num(timings.get("onnxruntime")), _num(timings.get("eager"))
+        try:
+            batch_size: float = float(batch)
+        except (TypeError, ValueError):
+            batch_size = math.inf
+        latency.append({
+            "batch": str(batch),
+            "order": batch_size,
+            "onnxruntime": ort,
+            "eager": eager,
+            "speedup": eager / ort if ort and eager is not None else None,
+            "ort_per_row": ort / batch_size if ort is not None and math.isfinite(batch_size) and batch_size > 0 else None,
+        })
+    latency.sort(key=lambda row: (row["order"], row["batch"]))
+    return {
+        "opset": export.get("opset"),
+        "onnx_bytes": export.get("onnx_bytes"),
+        "rows": export.get("rows"),
+        "max_abs_logit_diff": export.get("max_abs_logit_diff"),
+        "tolerance": tolerance,
+        "prediction_agreement": agreement,
+        "threads": export.get("threads"),
+        "verdict": verdict,
+        "ok": ok,
+        "latency": latency,
+    }
+
+
+def _params_yaml(params: Mapping[str, Any]) -> str:
+    import yaml
+
+    try:
+        return yaml.safe_dump(dict(params), sort_keys=False, default_flow_style=False, allow_unicode=True, width=100).rstrip()
+    except yaml.YAMLError:
+        return json.dumps(params, indent=2, ensure_ascii=False, default=str)
+
+
+def build_report(params: dict[str, Any], inputs: dict[str, Any], *, provenance: dict[str, Any] | None = None) -> str:
+    """Render the report. `inputs` maps the input keys (see INPUT_KEYS) to loaded data (`load_inputs`).
+
+    `provenance` is `tunepipe.report.provenance.collect()`'s record; it is collected when not given.
+    """
+    import jinja2
+
+    if provenance is None:
+        from tunepipe.report.provenance import collect
+
+        provenance = collect()
+    params = params if isinstance(params, dict) else {}
+    report_params = _dict(params.get("report"))
+    title = report_params.get("title") or DEFAULT_TITLE
+    examples = report_params.get("examples", DEFAULT_EXAMPLES)
+    examples = max(0, int(examples)) if _num(examples) is not None else DEFAULT_EXAMPLES
+
+    pruning = _pruning(inputs)
+    export = _export(params, inputs)
+    context = {
+        "title": str(title),
+        "summary": _summary(params, inputs),
+        "data": _data(params, inputs, examples),
+        "augment": _augment(inputs, examples),
+        "training": _training(inputs),
+        "evaluation": _evaluation(inputs),
+        "pruning": pruning,
+        "export": export,
+        "provenance": {
+            "git": _dict(provenance.get("git")),
+            "packages": _dict(provenance.get("packages")),
+            "python": provenance.get("python"),
+            "python_implementation": provenance.get("python_implementation"),
+            "platform": provenance.get("platform"),
+            "machine": provenance.get("machine"),
+            "cpu_count": provenance.get("cpu_count"),
+            "generated_at": provenance.get("generated_at"),
+            "params_yaml": _params_yaml(params),
+        },
+        "examples_limit": examples,
+    }
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(FILTERS)
+    env.filters["svg"] = lambda svg: Markup(svg) if svg else _na()
+    return env.get_template(TEMPLATE_NAME).render(**context)
+
+
+__all__ = ["INPUT_KEYS", "build_report", "load_inputs"]

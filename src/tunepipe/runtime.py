@@ -1,0 +1,73 @@
+"""Process-wide settings every stage applies first: thread counts, seeds, logging."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import warnings
+
+import numpy as np
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def limit_threads(threads: int) -> None:
+    """Keep a job to its declared `threads:` so parallel Snakemake jobs do not oversubscribe the cores.
+
+    The environment variables reach libraries loaded later; torch is told directly if already loaded.
+    """
+    threads = max(1, int(threads))
+    for name in _THREAD_VARS:
+        os.environ[name] = str(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def torch_threads(threads: int) -> None:
+    """Call after importing torch (lazy imports keep `--help` fast)."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)
+
+
+def offline_defaults() -> None:
+    """Nothing in the default path may reach a model hub; a user who configures a hub id can unset these."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def setup_logging(stage: str) -> logging.Logger:
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s [{stage}] %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", message=".*(LeafSpec|is deprecated|exists and is not empty|does not have many workers|litlogger).*")
+    quiet_libraries()
+    return logging.getLogger(f"tunepipe.{stage}")
+
+
+def quiet_libraries() -> None:
+    """Libraries reset their log levels on import: call again after importing Lightning/transformers."""
+    for noisy in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric", "torch", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

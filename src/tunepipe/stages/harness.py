@@ -1,0 +1,119 @@
+"""The thin CLI every stage shares: parse arguments, set threads and logging, write outputs atomically.
+
+Outputs are written under temporary names beside their final paths and renamed into place only when
+the stage succeeds, so a failed or killed job never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunepipe import runtime
+from tunepipe.errors import TunepipeError
+from tunepipe.io import commit_partial, partial_path
+
+
+@dataclass(frozen=True)
+class StageContext:
+    params: dict[str, Any]
+    inputs: dict[str, Path]
+    outputs: dict[str, Path]
+    threads: int
+    log: logging.Logger
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    summary: str
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+    run: Callable[[StageContext], None]
+    params_help: str = ""
+
+
+def _pairs(values: list[str], allowed: Mapping[str, str], kind: str, parser: argparse.ArgumentParser) -> dict[str, Path]:
+    result: dict[str, Path] = {}
+    for item in values:
+        key, sep, path = item.partition("=")
+        if not sep or not path:
+            parser.error(f"--{kind} expects KEY=PATH, got {item!r}")
+        if key not in allowed:
+            parser.error(f"unknown {kind} {key!r}; this stage takes: {', '.join(allowed)}")
+        result[key] = Path(path)
+    missing = [key for key in allowed if key not in result]
+    if missing:
+        parser.error(f"missing --{kind} for: {', '.join(missing)}")
+    return result
+
+
+def build_parser(stage: Stage) -> argparse.ArgumentParser:
+    def describe(items: Mapping[str, str]) -> str:
+        return "\n".join(f"  {key:<12} {text}" for key, text in items.items())
+
+    epilog = f"inputs (--in KEY=PATH):\n{describe(stage.inputs)}\n\noutputs (--out KEY=PATH):\n{describe(stage.outputs)}"
+    if stage.params_help:
+        epilog += "\n\nparams:\n" + textwrap.indent(stage.params_help.strip(), "  ")
+    parser = argparse.ArgumentParser(
+        prog=f"python -m tunepipe.stages.{stage.name}",
+        description=stage.summary,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--params", required=True, help="JSON object with this stage's sections of params.yaml")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads this job may use (default: 1)")
+    parser.add_argument("--in", dest="inputs", action="append", default=[], metavar="KEY=PATH")
+    parser.add_argument("--out", dest="outputs", action="append", default=[], metavar="KEY=PATH")
+    return parser
+
+
+def main(stage: Stage, argv: list[str] | None = None) -> int:
+    parser = build_parser(stage)
+    args = parser.parse_args(argv)
+    inputs = _pairs(args.inputs, stage.inputs, "in", parser)
+    outputs = _pairs(args.outputs, stage.outputs, "out", parser)
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as exc:
+        parser.error(f"--params is not valid JSON: {exc}")
+
+    absent = [f"{key}={path}" for key, path in inputs.items() if not path.exists()]
+    if absent:
+        print(f"tunepipe {stage.name}: error: input file(s) not found: {', '.join(absent)}", file=sys.stderr)
+        return 2
+    runtime.offline_defaults()
+    runtime.limit_threads(args.threads)
+    log = runtime.setup_logging(stage.name)
+    partials = {key: partial_path(path) for key, path in outputs.items()}
+    for path in partials.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+    started = time.perf_counter()
+    try:
+        stage.run(StageContext(params=params, inputs=inputs, outputs=partials, threads=args.threads, log=log))
+        not_written = [key for key, path in partials.items() if not path.exists()]
+        if not_written:
+            raise RuntimeError(f"stage {stage.name} did not write outputs: {', '.join(not_written)}")
+        for key, path in partials.items():
+            commit_partial(path, outputs[key])
+    except TunepipeError as exc:
+        log.error("error: %s", exc)
+        print(f"\ntunepipe {stage.name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted; no output was written")
+        return 130
+    finally:
+        for path in partials.values():
+            path.unlink(missing_ok=True)
+    log.info("done in %.1f s", time.perf_counter() - started)
+    return 0

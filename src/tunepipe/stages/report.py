@@ -1,0 +1,43 @@
+"""report: one self-contained HTML file (inline CSS and SVG, no network) that tells the whole run."""
+
+from __future__ import annotations
+
+from tunepipe.stages.harness import Stage, StageContext, main
+
+
+def run(ctx: StageContext) -> None:
+    from tunepipe.report.build import build_report, load_inputs
+    from tunepipe.report.provenance import collect
+
+    inputs = load_inputs(ctx.inputs)
+    html = build_report(ctx.params, inputs, provenance=collect())
+    ctx.outputs["html"].write_text(html, encoding="utf-8")
+    ctx.log.info("wrote report (%d kB)", len(html.encode("utf-8")) // 1024)
+
+
+STAGE = Stage(
+    name="report",
+    summary="Render the run report: one self-contained HTML file with summary, data, training, evaluation, "
+    "pruning, export and provenance sections.",
+    inputs={
+        "prepare": "results/prepare/summary.json (source rows and labels)",
+        "clean": "results/clean/report.json (removals per reason, examples, label counts)",
+        "split": "results/split/summary.json (rows per split and label)",
+        "augment": "results/augment/summary.json (augmented rows and examples)",
+        "history": "results/train/history.csv (per-epoch losses and validation metrics)",
+        "train": "results/train/summary.json (device, precision, epochs, wall time)",
+        "metrics": "results/evaluate/metrics.json (test metrics, fine-tuned and baseline)",
+        "confusion": "results/evaluate/confusion.json (labels and confusion matrix)",
+        "prune": "results/prune/levels.json (sparsity levels and the selected one)",
+        "export": "results/export/parity.json (ONNX parity and latency)",
+    },
+    outputs={"html": "results/report.html"},
+    run=run,
+    params_help="report.title     page title\n"
+    "report.examples  examples shown per cleaning reason and for augmentation\n"
+    "(all sections are shown in the provenance section; export.max_abs_logit_diff sets the parity verdict)",
+)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(STAGE))

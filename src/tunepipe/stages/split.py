@@ -1,0 +1,36 @@
+"""split: stratified, seeded train/val/test split; no text in two splits."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tunepipe.data.splitting import SPLITS, split_rows, stratified_sample
+from tunepipe.io import read_jsonl, write_json, write_jsonl
+from tunepipe.stages.harness import Stage, StageContext, main
+
+
+def run(ctx: StageContext) -> None:
+    seed, cfg = ctx.params["seed"], ctx.params["split"]
+    frame = pd.DataFrame(read_jsonl(ctx.inputs["rows"]), columns=["id", "text", "label"])
+    sample = stratified_sample(frame, cfg["max_rows"], seed)
+    parts = split_rows(sample, val_fraction=cfg["val_fraction"], test_fraction=cfg["test_fraction"], seed=seed)
+    summary = {"seed": seed, "sampled_from": int(len(frame)), "splits": {}}
+    for name in SPLITS:
+        part = parts[name]
+        write_jsonl(ctx.outputs[name], part.to_dict(orient="records"))
+        summary["splits"][name] = {"rows": int(len(part)), "labels": {str(k): int(v) for k, v in part["label"].value_counts().sort_index().items()}}
+        ctx.log.info("%-5s %5d rows %s", name, len(part), summary["splits"][name]["labels"])
+    write_json(ctx.outputs["summary"], summary)
+
+
+STAGE = Stage(
+    name="split",
+    summary="Stratified, seeded train/val/test split of the cleaned rows (optionally sampled to split.max_rows).",
+    inputs={"rows": "JSONL rows from clean"},
+    outputs={name: f"JSONL rows of the {name} split" for name in SPLITS} | {"summary": "JSON: rows per split and label"},
+    run=run,
+    params_help="seed, split.max_rows, split.val_fraction, split.test_fraction",
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(STAGE))

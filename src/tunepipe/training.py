@@ -1,0 +1,193 @@
+"""Fine-tune a pretrained encoder on labelled texts with Lightning: the library function behind the train stage.
+
+The run is seeded and deterministic; the best checkpoint (on a validation metric) is kept; a run that is
+killed resumes from `<work_dir>/last.ckpt` when re-run with the same settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+from tunepipe.data.datamodule import EncodedTexts, TextDataModule
+from tunepipe.errors import TunepipeError
+from tunepipe.models.backbone import load_tokenizer
+from tunepipe.models.lightning_module import ClassifierModule, ProgressLog, RNGState
+
+log = logging.getLogger("tunepipe.train")
+
+
+@dataclass(frozen=True)
+class Hardware:
+    accelerator: str
+    devices: int | str
+    precision: str
+    deterministic: bool | str
+
+
+@dataclass
+class TrainResult:
+    best_checkpoint: Path
+    history: list[dict[str, float]]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_hardware(train_cfg: dict[str, Any]) -> Hardware:
+    """`auto` settings made concrete: a GPU when present, mixed precision only where it helps (GPU)."""
+    wanted = train_cfg["accelerator"]
+    on_gpu = wanted in ("gpu", "cuda") or (wanted == "auto" and torch.cuda.is_available())
+    if wanted in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise TunepipeError("train.accelerator asks for a GPU but none is visible (torch.cuda.is_available() is False); use auto or cpu.")
+    accelerator = "gpu" if on_gpu else ("cpu" if wanted == "auto" else wanted)
+    precision = train_cfg["precision"]
+    if precision == "auto":
+        precision = ("bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed") if on_gpu else "32-true"
+    # Some CUDA kernels have no deterministic version: warn there instead of failing.
+    return Hardware(accelerator, train_cfg["devices"] if on_gpu else 1, precision, "warn" if on_gpu else True)
+
+
+def linear_probe_head(module: ClassifierModule, data: EncodedTexts, batch_size: int) -> float:
+    """Fit a logistic regression on frozen mean-pooled embeddings and copy it into the head; returns its train accuracy."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tunepipe.data.datamodule import BucketBatchSampler, pad_batch
+
+    model = module.model.eval()
+    features = np.zeros((len(data), model.head.in_features), dtype=np.float32)
+    with torch.inference_mode():
+        for indices in BucketBatchSampler(data.lengths(), batch_size, seed=0, shuffle=False):
+            batch = pad_batch([data[i] for i in indices], data.pad_id)
+            features[indices] = model.embed(batch["input_ids"], batch["attention_mask"]).numpy()
+    labels = np.asarray(data.labels)
+    probe = LogisticRegression(max_iter=2000, C=1.0).fit(features, labels)
+    weight, bias = probe.coef_, probe.intercept_
+    if weight.shape[0] == 1:  # binary: sklearn keeps one row; softmax over [-z/2, z/2] gives the same probabilities
+        weight = np.concatenate([-weight / 2, weight / 2])
+        bias = np.concatenate([-bias / 2, bias / 2])
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(weight).float())
+        model.head.bias.copy_(torch.from_numpy(bias).float())
+    model.train()
+    return float(probe.score(features, labels))
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fit(
+    *,
+    train_texts: list[str],
+    train_labels: list[int],
+    val_texts: list[str],
+    val_labels: list[int],
+    label_names: list[str],
+    model_cfg: dict[str, Any],
+    train_cfg: dict[str, Any],
+    seed: int,
+    work_dir: Path,
+    probe_rows: list[int] | None = None,
+) -> TrainResult:
+    """Fine-tune and return the best checkpoint's path, the per-epoch history and a summary."""
+    from tunepipe.runtime import quiet_libraries
+
+    quiet_libraries()
+    started = time.perf_counter()
+    hardware = resolve_hardware(train_cfg)
+    run_id = fingerprint(model_cfg, train_cfg, seed, label_names, train_texts, train_labels, val_texts, val_labels)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    marker = work_dir / "run.json"
+    last = work_dir / "last.ckpt"
+    resume = last.exists() and marker.exists() and json.loads(marker.read_text()).get("run_id") == run_id
+    if not resume:
+        for stale in work_dir.glob("*.ckpt"):
+            stale.unlink()
+        marker.write_text(json.dumps({"run_id": run_id}) + "\n")
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    tokenizer = load_tokenizer(model_cfg["pretrained"], model_cfg["allow_download"])
+    train_set = EncodedTexts(train_texts, train_labels, tokenizer, model_cfg["max_length"])
+    val_set = EncodedTexts(val_texts, val_labels, tokenizer, model_cfg["max_length"])
+    module = ClassifierModule(model_cfg, train_cfg, label_names)
+    probe_accuracy = None
+    if train_cfg["head_init"] == "linear_probe" and not resume:
+        rows = probe_rows if probe_rows is not None else list(range(len(train_texts)))
+        probe_set = EncodedTexts([train_texts[i] for i in rows], [train_labels[i] for i in rows], tokenizer, model_cfg["max_length"])
+        log.info("linear probe on %d frozen embeddings to warm-start the head", len(probe_set))
+        probe_accuracy = linear_probe_head(module, probe_set, batch_size=64)
+        log.info("linear probe train accuracy %.4f", probe_accuracy)
+
+    datamodule = TextDataModule(
+        train_set, val_set, train_cfg["batch_size"], eval_batch_size=max(64, train_cfg["batch_size"]), seed=seed,
+        num_workers=train_cfg["num_workers"], pin_memory=hardware.accelerator == "gpu",
+    )
+    monitor = train_cfg["monitor"]
+    mode = "min" if monitor == "val_loss" else "max"
+    best_ckpt = ModelCheckpoint(dirpath=work_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True, enable_version_counter=False)
+    last_ckpt = ModelCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, monitor=None, every_n_epochs=1, enable_version_counter=False)
+    progress = ProgressLog(train_cfg["log_every_n_steps"])
+    trainer = pl.Trainer(
+        accelerator=hardware.accelerator,
+        devices=hardware.devices,
+        precision=hardware.precision,
+        max_epochs=train_cfg["max_epochs"],
+        deterministic=hardware.deterministic,
+        gradient_clip_val=train_cfg["gradient_clip_val"],
+        callbacks=[best_ckpt, last_ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg["early_stopping_patience"]), RNGState(), progress],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=work_dir,
+    )
+    if resume:
+        log.info("resuming from %s", last)
+    log.info("training on %s (%s), %d texts, %d epochs max", hardware.accelerator, hardware.precision, len(train_set), train_cfg["max_epochs"])
+    fit_started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    fit_seconds = time.perf_counter() - fit_started
+    if trainer.interrupted or not best_ckpt.best_model_path:
+        raise TunepipeError(f"training stopped before it finished; re-run to resume from {last}.")
+
+    epochs_run = len(progress.history)
+    best_score = float(best_ckpt.best_model_score) if best_ckpt.best_model_score is not None else float("nan")
+    best_epoch = max(
+        (row for row in progress.history if monitor in row),
+        key=lambda row: row[monitor] if mode == "max" else -row[monitor],
+        default={"epoch": epochs_run},
+    )["epoch"]
+    summary = {
+        "best_epoch": best_epoch,
+        "monitor": monitor,
+        "best_score": round(best_score, 6),
+        "epochs_run": epochs_run,
+        "resumed": resume,
+        "device": torch.cuda.get_device_name(0) if hardware.accelerator == "gpu" else "cpu",
+        "accelerator": hardware.accelerator,
+        "precision": hardware.precision,
+        "threads": torch.get_num_threads(),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "fit_seconds": round(fit_seconds, 2),
+        "train_rows": len(train_set),
+        "val_rows": len(val_set),
+        "samples_per_second": round(len(train_set) * epochs_run / fit_seconds, 2) if fit_seconds else None,
+        "linear_probe_train_accuracy": probe_accuracy,
+        "pretrained": model_cfg["pretrained"],
+        "parameters": sum(p.numel() for p in module.model.parameters()),
+    }
+    return TrainResult(Path(best_ckpt.best_model_path), progress.history, summary)
+
+
+def copy_checkpoint(source: Path, target: Path) -> None:
+    shutil.copyfile(source, target)

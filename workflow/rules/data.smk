@@ -1,0 +1,87 @@
+# Data phase: read the raw dataset, clean it, split it, augment the training split.
+
+
+rule prepare:
+    input:
+        code=code("stages/prepare.py", "data/readers.py"),
+    output:
+        rows="results/prepare/rows.jsonl",
+        summary="results/prepare/summary.json",
+    log:
+        "results/logs/prepare.log",
+    params:
+        cfg=params_for("data"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m tunepipe.stages.prepare --params {params.cfg:q} --threads {threads}"
+        " --out rows={output.rows} --out summary={output.summary} 2>&1 | tee {log}"
+
+
+rule clean:
+    input:
+        rows=rules.prepare.output.rows,
+        code=code("stages/clean.py", "data/cleaning.py", "data/text.py"),
+    output:
+        rows="results/clean/rows.jsonl",
+        report="results/clean/report.json",
+    log:
+        "results/logs/clean.log",
+    params:
+        cfg=params_for("data", "clean", "report"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m tunepipe.stages.clean --params {params.cfg:q} --threads {threads}"
+        " --in rows={input.rows} --out rows={output.rows} --out report={output.report} 2>&1 | tee {log}"
+
+
+rule split:
+    input:
+        rows=rules.clean.output.rows,
+        code=code("stages/split.py", "data/splitting.py", "data/text.py"),
+    output:
+        train="results/split/train.jsonl",
+        val="results/split/val.jsonl",
+        test="results/split/test.jsonl",
+        summary="results/split/summary.json",
+    log:
+        "results/logs/split.log",
+    params:
+        cfg=params_for("seed", "split"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m tunepipe.stages.split --params {params.cfg:q} --threads {threads} --in rows={input.rows}"
+        " --out train={output.train} --out val={output.val} --out test={output.test}"
+        " --out summary={output.summary} 2>&1 | tee {log}"
+
+
+rule augment:
+    input:
+        train=rules.split.output.train,
+        code=code("stages/augment.py", "data/augment.py"),
+    output:
+        train="results/augment/train.jsonl",
+        summary="results/augment/summary.json",
+    log:
+        "results/logs/augment.log",
+    params:
+        cfg=params_for("seed", "augment", "report"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m tunepipe.stages.augment --params {params.cfg:q} --threads {threads} --in train={input.train}"
+        " --out train={output.train} --out summary={output.summary} 2>&1 | tee {log}"

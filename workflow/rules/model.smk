@@ -1,0 +1,74 @@
+# Model phase: fine-tune the pretrained encoder, fit the TF-IDF baseline, evaluate both on the test split.
+
+
+rule train:
+    input:
+        train=rules.augment.output.train,
+        val=rules.split.output.val,
+        code=code("stages/train.py", "training.py", "models", "data/datamodule.py", "data/labels.py"),
+    output:
+        best="results/train/best.ckpt",
+        history="results/train/history.csv",
+        config="results/train/config.yaml",
+        summary="results/train/summary.json",
+    log:
+        "results/logs/train.log",
+    params:
+        cfg=params_for("seed", "data", "model", "train"),
+    threads: workflow.cores
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m tunepipe.stages.train --params {params.cfg:q} --threads {threads}"
+        " --in train={input.train} --in val={input.val} --out best={output.best} --out history={output.history}"
+        " --out config={output.config} --out summary={output.summary} 2>&1 | tee {log}"
+
+
+rule baseline:
+    input:
+        train=rules.split.output.train,
+        test=rules.split.output.test,
+        code=code("stages/baseline.py", "models/baseline.py", "evaluation.py"),
+    output:
+        metrics="results/baseline/metrics.json",
+    log:
+        "results/logs/baseline.log",
+    params:
+        cfg=params_for("seed", "data", "baseline"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m tunepipe.stages.baseline --params {params.cfg:q} --threads {threads}"
+        " --in train={input.train} --in test={input.test} --out metrics={output.metrics} 2>&1 | tee {log}"
+
+
+rule evaluate:
+    input:
+        best=rules.train.output.best,
+        test=rules.split.output.test,
+        baseline=rules.baseline.output.metrics,
+        code=code("stages/evaluate.py", "models", "data/datamodule.py", "evaluation.py"),
+    output:
+        metrics="results/evaluate/metrics.json",
+        confusion="results/evaluate/confusion.json",
+        predictions="results/evaluate/predictions.csv",
+    log:
+        "results/logs/evaluate.log",
+    params:
+        cfg=params_for("evaluate"),
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m tunepipe.stages.evaluate --params {params.cfg:q} --threads {threads}"
+        " --in best={input.best} --in test={input.test} --in baseline={input.baseline}"
+        " --out metrics={output.metrics} --out confusion={output.confusion}"
+        " --out predictions={output.predictions} 2>&1 | tee {log}"
