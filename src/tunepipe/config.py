@@ -53,6 +53,42 @@ def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> Any:
     return filled
 
 
+_JSON_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None), "array": list, "object": dict}
+
+
+def _allowed_types(schema: Mapping[str, Any]) -> set[str]:
+    kinds = schema.get("type", [])
+    allowed = set([kinds] if isinstance(kinds, str) else kinds)
+    for alternative in schema.get("anyOf", []):
+        allowed |= _allowed_types(alternative)
+    return allowed
+
+
+def _coerce(instance: Any, schema: Mapping[str, Any]) -> Any:
+    """Turn strings into the type the schema asks for where the text says so ("4" -> 4, "[0.3]" -> [0.3]).
+
+    Snakemake hands nested `--config` values over as strings (`--config train='{max_epochs: 3}'` gives "3").
+    """
+    if isinstance(instance, dict):
+        props = schema.get("properties", {})
+        return {key: _coerce(value, props.get(key, {})) for key, value in instance.items()}
+    if isinstance(instance, list):
+        return [_coerce(item, schema.get("items", {})) for item in instance]
+    if isinstance(instance, str):
+        wanted = _allowed_types(schema) - {"string"}
+        if not wanted:
+            return instance
+        try:
+            parsed = yaml.safe_load(instance)
+        except yaml.YAMLError:
+            return instance
+        for kind in wanted:
+            python_type = _JSON_TYPES.get(kind)
+            if python_type and isinstance(parsed, python_type) and not (kind in ("integer", "number") and isinstance(parsed, bool)):
+                return _coerce(parsed, schema)
+    return instance
+
+
 def _dotted(path: Iterable[Any]) -> str:
     return ".".join(str(part) for part in path) or "(top level)"
 
@@ -114,7 +150,7 @@ def _check_cross_field(params: Mapping[str, Any]) -> list[str]:
 def validate_params(raw: Mapping[str, Any], source: str = "params.yaml") -> dict[str, Any]:
     """Fill defaults and validate; raise ParamsError listing every problem with its key and what is allowed."""
     schema = load_schema()
-    params = _fill_defaults(dict(raw), schema)
+    params = _fill_defaults(_coerce(dict(raw), schema), schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(params), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
     problems = [_describe_error(error, schema) for error in errors]

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,10 @@ from tunepipe.models.backbone import load_tokenizer
 from tunepipe.models.lightning_module import ClassifierModule, ProgressLog, RNGState
 
 log = logging.getLogger("tunepipe.train")
+
+
+class TrainingInterrupted(TunepipeError):
+    """Training stopped early (signal, Ctrl-C); the last epoch's checkpoint is kept for resuming."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ def fit(
     seed: int,
     work_dir: Path,
     probe_rows: list[int] | None = None,
+    callbacks: tuple[pl.Callback, ...] = (),
 ) -> TrainResult:
     """Fine-tune and return the best checkpoint's path, the per-epoch history and a summary."""
     from tunepipe.runtime import quiet_libraries
@@ -144,7 +150,7 @@ def fit(
         max_epochs=train_cfg["max_epochs"],
         deterministic=hardware.deterministic,
         gradient_clip_val=train_cfg["gradient_clip_val"],
-        callbacks=[best_ckpt, last_ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg["early_stopping_patience"]), RNGState(), progress],
+        callbacks=[best_ckpt, last_ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg["early_stopping_patience"]), RNGState(), progress, *callbacks],
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -155,10 +161,15 @@ def fit(
         log.info("resuming from %s", last)
     log.info("training on %s (%s), %d texts, %d epochs max", hardware.accelerator, hardware.precision, len(train_set), train_cfg["max_epochs"])
     fit_started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    except SystemExit as exc:
+        # Lightning ends a run this way on Ctrl-C (exit 1) and on SIGTERM (exit 0, which would look like success).
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning leaves Ctrl-C ignored
+        raise TrainingInterrupted(f"training was stopped by a signal before it finished; re-run to resume from {last}.") from exc
     fit_seconds = time.perf_counter() - fit_started
-    if trainer.interrupted or not best_ckpt.best_model_path:
-        raise TunepipeError(f"training stopped before it finished; re-run to resume from {last}.")
+    if trainer.interrupted or trainer.received_sigterm or not best_ckpt.best_model_path:
+        raise TrainingInterrupted(f"training stopped before it finished; re-run to resume from {last}.")
 
     epochs_run = len(progress.history)
     best_score = float(best_ckpt.best_model_score) if best_ckpt.best_model_score is not None else float("nan")

@@ -48,11 +48,21 @@ class Collate:
         return pad_batch(items, self.pad_id)
 
 
+class EpochClock:
+    """The epoch a batch sampler shuffles for. Lightning calls `set_epoch` on `batch_sampler.sampler`
+    (not on the batch sampler itself) at the start of every epoch, including the first one after a resume."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
 class BucketBatchSampler(Sampler[list[int]]):
     """Shuffled batches of similar-length texts (less padding, faster steps).
 
-    The order depends only on (seed, epoch): Lightning calls `set_epoch`, so a resumed run sees the same
-    batches as an uninterrupted one.
+    The order depends only on (seed, epoch), so a resumed run sees the same batches as an uninterrupted one.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True, pool: int = 50) -> None:
@@ -61,10 +71,14 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.shuffle = shuffle
         self.pool = pool
-        self.epoch = 0
+        self.sampler = EpochClock()
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size

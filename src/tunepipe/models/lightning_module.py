@@ -36,6 +36,9 @@ class ClassifierModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model: TextClassifier = build_classifier(model_cfg, len(label_names))
+        # from_pretrained returns the encoder in eval mode and Lightning keeps submodule modes: without this the
+        # encoder would be fine-tuned with its dropout off.
+        self.model.train()
         self.loss = nn.CrossEntropyLoss()
         self.val_metrics = _val_metrics(len(label_names))
 

@@ -112,6 +112,10 @@ def main(stage: Stage, argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted; no output was written")
         return 130
+    except SystemExit as exc:
+        # A library ending the process mid-stage is never a success, whatever code it chose.
+        log.error("stopped before finishing (exit %s); no output was written", exc.code)
+        return exc.code if isinstance(exc.code, int) and exc.code != 0 else 1
     finally:
         for path in partials.values():
             path.unlink(missing_ok=True)

@@ -1,0 +1,67 @@
+"""Every cleaning reason removes what it should, is counted, and the dataset-level checks fail clearly."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tunepipe.data.cleaning import REASONS, clean_texts
+from tunepipe.errors import DataError
+
+
+def frame(rows):
+    return pd.DataFrame([{"id": str(i), "text": t, "label": l} for i, (t, l) in enumerate(rows)])
+
+
+def test_each_reason_is_counted_once_with_examples():
+    rows = [
+        ("a truly great film here", "pos"),
+        ("a  truly GREAT film here ", "pos"),  # duplicate after normalisation
+        ("   ", "pos"),  # empty
+        ("fine", "pos"),  # too short
+        ("an awful boring film indeed", "neg"),
+        ("a plot summary of the film", "plot"),  # undeclared label
+        ("some text without a label", ""),  # missing label
+        ("same words different label", "pos"),
+        ("same words   different label", "neg"),  # conflicting pair
+        ("another good movie to see", "pos"),
+        ("another bad movie to skip", "neg"),
+    ]
+    kept, report = clean_texts(frame(rows), labels=["pos", "neg"], min_words=3)
+    assert report.removed == {"empty": 1, "missing_label": 1, "undeclared_label": 1, "too_short": 1, "conflicting_label": 2, "duplicate": 1}
+    assert report.kept_rows == len(kept) == 4
+    assert report.input_rows == len(rows)
+    assert report.examples["too_short"] == ["fine"]
+    assert report.examples["duplicate"] == ["a truly GREAT film here"]
+    assert report.labels == {"pos": 2, "neg": 2}
+    assert set(report.removed) == set(REASONS)
+
+
+def test_whitespace_is_normalised_in_kept_rows():
+    kept, _ = clean_texts(frame([("a\tgood\n\nfilm  here", "pos"), ("a bad film here", "neg")]), labels=None, min_words=1)
+    assert kept["text"].tolist() == ["a good film here", "a bad film here"]
+
+
+def test_duplicates_and_conflicts_can_be_kept_when_turned_off():
+    rows = [("same text here", "pos"), ("same text here", "pos"), ("other text here", "neg"), ("other text here", "pos")]
+    kept, report = clean_texts(frame(rows), labels=None, min_words=1, drop_duplicates=False, drop_conflicting_labels=False)
+    assert len(kept) == 4 and sum(report.removed.values()) == 0
+
+
+def test_one_class_left_is_an_error_that_says_why():
+    rows = [("a good film here", "pos"), ("another good film", "pos"), ("bad", "neg")]
+    with pytest.raises(DataError, match=r"declared label\(s\) 'neg' have no rows after cleaning"):
+        clean_texts(frame(rows), labels=["pos", "neg"], min_words=2, source="mine.csv")
+    with pytest.raises(DataError, match="only one class .'pos', 2 rows"):
+        clean_texts(frame(rows), labels=None, min_words=2, source="mine.csv")
+
+
+def test_nothing_left_is_an_error_naming_the_source():
+    with pytest.raises(DataError, match="mine.csv: no rows left after cleaning"):
+        clean_texts(frame([("x", "pos"), ("y", "neg")]), labels=None, min_words=3, source="mine.csv")
+
+
+def test_imbalance_ratio():
+    rows = [(f"good film number {i}", "pos") for i in range(6)] + [(f"bad film number {i}", "neg") for i in range(2)]
+    _, report = clean_texts(frame(rows), labels=None, min_words=1)
+    assert report.imbalance_ratio == 3.0

@@ -1,0 +1,57 @@
+"""Stratified, seeded splits with no text in two splits."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tunepipe.data.splitting import assert_no_leakage, split_rows, stratified_sample
+from tunepipe.errors import DataError
+
+
+def rows(n_pos=60, n_neg=40):
+    data = [{"id": f"p{i}", "text": f"good film {i}", "label": "pos"} for i in range(n_pos)]
+    data += [{"id": f"n{i}", "text": f"bad film {i}", "label": "neg"} for i in range(n_neg)]
+    return pd.DataFrame(data)
+
+
+def test_split_sizes_and_label_proportions():
+    parts = split_rows(rows(), val_fraction=0.1, test_fraction=0.2, seed=1)
+    assert {k: len(v) for k, v in parts.items()} == {"train": 70, "val": 10, "test": 20}
+    assert parts["test"]["label"].value_counts().to_dict() == {"pos": 12, "neg": 8}
+    assert sum(len(v) for v in parts.values()) == 100
+    assert len(set().union(*(set(v["id"]) for v in parts.values()))) == 100
+
+
+def test_same_seed_same_split_other_seed_other_split():
+    a = split_rows(rows(), val_fraction=0.1, test_fraction=0.2, seed=1)
+    b = split_rows(rows(), val_fraction=0.1, test_fraction=0.2, seed=1)
+    c = split_rows(rows(), val_fraction=0.1, test_fraction=0.2, seed=2)
+    assert a["test"]["id"].tolist() == b["test"]["id"].tolist()
+    assert a["test"]["id"].tolist() != c["test"]["id"].tolist()
+
+
+def test_equal_texts_never_straddle_splits_even_without_deduplication():
+    frame = rows()
+    dupes = frame.head(30).assign(id=lambda f: f["id"] + "-copy", text=lambda f: f["text"].str.upper())
+    parts = split_rows(pd.concat([frame, dupes]), val_fraction=0.1, test_fraction=0.2, seed=3)
+    assert_no_leakage(parts)  # would raise
+    assert sum(len(v) for v in parts.values()) == 130
+
+
+def test_leakage_check_fails_loudly():
+    a = pd.DataFrame([{"id": "1", "text": "Same Text", "label": "pos"}])
+    b = pd.DataFrame([{"id": "2", "text": "same  text", "label": "pos"}])
+    with pytest.raises(DataError, match="leakage: the text 'same  text' is in both train and test"):
+        assert_no_leakage({"train": a, "test": b})
+
+
+def test_too_few_rows_in_a_class_is_explained():
+    with pytest.raises(DataError, match="label 'neg' has only 2 row"):
+        split_rows(rows(20, 2), val_fraction=0.1, test_fraction=0.2, seed=0)
+
+
+def test_stratified_sample_keeps_proportions():
+    sample = stratified_sample(rows(600, 400), 100, seed=0)
+    assert len(sample) == 100 and sample["label"].value_counts().to_dict() == {"pos": 60, "neg": 40}
+    assert stratified_sample(rows(), None, seed=0).shape[0] == 100

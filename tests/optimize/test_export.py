@@ -1,0 +1,55 @@
+"""ONNX export with dynamic axes, and a parity check that can fail."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tunepipe.data.datamodule import EncodedTexts, pad_batch
+from tunepipe.errors import TunepipeError
+from tunepipe.models.backbone import load_tokenizer
+from tunepipe.models.classifier import build_classifier
+from tunepipe.optimize.onnx_export import export_onnx, latency, ort_session, parity, require_parity
+
+TEXTS = ["a fine film", "a dull film with a long and winding plot that goes nowhere", "ok", "great acting and a clever script"]
+
+
+@pytest.fixture
+def exported(tmp_path, tiny_model_cfg):
+    model = build_classifier(tiny_model_cfg, num_labels=2).eval()
+    tokenizer = load_tokenizer(tiny_model_cfg["pretrained"])
+    data = EncodedTexts(TEXTS, None, tokenizer, 24)
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path, pad_batch([data[0], data[1]], data.pad_id), opset=17, dynamo=False)
+    return model, data, path
+
+
+def test_exported_model_matches_pytorch_for_any_batch_and_length(exported):
+    model, data, path = exported
+    session = ort_session(path, threads=1)
+    report = parity(model, session, data, batch_size=3)
+    assert report["rows"] == len(TEXTS) and report["prediction_agreement"] == 1.0
+    assert report["max_abs_logit_diff"] < 1e-4
+    for size in (1, 4):  # batch sizes and lengths that differ from the export sample
+        batch = pad_batch([data[i] for i in range(size)], data.pad_id)
+        out = session.run(["logits"], {"input_ids": batch["input_ids"].numpy(), "attention_mask": batch["attention_mask"].numpy()})[0]
+        assert out.shape == (size, 2)
+
+
+def test_parity_catches_a_model_that_differs(exported):
+    model, data, path = exported
+    session = ort_session(path, threads=1)
+    with torch.no_grad():
+        model.head.bias.add_(1.0)  # the ONNX file no longer matches this model
+    report = parity(model, session, data, batch_size=4)
+    assert report["max_abs_logit_diff"] == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(TunepipeError, match="differ from PyTorch by"):
+        require_parity(report, 1e-3, path)
+
+
+def test_latency_reports_medians_for_each_batch_size(exported):
+    model, data, path = exported
+    timings = latency(model, ort_session(path, threads=1), data, [1, 2], runs=3)
+    assert set(timings) == {"1", "2"}
+    assert all(np.isfinite(v["onnxruntime"]) and v["eager"] > 0 for v in timings.values())

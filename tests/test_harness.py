@@ -1,0 +1,94 @@
+"""The stage CLI every rule calls: atomic outputs, clear errors, helpful --help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tunepipe.errors import DataError
+from tunepipe.stages.harness import Stage, main
+
+
+def make_stage(body):
+    return Stage(name="demo", summary="A demo stage.", inputs={"src": "an input file"}, outputs={"a": "first", "b": "second"}, run=body)
+
+
+def args(tmp_path, params="{}"):
+    (tmp_path / "in.txt").write_text("x")
+    return ["--params", params, "--in", f"src={tmp_path / 'in.txt'}", "--out", f"a={tmp_path / 'a.txt'}", "--out", f"b={tmp_path / 'b.txt'}"]
+
+
+def test_outputs_appear_only_when_the_stage_succeeds(tmp_path):
+    def body(ctx):
+        ctx.outputs["a"].write_text("done")
+        ctx.outputs["b"].write_text(str(ctx.params["n"]))
+
+    assert main(make_stage(body), args(tmp_path, '{"n": 3}')) == 0
+    assert (tmp_path / "a.txt").read_text() == "done" and (tmp_path / "b.txt").read_text() == "3"
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_failing_stage_leaves_no_output_that_looks_complete(tmp_path):
+    def body(ctx):
+        ctx.outputs["a"].write_text("half")
+        raise DataError("mine.csv: column 'text' not found")
+
+    assert main(make_stage(body), args(tmp_path)) == 2
+    assert not (tmp_path / "a.txt").exists() and not (tmp_path / "b.txt").exists()
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_crash_also_leaves_nothing_behind(tmp_path):
+    def body(ctx):
+        ctx.outputs["a"].write_text("half")
+        raise RuntimeError("bug")
+
+    with pytest.raises(RuntimeError):
+        main(make_stage(body), args(tmp_path))
+    assert not (tmp_path / "a.txt").exists() and not list(tmp_path.glob(".*partial"))
+
+
+def test_an_output_the_stage_forgot_is_an_error(tmp_path):
+    def body(ctx):
+        ctx.outputs["a"].write_text("only a")
+
+    with pytest.raises(RuntimeError, match="did not write outputs: b"):
+        main(make_stage(body), args(tmp_path))
+    assert not (tmp_path / "a.txt").exists()
+
+
+def test_missing_input_is_reported(tmp_path, capsys):
+    argv = args(tmp_path)
+    (tmp_path / "in.txt").unlink()
+    assert main(make_stage(lambda ctx: None), argv) == 2
+    assert "input file(s) not found: src=" in capsys.readouterr().err
+
+
+def test_user_errors_print_a_message_not_a_traceback(tmp_path):
+    (tmp_path / "mine.csv").write_text("")
+    cmd = [sys.executable, "-m", "tunepipe.stages.prepare", "--params",
+           f'{{"data": {{"source": "file", "path": "{tmp_path / "mine.csv"}", "format": "auto", "text_column": "t", "label_column": "l", "labels": null}}}}',
+           "--out", f"rows={tmp_path / 'rows.jsonl'}", "--out", f"summary={tmp_path / 's.json'}"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "tunepipe prepare: error:" in result.stderr and "the file is empty" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "rows.jsonl").exists()
+
+
+@pytest.mark.parametrize("name", ["prepare", "clean", "split", "augment", "train", "baseline", "evaluate", "prune", "export", "report"])
+def test_every_stage_has_help_listing_its_inputs_and_outputs(name):
+    result = subprocess.run([sys.executable, "-m", f"tunepipe.stages.{name}", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "outputs (--out KEY=PATH)" in result.stdout
+    # --help must not pay for importing torch/Lightning.
+    probe = subprocess.run([sys.executable, "-c", f"import sys, tunepipe.stages.{name}; print('torch' in sys.modules)"], capture_output=True, text=True)
+    assert probe.stdout.strip() == "False"
+
+
+def test_wrong_arguments_are_explained(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(make_stage(lambda ctx: None), ["--params", "{}", "--in", f"nope={tmp_path}"])
+    assert "unknown in 'nope'; this stage takes: src" in capsys.readouterr().err

@@ -1,0 +1,150 @@
+"""Fine-tuning with Lightning on a tiny local model: outputs, determinism, resume after an interruption."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import pytest
+import torch
+
+from tunepipe.errors import TunepipeError
+from tunepipe.models.classifier import load_checkpoint
+from tunepipe.training import fit, resolve_hardware
+
+
+def train_cfg(default_params, **overrides):
+    cfg = dict(default_params["train"], max_epochs=2, batch_size=8, log_every_n_steps=2, head_lr=5e-3, encoder_lr=1e-3)
+    cfg.update(overrides)
+    return cfg
+
+
+def run_fit(rows, work_dir, model_cfg, cfg, callbacks=()):
+    labels = [0 if row["label"] == "neg" else 1 for row in rows]
+    return fit(
+        train_texts=[row["text"] for row in rows[:36]], train_labels=labels[:36],
+        val_texts=[row["text"] for row in rows[36:]], val_labels=labels[36:],
+        label_names=["neg", "pos"], model_cfg=model_cfg, train_cfg=cfg, seed=7, work_dir=work_dir, callbacks=callbacks,
+    )
+
+
+def test_fit_keeps_the_best_checkpoint_and_a_history_per_epoch(tmp_path, labelled_rows, tiny_model_cfg, default_params):
+    result = run_fit(labelled_rows, tmp_path / "ckpt", tiny_model_cfg, train_cfg(default_params))
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert {"train_loss", "val_loss", "val_accuracy", "val_f1_macro"} <= set(result.history[0])
+    assert result.summary["accelerator"] == "cpu" and result.summary["precision"] == "32-true"
+    best = max(row["val_f1_macro"] for row in result.history)
+    assert result.summary["best_score"] == pytest.approx(best, abs=1e-6)
+    model, meta = load_checkpoint(result.best_checkpoint)
+    assert meta["label_names"] == ["neg", "pos"] and isinstance(model, torch.nn.Module)
+    assert (tmp_path / "ckpt" / "last.ckpt").exists()
+
+
+def test_same_params_give_bit_identical_results(tmp_path, labelled_rows, tiny_model_cfg, default_params):
+    cfg = train_cfg(default_params)
+    a = run_fit(labelled_rows, tmp_path / "a", tiny_model_cfg, cfg)
+    b = run_fit(labelled_rows, tmp_path / "b", tiny_model_cfg, cfg)
+    assert [dict(r, seconds=0) for r in a.history] == [dict(r, seconds=0) for r in b.history]
+    weights_a = torch.load(a.best_checkpoint, weights_only=True)["state_dict"]
+    weights_b = torch.load(b.best_checkpoint, weights_only=True)["state_dict"]
+    assert all(torch.equal(weights_a[key], weights_b[key]) for key in weights_a)
+
+
+class InterruptAtEpoch(pl.Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt  # what Ctrl-C / a kill looks like to Lightning
+
+
+def test_an_interrupted_training_fails_then_resumes_to_the_same_result(tmp_path, labelled_rows, tiny_model_cfg, default_params):
+    cfg = train_cfg(default_params, max_epochs=3, early_stopping_patience=5)
+    reference = run_fit(labelled_rows, tmp_path / "ref", tiny_model_cfg, cfg)
+    with pytest.raises(TunepipeError, match="re-run to resume"):  # Lightning turns Ctrl-C into exit 1; never a success
+        run_fit(labelled_rows, tmp_path / "run", tiny_model_cfg, cfg, callbacks=(InterruptAtEpoch(2),))
+    resumed = run_fit(labelled_rows, tmp_path / "run", tiny_model_cfg, cfg)
+    assert resumed.summary["resumed"] is True
+    assert [dict(r, seconds=0) for r in resumed.history] == [dict(r, seconds=0) for r in reference.history]
+    ref_weights = torch.load(tmp_path / "ref" / "last.ckpt", weights_only=True)["state_dict"]
+    new_weights = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(ref_weights[key], new_weights[key]) for key in ref_weights)
+
+
+def test_the_encoder_is_fine_tuned_in_train_mode(tiny_model_cfg, default_params):
+    # from_pretrained hands back an eval-mode encoder; fine-tuning it so would silently turn its dropout off.
+    from tunepipe.models.lightning_module import ClassifierModule
+
+    module = ClassifierModule(tiny_model_cfg, default_params["train"], ["neg", "pos"])
+    assert all(m.training for m in module.model.modules())
+
+
+def test_changed_params_start_over_instead_of_resuming(tmp_path, labelled_rows, tiny_model_cfg, default_params):
+    run_fit(labelled_rows, tmp_path / "run", tiny_model_cfg, train_cfg(default_params, max_epochs=1))
+    again = run_fit(labelled_rows, tmp_path / "run", tiny_model_cfg, train_cfg(default_params, max_epochs=1, head_lr=1e-2))
+    assert again.summary["resumed"] is False
+
+
+def test_auto_hardware_falls_back_to_cpu_without_a_gpu(default_params):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    hardware = resolve_hardware(default_params["train"])
+    assert (hardware.accelerator, hardware.precision, hardware.deterministic) == ("cpu", "32-true", True)
+    with pytest.raises(TunepipeError, match="asks for a GPU but none is visible"):
+        resolve_hardware(dict(default_params["train"], accelerator="gpu"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_hardware_uses_the_gpu_with_mixed_precision(default_params):
+    hardware = resolve_hardware(default_params["train"])
+    assert hardware.accelerator == "gpu" and hardware.precision in ("bf16-mixed", "16-mixed")
+
+
+def test_sigterm_mid_training_fails_the_job_then_a_rerun_resumes_to_the_same_weights(tmp_path, labelled_rows, tiny_model_cfg, default_params):
+    """A real SIGTERM (what schedulers and Snakemake send): non-zero exit, no outputs, then an exact resume."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tunepipe.io import write_jsonl
+
+    write_jsonl(tmp_path / "train.jsonl", labelled_rows[:36])
+    write_jsonl(tmp_path / "val.jsonl", labelled_rows[36:])
+    params = {"seed": 3, "data": dict(default_params["data"], labels=["neg", "pos"]), "model": tiny_model_cfg,
+              "train": train_cfg(default_params, max_epochs=40, early_stopping_patience=100, log_every_n_steps=100)}
+
+    def command(out):
+        return [sys.executable, "-m", "tunepipe.stages.train", "--params", json.dumps(params), "--threads", "1",
+                "--in", f"train={tmp_path / 'train.jsonl'}", "--in", f"val={tmp_path / 'val.jsonl'}",
+                "--out", f"best={out / 'best.ckpt'}", "--out", f"history={out / 'history.csv'}",
+                "--out", f"config={out / 'config.yaml'}", "--out", f"summary={out / 'summary.json'}"]
+
+    reference = subprocess.run(command(tmp_path / "ref"), capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    out = tmp_path / "run"
+    process = subprocess.Popen(command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "last.ckpt").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # a few epochs in
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0, "a training stopped by SIGTERM must not look like a success"
+    assert "re-run to resume" in stderr
+    assert not (out / "best.ckpt").exists() and not (out / "summary.json").exists()
+
+    resumed = subprocess.run(command(out), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((out / "summary.json").read_text())["resumed"] is True
+
+    def history(folder):  # every column but the wall time
+        return [line.rsplit(",", 1)[0] for line in (folder / "history.csv").read_text().splitlines()]
+
+    assert history(out) == history(tmp_path / "ref") and len(history(out)) == 41
+    # The final weights (not only the best epoch's, which may predate the kill) are bit-identical.
+    ref_final = torch.load(tmp_path / "ref" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    new_final = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(ref_final[key], new_final[key]) for key in ref_final)

@@ -1,0 +1,182 @@
+"""End to end: Snakemake runs the real workflow on tiny configs, offline, in a scratch copy of the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import NEGATIVE, POSITIVE, REPO
+
+pytestmark = pytest.mark.e2e
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+RULES = ["prepare", "clean", "split", "augment", "train", "baseline", "evaluate", "prune", "export", "report"]
+
+
+def scratch_project(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "params.yaml"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "workflow", root / "workflow")
+    shutil.copytree(REPO / "envs", root / "envs")
+    (root / "src").symlink_to(REPO / "src")  # rules take their code files as inputs
+    return root
+
+
+def snakemake(cwd: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", HF_HUB_OFFLINE="1")
+    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
+    return set(re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    project = scratch_project(tmp_path_factory.mktemp("tiny") / "project")
+    shutil.copy(REPO / "tests" / "fixtures" / "tiny.yaml", project / "tiny.yaml")
+    result = snakemake(project, "results/report.html", "--cores", "2", "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return project
+
+
+def test_the_whole_chain_produces_a_report_with_real_numbers(tiny_run):
+    results = tiny_run / "results"
+    metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
+    for name in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "auroc"):
+        assert 0.0 <= metrics[name] <= 1.0 and 0.0 <= metrics[f"baseline_{name}"] <= 1.0
+    assert metrics["test_rows"] == 60  # 240 sampled rows x 0.25
+    assert metrics["accuracy"] > 0.55  # real pretrained MiniLM: well above chance even after one tiny epoch
+    split = json.loads((results / "split" / "summary.json").read_text())
+    assert {k: v["rows"] for k, v in split["splits"].items()} == {"train": 132, "val": 48, "test": 60}
+    levels = json.loads((results / "prune" / "levels.json").read_text())
+    assert [level["sparsity"] for level in levels["levels"]] == [0.0, 0.5]
+    parity = json.loads((results / "export" / "parity.json").read_text())
+    assert parity["prediction_agreement"] == 1.0 and parity["max_abs_logit_diff"] < 1e-3
+    assert set(parity["latency_ms"]) == {"1", "8"}
+    train_config = yaml.safe_load((results / "train" / "config.yaml").read_text())
+    assert train_config["train"]["max_epochs"] == 1 and train_config["label_names"] == ["fresh", "rotten"]
+    html = (results / "report.html").read_text()
+    assert f"{metrics['accuracy']:.3f}" in html or f"{100 * metrics['accuracy']:.1f}" in html
+    for rule in RULES:
+        assert (results / "logs" / f"{rule}.log").stat().st_size > 0
+    assert not list(results.rglob("*.partial"))
+
+
+def test_a_second_run_has_nothing_to_do(tiny_run):
+    result = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_a_param_edit_reruns_exactly_the_rules_that_read_it(tiny_run):
+    export_only = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "export={latency_runs: 4, latency_batch_sizes: [1, 8]}")
+    assert planned_rules(export_only) == {"export", "report"}
+    train_change = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "seed=7")
+    assert planned_rules(train_change) == {"split", "augment", "train", "baseline", "evaluate", "prune", "export", "report"}
+
+
+def test_a_code_edit_reruns_the_rules_that_run_that_code(tiny_run, tmp_path):
+    # A rule's code is one of its inputs and judged by content: editing the baseline model reruns baseline onwards.
+    project = tiny_run
+    target = project / "src"
+    real = target.resolve()
+    copy = tmp_path / "src"
+    shutil.copytree(real, copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    target.unlink()
+    target.symlink_to(copy)
+    try:
+        with open(copy / "tunepipe" / "models" / "baseline.py", "a") as handle:
+            handle.write("\n# an edit\n")
+        result = snakemake(project, "results/report.html", "-n", "--configfile", "tiny.yaml")
+        assert {"baseline", "evaluate", "report"} <= planned_rules(result)
+        assert "prepare" not in planned_rules(result) and "split" not in planned_rules(result)
+    finally:
+        target.unlink()
+        target.symlink_to(real)
+
+
+def test_invalid_params_stop_before_any_job_with_the_key_named(tiny_run):
+    result = snakemake(tiny_run, "results/report.html", "-n", "--config", "train={max_epoch: 3}")
+    assert result.returncode != 0
+    assert "train.max_epoch: unknown key; did you mean 'max_epochs'?" in result.stdout + result.stderr
+
+
+def test_lint_has_no_findings():
+    result = snakemake(REPO, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_users_own_csv_and_local_model_run_end_to_end(tmp_path, tiny_model_dir):
+    """The path a user takes with their own data: point data.* at a CSV and model.pretrained at a folder."""
+    project = scratch_project(tmp_path / "project")
+    rng = random.Random(0)
+    rows = ["opinion,verdict"]
+    for i in range(40):
+        for verdict, pool in (("up", POSITIVE), ("down", NEGATIVE)):
+            words = rng.choice(pool).split()
+            rng.shuffle(words)
+            rows.append(f'"{" ".join(words)} number {i}",{verdict}')
+    (project / "reviews.csv").write_text("\n".join(rows) + "\n")
+    (project / "mine.yaml").write_text(yaml.safe_dump({
+        "data": {"source": "file", "path": "reviews.csv", "text_column": "opinion", "label_column": "verdict", "labels": None},
+        "model": {"pretrained": str(tiny_model_dir), "max_length": 24},
+        "train": {"max_epochs": 1, "batch_size": 8, "head_init": "random"},
+        "prune": {"sparsities": [0.3]},
+        "export": {"latency_batch_sizes": [1], "latency_runs": 2},
+    }))
+    result = snakemake(project, "results/report.html", "--cores", "2", "--configfile", "mine.yaml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    confusion = json.loads((project / "results" / "evaluate" / "confusion.json").read_text())
+    assert confusion["labels"] == ["down", "up"]
+    assert sum(map(sum, confusion["matrix"])) == 16  # 80 rows x 0.2 test
+
+
+def test_bad_user_data_fails_with_the_file_and_leaves_no_output(tmp_path):
+    project = scratch_project(tmp_path / "project")
+    (project / "reviews.csv").write_text("text,label\n" + "".join(f"a good film number {i},pos\n" for i in range(20)))
+    (project / "mine.yaml").write_text(yaml.safe_dump({"data": {"source": "file", "path": "reviews.csv", "label_column": "label", "labels": None}}))
+    result = snakemake(project, "results/split/summary.json", "--cores", "1", "--configfile", "mine.yaml")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "only one class ('pos', 20 rows)" in output
+    assert not (project / "results" / "clean" / "rows.jsonl").exists()
+    assert (project / "results" / "prepare" / "rows.jsonl").exists()  # earlier, successful steps are kept
+
+
+def test_dvc_pipeline_is_valid_and_tracks_every_params_section():
+    from tunepipe.config import load_schema
+
+    dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    assert set(dvc_yaml["stages"]["pipeline"]["params"]) == set(load_schema()["properties"])
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    result = subprocess.run([str(Path(sys.executable).with_name("dvc")), "stage", "list"], cwd=REPO, capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and result.stdout.startswith("pipeline"), result.stderr
+
+
+def test_conda_envs_pin_the_same_versions_as_the_lock():
+    lock = {}
+    for line in (REPO / "requirements" / "lock.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            lock[name.lower().replace("_", "-")] = version
+    data_packages = dict(line.split("==") for line in (REPO / "requirements" / "data-packages.txt").read_text().splitlines() if "==" in line and not line.startswith("#"))
+    for env_file in sorted((REPO / "envs").glob("*.yaml")):
+        env = yaml.safe_load(env_file.read_text())
+        pip = next(item for item in env["dependencies"] if isinstance(item, dict))["pip"]
+        for spec in pip:
+            if spec.startswith("-e"):
+                continue
+            name, version = spec.split("==")
+            expected = lock.get(name.lower()) or data_packages.get(name)
+            assert version == expected, f"{env_file.name}: {name}=={version}, lock says {expected}"
