@@ -20,8 +20,8 @@ def train_cfg(default_params, **overrides):
 def run_fit(rows, work_dir, model_cfg, cfg, callbacks=()):
     labels = [0 if row["label"] == "neg" else 1 for row in rows]
     return fit(
-        train_texts=[row["text"] for row in rows[:36]], train_labels=labels[:36],
-        val_texts=[row["text"] for row in rows[36:]], val_labels=labels[36:],
+        train_rows=rows[:36], train_labels=labels[:36],
+        val_rows=rows[36:], val_labels=labels[36:],
         label_names=["neg", "pos"], model_cfg=model_cfg, train_cfg=cfg, seed=7, work_dir=work_dir, callbacks=callbacks,
     )
 

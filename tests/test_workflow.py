@@ -180,3 +180,26 @@ def test_conda_envs_pin_the_same_versions_as_the_lock():
             name, version = spec.split("==")
             expected = lock.get(name.lower()) or data_packages.get(name)
             assert version == expected, f"{env_file.name}: {name}=={version}, lock says {expected}"
+
+
+def test_the_image_preset_runs_end_to_end(tmp_path):
+    """Fashion-MNIST + EfficientNet-Lite0 through the same rules, selected by a preset file."""
+    if not Path("/usr/share/datasets/fashion-mnist").exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("dataset-fashion-mnist is not installed: `make setup` installs it when run as root")
+        pytest.skip("dataset-fashion-mnist is not installed")
+    project = scratch_project(tmp_path / "project")
+    shutil.copy(REPO / "tests" / "fixtures" / "tiny-image.yaml", project / "tiny-image.yaml")
+    result = snakemake(project, "results/report.html", "--cores", "2", "--configfile", "workflow/presets/image.yaml", "tiny-image.yaml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    results = project / "results"
+    confusion = json.loads((results / "evaluate" / "confusion.json").read_text())
+    assert len(confusion["labels"]) == 10 and "Ankle boot" in confusion["labels"]
+    metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.2  # ten classes: chance is 0.1
+    augment = json.loads((results / "augment" / "summary.json").read_text())
+    assert augment["modality"] == "image" and augment["augmented_rows"] > 0
+    assert all(Path(example["augmented"]).exists() for example in augment["examples"])
+    parity = json.loads((results / "export" / "parity.json").read_text())
+    assert parity["inputs"] == ["pixels"] and parity["prediction_agreement"] == 1.0
+    assert "<svg" in (results / "report.html").read_text()

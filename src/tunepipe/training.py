@@ -21,9 +21,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-from tunepipe.data.datamodule import EncodedTexts, TextDataModule
+from tunepipe.data.datamodule import ClassificationDataModule, encode_rows, load_processor
 from tunepipe.errors import TunepipeError
-from tunepipe.models.backbone import load_tokenizer
 from tunepipe.models.lightning_module import ClassifierModule, ProgressLog, RNGState
 
 log = logging.getLogger("tunepipe.train")
@@ -62,18 +61,18 @@ def resolve_hardware(train_cfg: dict[str, Any]) -> Hardware:
     return Hardware(accelerator, train_cfg["devices"] if on_gpu else 1, precision, "warn" if on_gpu else True)
 
 
-def linear_probe_head(module: ClassifierModule, data: EncodedTexts, batch_size: int) -> float:
-    """Fit a logistic regression on frozen mean-pooled embeddings and copy it into the head; returns its train accuracy."""
+def linear_probe_head(module: ClassifierModule, data, batch_size: int) -> float:
+    """Fit a logistic regression on frozen pooled embeddings and copy it into the head; returns its train accuracy."""
     from sklearn.linear_model import LogisticRegression
 
-    from tunepipe.data.datamodule import BucketBatchSampler, pad_batch
+    from tunepipe.data.datamodule import BucketBatchSampler
 
     model = module.model.eval()
     features = np.zeros((len(data), model.head.in_features), dtype=np.float32)
     with torch.inference_mode():
         for indices in BucketBatchSampler(data.lengths(), batch_size, seed=0, shuffle=False):
-            batch = pad_batch([data[i] for i in indices], data.pad_id)
-            features[indices] = model.embed(batch["input_ids"], batch["attention_mask"]).numpy()
+            batch = data.collate([data[i] for i in indices])
+            features[indices] = model.embed(**{name: batch[name] for name in model.input_names}).float().numpy()
     labels = np.asarray(data.labels)
     probe = LogisticRegression(max_iter=2000, C=1.0).fit(features, labels)
     weight, bias = probe.coef_, probe.intercept_
@@ -93,9 +92,9 @@ def fingerprint(*parts: Any) -> str:
 
 def fit(
     *,
-    train_texts: list[str],
+    train_rows: list[dict],
     train_labels: list[int],
-    val_texts: list[str],
+    val_rows: list[dict],
     val_labels: list[int],
     label_names: list[str],
     model_cfg: dict[str, Any],
@@ -104,6 +103,7 @@ def fit(
     work_dir: Path,
     probe_rows: list[int] | None = None,
     callbacks: tuple[pl.Callback, ...] = (),
+    modality: str = "text",
 ) -> TrainResult:
     """Fine-tune and return the best checkpoint's path, the per-epoch history and a summary."""
     from tunepipe.runtime import quiet_libraries
@@ -111,7 +111,7 @@ def fit(
     quiet_libraries()
     started = time.perf_counter()
     hardware = resolve_hardware(train_cfg)
-    run_id = fingerprint(model_cfg, train_cfg, seed, label_names, train_texts, train_labels, val_texts, val_labels)
+    run_id = fingerprint(modality, model_cfg, train_cfg, seed, label_names, train_rows, train_labels, val_rows, val_labels)
     work_dir.mkdir(parents=True, exist_ok=True)
     marker = work_dir / "run.json"
     last = work_dir / "last.ckpt"
@@ -122,19 +122,19 @@ def fit(
         marker.write_text(json.dumps({"run_id": run_id}) + "\n")
 
     pl.seed_everything(seed, workers=True, verbose=False)
-    tokenizer = load_tokenizer(model_cfg["pretrained"], model_cfg["allow_download"])
-    train_set = EncodedTexts(train_texts, train_labels, tokenizer, model_cfg["max_length"])
-    val_set = EncodedTexts(val_texts, val_labels, tokenizer, model_cfg["max_length"])
-    module = ClassifierModule(model_cfg, train_cfg, label_names)
+    processor = load_processor(modality, model_cfg)
+    train_set = encode_rows(modality, train_rows, train_labels, model_cfg, processor)
+    val_set = encode_rows(modality, val_rows, val_labels, model_cfg, processor)
+    module = ClassifierModule(model_cfg, train_cfg, label_names, modality)
     probe_accuracy = None
     if train_cfg["head_init"] == "linear_probe" and not resume:
-        rows = probe_rows if probe_rows is not None else list(range(len(train_texts)))
-        probe_set = EncodedTexts([train_texts[i] for i in rows], [train_labels[i] for i in rows], tokenizer, model_cfg["max_length"])
+        rows = probe_rows if probe_rows is not None else list(range(len(train_rows)))
+        probe_set = encode_rows(modality, [train_rows[i] for i in rows], [train_labels[i] for i in rows], model_cfg, processor)
         log.info("linear probe on %d frozen embeddings to warm-start the head", len(probe_set))
         probe_accuracy = linear_probe_head(module, probe_set, batch_size=64)
         log.info("linear probe train accuracy %.4f", probe_accuracy)
 
-    datamodule = TextDataModule(
+    datamodule = ClassificationDataModule(
         train_set, val_set, train_cfg["batch_size"], eval_batch_size=max(64, train_cfg["batch_size"]), seed=seed,
         num_workers=train_cfg["num_workers"], pin_memory=hardware.accelerator == "gpu",
     )
@@ -159,7 +159,7 @@ def fit(
     )
     if resume:
         log.info("resuming from %s", last)
-    log.info("training on %s (%s), %d texts, %d epochs max", hardware.accelerator, hardware.precision, len(train_set), train_cfg["max_epochs"])
+    log.info("training on %s (%s), %d rows, %d epochs max", hardware.accelerator, hardware.precision, len(train_set), train_cfg["max_epochs"])
     fit_started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
@@ -195,6 +195,7 @@ def fit(
         "samples_per_second": round(len(train_set) * epochs_run / fit_seconds, 2) if fit_seconds else None,
         "linear_probe_train_accuracy": probe_accuracy,
         "pretrained": model_cfg["pretrained"],
+        "modality": modality,
         "parameters": sum(p.numel() for p in module.model.parameters()),
     }
     return TrainResult(Path(best_ckpt.best_model_path), progress.history, summary)

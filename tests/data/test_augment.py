@@ -39,3 +39,11 @@ def test_deletion_never_removes_more_than_half_of_the_words():
     for seed in range(50):
         out = augment_text(text, p_delete=0.9, p_swap=0.0, rng=random.Random(seed))
         assert len(out.split()) >= 4
+
+
+def test_masking_replaces_words_with_the_mask_token():
+    text = "one two three four five six seven eight nine ten"
+    out = augment_text(text, p_delete=0.0, p_swap=0.0, p_mask=0.5, mask_token="[MASK]", rng=random.Random(1))
+    words = out.split()
+    assert len(words) == 10 and 0 < words.count("[MASK]") < 10
+    assert [w for w in words if w != "[MASK]"] == [w for w, o in zip(text.split(), words) if o != "[MASK]"]

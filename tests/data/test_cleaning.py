@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tunepipe.data.cleaning import REASONS, clean_texts
+from tunepipe.data.cleaning import TEXT_REASONS, clean_texts
 from tunepipe.errors import DataError
 
 
@@ -16,8 +16,11 @@ def frame(rows):
 def test_each_reason_is_counted_once_with_examples():
     rows = [
         ("a truly great film here", "pos"),
-        ("a  truly GREAT film here ", "pos"),  # duplicate after normalisation
+        ("a  truly GREAT film, here!", "pos"),  # near-duplicate: case, spacing and punctuation folded
+        ("a truly great film here", "pos"),  # exact duplicate
         ("   ", "pos"),  # empty
+        ("broken \ufffd bytes in this review", "pos"),  # invalid encoding
+        ("one two three four five six seven eight nine ten eleven", "neg"),  # too long
         ("fine", "pos"),  # too short
         ("an awful boring film indeed", "neg"),
         ("a plot summary of the film", "plot"),  # undeclared label
@@ -27,14 +30,16 @@ def test_each_reason_is_counted_once_with_examples():
         ("another good movie to see", "pos"),
         ("another bad movie to skip", "neg"),
     ]
-    kept, report = clean_texts(frame(rows), labels=["pos", "neg"], min_words=3)
-    assert report.removed == {"empty": 1, "missing_label": 1, "undeclared_label": 1, "too_short": 1, "conflicting_label": 2, "duplicate": 1}
+    kept, report = clean_texts(frame(rows), labels=["pos", "neg"], min_words=3, max_words=10)
+    assert report.removed == {"empty": 1, "invalid_encoding": 1, "missing_label": 1, "undeclared_label": 1, "too_short": 1,
+                              "too_long": 1, "conflicting_label": 2, "duplicate": 1, "near_duplicate": 1}
     assert report.kept_rows == len(kept) == 4
     assert report.input_rows == len(rows)
     assert report.examples["too_short"] == ["fine"]
-    assert report.examples["duplicate"] == ["a truly GREAT film here"]
+    assert report.examples["near_duplicate"] == ["a truly GREAT film, here!"]
     assert report.labels == {"pos": 2, "neg": 2}
-    assert set(report.removed) == set(REASONS)
+    assert set(report.removed) == set(TEXT_REASONS)
+    assert "key" in kept  # the split keeps near-duplicates together by this key
 
 
 def test_whitespace_is_normalised_in_kept_rows():
@@ -61,7 +66,8 @@ def test_nothing_left_is_an_error_naming_the_source():
         clean_texts(frame([("x", "pos"), ("y", "neg")]), labels=None, min_words=3, source="mine.csv")
 
 
-def test_imbalance_ratio():
+def test_imbalance_figures():
     rows = [(f"good film number {i}", "pos") for i in range(6)] + [(f"bad film number {i}", "neg") for i in range(2)]
     _, report = clean_texts(frame(rows), labels=None, min_words=1)
     assert report.imbalance_ratio == 3.0
+    assert report.as_dict()["label_shares"] == {"neg": 0.25, "pos": 0.75}

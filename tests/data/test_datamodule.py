@@ -36,7 +36,7 @@ def test_padding_and_attention_mask(tiny_model_dir):
     tokenizer = load_tokenizer(str(tiny_model_dir))
     data = EncodedTexts(["short", "a somewhat longer text here", "x " * 100], [0, 1, 0], tokenizer, max_length=10)
     assert max(data.lengths()) == 10  # truncated
-    batch = Collate(data.pad_id)([data[0], data[1]])
+    batch = Collate(data)([data[0], data[1]])
     assert batch["input_ids"].shape == batch["attention_mask"].shape
     assert batch["attention_mask"][0].sum() == data.lengths()[0]
     assert batch["labels"].tolist() == [0, 1]

@@ -41,9 +41,37 @@ def test_equal_texts_never_straddle_splits_even_without_deduplication():
 
 def test_leakage_check_fails_loudly():
     a = pd.DataFrame([{"id": "1", "text": "Same Text", "label": "pos"}])
-    b = pd.DataFrame([{"id": "2", "text": "same  text", "label": "pos"}])
-    with pytest.raises(DataError, match="leakage: the text 'same  text' is in both train and test"):
+    b = pd.DataFrame([{"id": "2", "text": "same,  text!", "label": "pos"}])
+    with pytest.raises(DataError, match="leakage: row 2 .'same text'. is in both train and test"):
         assert_no_leakage({"train": a, "test": b})
+
+
+def test_rows_of_one_group_never_straddle_splits():
+    frame = rows().assign(group=[f"movie{i // 5}" for i in range(100)])
+    parts = split_rows(frame, val_fraction=0.1, test_fraction=0.2, seed=5)
+    homes = {}
+    for name, part in parts.items():
+        for group in part["group"]:
+            assert homes.setdefault(group, name) == name
+    assert len(homes) == 20
+
+
+def test_a_group_shared_across_splits_is_caught():
+    a = pd.DataFrame([{"id": "1", "text": "one", "label": "pos", "group": "g1"}])
+    b = pd.DataFrame([{"id": "2", "text": "two", "label": "pos", "group": "g1"}])
+    with pytest.raises(DataError, match="leakage: group 'g1' is in both train and val"):
+        assert_no_leakage({"train": a, "val": b})
+
+
+def test_folds_are_stratified_and_keep_groups_together():
+    from tunepipe.data.splitting import assign_folds
+
+    frame = rows(60, 40).assign(group=[f"g{i // 2}" for i in range(100)])
+    folds = assign_folds(frame, 4, seed=0)
+    assert sorted(folds.unique()) == [0, 1, 2, 3]
+    assert frame.assign(fold=folds).groupby("group")["fold"].nunique().max() == 1
+    per_fold = frame.assign(fold=folds).groupby("fold")["label"].value_counts().unstack()
+    assert per_fold["pos"].min() >= 12 and per_fold["neg"].min() >= 8
 
 
 def test_too_few_rows_in_a_class_is_explained():

@@ -1,4 +1,6 @@
 # Shared helpers: validate params once, before any job runs, and describe each rule's code inputs.
+import os
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -12,6 +14,10 @@ except ParamsError as error:
     raise WorkflowError(str(error)) from None
 
 SRC = Path("src/tunepipe")
+
+# Jobs run `python -m tunepipe.stages...`: make that the interpreter Snakemake itself runs in, so
+# `.venv/bin/snakemake` works without activating the venv (--use-conda jobs put their env first).
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def code(*parts):

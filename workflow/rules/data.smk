@@ -3,14 +3,14 @@
 
 rule prepare:
     input:
-        code=code("stages/prepare.py", "data/readers.py"),
+        code=code("stages/prepare.py", "data/readers.py", "data/images.py"),
     output:
         rows="results/prepare/rows.jsonl",
         summary="results/prepare/summary.json",
     log:
         "results/logs/prepare.log",
     params:
-        cfg=params_for("data"),
+        cfg=params_for("seed", "data"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -24,7 +24,7 @@ rule prepare:
 rule clean:
     input:
         rows=rules.prepare.output.rows,
-        code=code("stages/clean.py", "data/cleaning.py", "data/text.py"),
+        code=code("stages/clean.py", "data/cleaning.py", "data/text.py", "data/images.py"),
     output:
         rows="results/clean/rows.jsonl",
         report="results/clean/report.json",
@@ -69,17 +69,17 @@ rule split:
 rule augment:
     input:
         train=rules.split.output.train,
-        code=code("stages/augment.py", "data/augment.py"),
+        code=code("stages/augment.py", "data/augment.py", "data/images.py"),
     output:
         train="results/augment/train.jsonl",
         summary="results/augment/summary.json",
     log:
         "results/logs/augment.log",
     params:
-        cfg=params_for("seed", "augment", "report"),
-    threads: 1
+        cfg=params_for("seed", "data", "augment", "report"),
+    threads: 2
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
     conda:
         "../../envs/data.yaml"
     shell:

@@ -5,7 +5,7 @@ rule train:
     input:
         train=rules.augment.output.train,
         val=rules.split.output.val,
-        code=code("stages/train.py", "training.py", "models", "data/datamodule.py", "data/labels.py"),
+        code=code("stages/train.py", "training.py", "models", "data/datamodule.py", "data/images.py", "data/labels.py"),
     output:
         best="results/train/best.ckpt",
         history="results/train/history.csv",
@@ -31,7 +31,7 @@ rule baseline:
     input:
         train=rules.split.output.train,
         test=rules.split.output.test,
-        code=code("stages/baseline.py", "models/baseline.py", "evaluation.py"),
+        code=code("stages/baseline.py", "models/baseline.py", "evaluation.py", "data/images.py"),
     output:
         metrics="results/baseline/metrics.json",
     log:
@@ -53,7 +53,7 @@ rule evaluate:
         best=rules.train.output.best,
         test=rules.split.output.test,
         baseline=rules.baseline.output.metrics,
-        code=code("stages/evaluate.py", "models", "data/datamodule.py", "evaluation.py"),
+        code=code("stages/evaluate.py", "models", "data/datamodule.py", "data/images.py", "evaluation.py"),
     output:
         metrics="results/evaluate/metrics.json",
         confusion="results/evaluate/confusion.json",

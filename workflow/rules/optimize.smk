@@ -6,7 +6,7 @@ rule prune:
         best=rules.train.output.best,
         val=rules.split.output.val,
         test=rules.split.output.test,
-        code=code("stages/prune.py", "optimize/pruning.py", "models", "data/datamodule.py", "evaluation.py"),
+        code=code("stages/prune.py", "optimize/pruning.py", "models", "data/datamodule.py", "data/images.py", "evaluation.py"),
     output:
         model="results/prune/model.pt",
         levels="results/prune/levels.json",
@@ -29,7 +29,7 @@ rule export:
     input:
         model=rules.prune.output.model,
         test=rules.split.output.test,
-        code=code("stages/export.py", "optimize/onnx_export.py", "models", "data/datamodule.py"),
+        code=code("stages/export.py", "optimize/onnx_export.py", "models", "data/datamodule.py", "data/images.py"),
     output:
         onnx="results/export/model.onnx",
         parity="results/export/parity.json",

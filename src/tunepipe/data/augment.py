@@ -1,11 +1,12 @@
-"""Text augmentation: random word deletion and adjacent-word swaps, seeded per row."""
+"""Augmentation, seeded per row: random word deletion, adjacent swaps and masking for texts; flips, affine
+transforms, colour jitter and erasing (kornia) for images."""
 
 from __future__ import annotations
 
 import random
 
 
-def augment_text(text: str, *, p_delete: float, p_swap: float, rng: random.Random) -> str:
+def augment_text(text: str, *, p_delete: float, p_swap: float, rng: random.Random, p_mask: float = 0.0, mask_token: str = "[MASK]") -> str:
     words = text.split()
     if len(words) < 2:
         return text
@@ -18,21 +19,64 @@ def augment_text(text: str, *, p_delete: float, p_swap: float, rng: random.Rando
             break
         i = rng.randrange(len(kept) - 1)
         kept[i], kept[i + 1] = kept[i + 1], kept[i]
+    if p_mask:
+        kept = [mask_token if rng.random() < p_mask else word for word in kept]
     return " ".join(kept)
 
 
-def augment_rows(rows: list[dict], *, multiplier: float, p_delete: float, p_swap: float, seed: int) -> list[dict]:
-    """Return new rows (marked `augmented`), about `multiplier` x len(rows), each changed from its source."""
+def pick_sources(rows: list[dict], multiplier: float, seed: int) -> list[dict]:
+    """About `multiplier` x len(rows) source rows, each used at most ceil(multiplier) times."""
     rng = random.Random(seed)
     count = int(round(multiplier * len(rows)))
     if count == 0 or not rows:
         return []
-    sources = [rows[i % len(rows)] for i in rng.sample(range(len(rows) * max(1, int(multiplier) + 1)), count)]
+    return [rows[i % len(rows)] for i in rng.sample(range(len(rows) * max(1, int(multiplier) + 1)), count)]
+
+
+def augment_rows(rows: list[dict], *, multiplier: float, p_delete: float, p_swap: float, seed: int, p_mask: float = 0.0, mask_token: str = "[MASK]") -> list[dict]:
+    """Return new rows (marked `augmented`), about `multiplier` x len(rows), each changed from its source."""
     new_rows = []
-    for n, source in enumerate(sources):
+    for n, source in enumerate(pick_sources(rows, multiplier, seed)):
         row_rng = random.Random(f"{seed}:{source['id']}:{n}")
-        text = augment_text(source["text"], p_delete=p_delete, p_swap=p_swap, rng=row_rng)
+        text = augment_text(source["text"], p_delete=p_delete, p_swap=p_swap, rng=row_rng, p_mask=p_mask, mask_token=mask_token)
         if text == source["text"]:
             continue  # nothing changed: an exact copy adds weight, not variety
         new_rows.append({"id": f"{source['id']}-aug{n}", "text": text, "label": source["label"], "augmented": True, "source_id": source["id"]})
+    return new_rows
+
+
+def image_augmenter(cfg: dict):
+    """A kornia pipeline from `augment.image` params (no torchvision)."""
+    import kornia.augmentation as K
+
+    return K.AugmentationSequential(
+        K.RandomHorizontalFlip(p=cfg["hflip"]),
+        K.RandomAffine(degrees=cfg["degrees"], translate=(cfg["translate"], cfg["translate"]), scale=(1 - cfg["scale"], 1 + cfg["scale"]), p=1.0),
+        K.ColorJitter(brightness=cfg["brightness"], contrast=cfg["contrast"], p=0.8),
+        K.RandomErasing(p=cfg["erase"], scale=(0.02, 0.15)),
+    )
+
+
+def augment_images(rows: list[dict], *, multiplier: float, cfg: dict, seed: int, out_dir) -> list[dict]:
+    """Write augmented copies of training images as PNG files into `out_dir`; return their rows."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from tunepipe.data.images import open_image, save_png
+
+    augmenter = image_augmenter(cfg)
+    out_dir = Path(out_dir)
+    new_rows = []
+    for n, source in enumerate(pick_sources(rows, multiplier, seed)):
+        image = np.asarray(open_image(source["path"]).convert("RGB"), dtype=np.float32) / 255.0
+        tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
+        generator_seed = int.from_bytes(f"{seed}:{source['id']}:{n}".encode()[-8:].ljust(8, b"0"), "little") % (2**63)
+        torch.manual_seed(generator_seed)
+        with torch.no_grad():
+            augmented = augmenter(tensor)[0].clamp(0, 1)
+        path = out_dir / f"{source['id']}-aug{n}.png"
+        save_png((augmented.numpy() * 255).round().astype(np.uint8), path)
+        new_rows.append({"id": f"{source['id']}-aug{n}", "path": str(path.resolve()), "label": source["label"], "augmented": True, "source_id": source["id"]})
     return new_rows

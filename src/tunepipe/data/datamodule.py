@@ -1,10 +1,14 @@
-"""Tokenised datasets, length-bucketed batches and the Lightning DataModule for text classification."""
+"""Datasets for each modality (tokenised texts, decoded images), bucketed batches and the Lightning DataModule.
+
+Every dataset has `collate(items) -> batch dict` (model inputs by name, plus `labels`) and `lengths()`.
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -28,6 +32,47 @@ class EncodedTexts(Dataset):
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
 
+    def collate(self, items: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
+        return pad_batch(items, self.pad_id)
+
+
+class ImageTensors(Dataset):
+    """Images decoded once up front to uint8 (3, size, size); the model scales them."""
+
+    def __init__(self, paths: Sequence[str], labels: Sequence[int] | None, size: int) -> None:
+        from tunepipe.data.images import open_image, to_array
+
+        arrays = [to_array(open_image(path), size) for path in paths]
+        self.pixels = torch.from_numpy(np.stack(arrays)) if arrays else torch.empty((0, 3, size, size), dtype=torch.uint8)
+        self.labels = list(labels) if labels is not None else [-1] * len(arrays)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.pixels[index], self.labels[index]
+
+    def lengths(self) -> list[int]:
+        return [1] * len(self.labels)
+
+    def collate(self, items: list[tuple[torch.Tensor, int]]) -> dict[str, torch.Tensor]:
+        return {"pixels": torch.stack([pixels for pixels, _ in items]), "labels": torch.tensor([label for _, label in items], dtype=torch.long)}
+
+
+def load_processor(modality: str, model_cfg: dict):
+    """What turns raw rows into model inputs: a tokenizer for text, nothing for images."""
+    if modality == "image":
+        return None
+    from tunepipe.models.backbone import load_tokenizer
+
+    return load_tokenizer(model_cfg["pretrained"], model_cfg["allow_download"])
+
+
+def encode_rows(modality: str, rows: Sequence[dict], labels: Sequence[int] | None, model_cfg: dict, processor=None) -> Dataset:
+    if modality == "image":
+        return ImageTensors([row["path"] for row in rows], labels, model_cfg["image_size"])
+    return EncodedTexts([row["text"] for row in rows], labels, processor, model_cfg["max_length"])
+
 
 def pad_batch(items: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
     width = max(len(ids) for ids, _ in items)
@@ -41,11 +86,13 @@ def pad_batch(items: list[tuple[list[int], int]], pad_id: int) -> dict[str, torc
 
 
 class Collate:
-    def __init__(self, pad_id: int) -> None:
-        self.pad_id = pad_id
+    """Picklable collate function (DataLoader workers) that defers to the dataset's own."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
 
     def __call__(self, items):
-        return pad_batch(items, self.pad_id)
+        return self.dataset.collate(items)
 
 
 class EpochClock:
@@ -100,18 +147,18 @@ class BucketBatchSampler(Sampler[list[int]]):
         yield from batches
 
 
-class TextDataModule(pl.LightningDataModule):
-    def __init__(self, train: EncodedTexts, val: EncodedTexts, batch_size: int, eval_batch_size: int, seed: int, num_workers: int, pin_memory: bool) -> None:
+class ClassificationDataModule(pl.LightningDataModule):
+    def __init__(self, train: Dataset, val: Dataset, batch_size: int, eval_batch_size: int, seed: int, num_workers: int, pin_memory: bool) -> None:
         super().__init__()
         self.train_set, self.val_set = train, val
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.seed, self.num_workers, self.pin_memory = seed, num_workers, pin_memory
 
-    def _loader(self, dataset: EncodedTexts, sampler: BucketBatchSampler) -> DataLoader:
+    def _loader(self, dataset: Dataset, sampler: BucketBatchSampler) -> DataLoader:
         return DataLoader(
             dataset,
             batch_sampler=sampler,
-            collate_fn=Collate(dataset.pad_id),
+            collate_fn=Collate(dataset),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
         )

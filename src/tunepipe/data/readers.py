@@ -1,7 +1,8 @@
-"""Read the raw labelled texts: the bundled Rotten Tomatoes snippets, or a user's CSV/JSONL/Parquet file.
+"""Read the raw labelled data: bundled datasets (Rotten Tomatoes texts, Fashion-MNIST images), or a user's
+CSV/JSONL/Parquet file or image folder.
 
-Every reader returns a DataFrame with columns `id`, `text`, `label` (strings), whatever the source's
-column names were; problems are raised as DataError naming the file and the fix.
+Every reader returns a DataFrame with columns `id`, `label` and `text` (text) or `path` (image), whatever the
+source's column names were; problems are raised as DataError naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class DataSource:
     format: str
     text_column: str
     label_column: str
+    modality: str = "text"
+    image_column: str = "path"
+    group_column: str | None = None
 
 
 def bundled_rotten_tomatoes() -> Path:
@@ -42,13 +46,22 @@ def bundled_rotten_tomatoes() -> Path:
 
 
 def resolve_source(data: dict) -> DataSource:
+    modality = data.get("modality", "text")
+    columns = dict(text_column=data["text_column"], label_column=data["label_column"], modality=modality,
+                   image_column=data.get("image_column", "path"), group_column=data.get("group_column"))
     if data["source"] == "rotten_tomatoes":
-        return DataSource("rotten_tomatoes", bundled_rotten_tomatoes(), "csv", data["text_column"], data["label_column"])
+        return DataSource("rotten_tomatoes", bundled_rotten_tomatoes(), "csv", **columns)
+    if data["source"] == "fashion_mnist":
+        from tunepipe.data.images import FASHION_MNIST_DIR
+
+        return DataSource("fashion_mnist", FASHION_MNIST_DIR, "idx", **columns)
     path = Path(data["path"]).expanduser()
+    if data["source"] == "folder":
+        return DataSource("folder", path, "folder", **columns)
     fmt = data["format"]
     if fmt == "auto":
         fmt = detect_format(path)
-    return DataSource("file", path, fmt, data["text_column"], data["label_column"])
+    return DataSource("file", path, fmt, **columns)
 
 
 def detect_format(path: Path) -> str:
@@ -82,6 +95,81 @@ def _read_table(source: DataSource) -> pd.DataFrame:
         raise DataError(f"{path}: could not be read as {source.format.upper()}: {exc}. Check data.format and the file.") from exc
 
 
+def read_rows(source: DataSource, image_dir: Path | None = None) -> pd.DataFrame:
+    """The raw rows of any source; bundled images are written as PNG files into `image_dir`."""
+    if source.kind == "fashion_mnist":
+        return _fashion_mnist_rows(source, image_dir)
+    if source.kind == "folder":
+        from tunepipe.data.images import folder_tree
+
+        tree = folder_tree(source.path)
+        return pd.DataFrame({"id": [str(i) for i in range(len(tree))], "path": tree["path"], "label": tree["label"]})
+    if source.modality == "image":
+        return _image_table_rows(source)
+    return read_labelled_texts(source)
+
+
+def _fashion_mnist_rows(source: DataSource, image_dir: Path | None) -> pd.DataFrame:
+    from tunepipe.data.images import FASHION_MNIST_LABELS, fashion_mnist, save_png
+
+    if image_dir is None:
+        raise ValueError("image_dir is required for bundled image datasets")
+    images, labels = fashion_mnist(source.path)
+    rows = []
+    for index in range(len(images)):
+        path = image_dir / f"{index:05d}.png"
+        rows.append({"id": str(index), "path": str(path.resolve()), "label": FASHION_MNIST_LABELS[labels[index]], "_index": index})
+    frame = pd.DataFrame(rows)
+    frame.attrs["pixels"] = images
+    return frame
+
+
+def write_bundled_images(frame: pd.DataFrame) -> None:
+    """Write the PNG files of the rows kept from a bundled image dataset (after sampling, so only those)."""
+    from tunepipe.data.images import save_png
+
+    pixels = frame.attrs.get("pixels")
+    if pixels is None or "_index" not in frame:
+        return
+    for path, index in zip(frame["path"], frame["_index"]):
+        save_png(pixels[index], Path(path))
+
+
+def _image_table_rows(source: DataSource) -> pd.DataFrame:
+    table = _read_table(source)
+    missing = [col for col in (source.image_column, source.label_column) if col not in table.columns]
+    if missing:
+        found = ", ".join(map(str, table.columns)) or "(none)"
+        which = " and ".join(f"'{col}'" for col in missing)
+        raise DataError(f"{source.path}: column {which} not found; the file has: {found}. Set data.image_column / data.label_column.")
+    if table.empty:
+        raise DataError(f"{source.path}: no data rows (only a header). Add rows of image path and label.")
+    base = source.path.parent
+    paths = [str((base / str(p)).resolve()) if not Path(str(p)).is_absolute() else str(p) for p in table[source.image_column]]
+    frame = pd.DataFrame({"id": [str(i) for i in range(len(table))], "path": paths, "label": table[source.label_column].astype(str)})
+    return _with_group(frame, table, source)
+
+
+def _with_group(frame: pd.DataFrame, table: pd.DataFrame, source: DataSource) -> pd.DataFrame:
+    if source.group_column is None:
+        return frame
+    if source.group_column not in table.columns:
+        raise DataError(f"{source.path}: group column {source.group_column!r} (data.group_column) not found; the file has: {', '.join(map(str, table.columns))}.")
+    return frame.assign(group=table[source.group_column].astype(str).values)
+
+
+def cap_rows(frame: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
+    """A stratified, seeded sample of at most `max_rows` rows (keeps big bundled datasets quick)."""
+    if max_rows is None or len(frame) <= max_rows:
+        return frame
+    from sklearn.model_selection import train_test_split
+
+    sample, _ = train_test_split(frame, train_size=max_rows, stratify=frame["label"], random_state=seed)
+    result = sample.sort_index()
+    result.attrs.update(frame.attrs)
+    return result
+
+
 def read_labelled_texts(source: DataSource) -> pd.DataFrame:
     table = _read_table(source)
     missing = [col for col in (source.text_column, source.label_column) if col not in table.columns]
@@ -101,4 +189,4 @@ def read_labelled_texts(source: DataSource) -> pd.DataFrame:
             "label": table[source.label_column].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v)),
         }
     )
-    return frame
+    return _with_group(frame, table, source)

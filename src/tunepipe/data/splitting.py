@@ -1,9 +1,10 @@
-"""Stratified, seeded train/val/test split with a leakage check: no text lands in two splits."""
+"""Stratified, seeded train/val/test split with no leakage: near-duplicates (same cleaning `key`) and rows of
+one group (`data.group_column`) always land in the same split; a check verifies it and fails loudly."""
 
 from __future__ import annotations
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from tunepipe.data.text import dedup_key
 from tunepipe.errors import DataError
@@ -18,22 +19,49 @@ def stratified_sample(frame: pd.DataFrame, max_rows: int | None, seed: int) -> p
     return sample.sort_index()
 
 
+def leakage_keys(frame: pd.DataFrame) -> pd.Series:
+    """The near-duplicate key of each row (from cleaning; recomputed for text rows that lack it)."""
+    if "key" in frame:
+        return frame["key"].astype(str)
+    return frame["text"].map(dedup_key)
+
+
+def connected_groups(frame: pd.DataFrame) -> pd.Series:
+    """Rows linked by an equal key or an equal group id form one component (union-find)."""
+    parent = list(range(len(frame)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    columns = [leakage_keys(frame)] + ([frame["group"].astype(str)] if "group" in frame else [])
+    for column in columns:
+        first: dict[str, int] = {}
+        for position, value in enumerate(column):
+            if value in first:
+                parent[find(position)] = find(first[value])
+            else:
+                first[value] = position
+    return pd.Series([find(i) for i in range(len(frame))], index=frame.index)
+
+
 def split_rows(frame: pd.DataFrame, *, val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
-    """Split rows by label proportion; texts equal after normalisation are kept in the same split."""
+    """Split rows by label proportion, whole components at a time."""
     counts = frame["label"].value_counts()
-    smallest = counts.min()
-    if smallest < 3:
+    if counts.min() < 3:
         raise DataError(
-            f"label {counts.idxmin()!r} has only {smallest} row(s); each label needs at least 3 rows "
+            f"label {counts.idxmin()!r} has only {counts.min()} row(s); each label needs at least 3 rows "
             "(one per split) to stratify. Add data or drop that label from data.labels."
         )
-    # Group equal texts (should be none after cleaning, but users may turn deduplication off).
-    keys = frame["text"].map(dedup_key)
-    groups = frame.assign(_key=keys).groupby("_key", sort=False).agg(label=("label", "first"), rows=("id", list))
-    groups = groups.reset_index()
+    frame = frame.reset_index(drop=True)
+    component = connected_groups(frame)
+    groups = frame.assign(_component=component).groupby("_component", sort=False).agg(label=("label", "first"), rows=("id", list)).reset_index()
+    if groups["label"].value_counts().min() < 3:
+        raise DataError("too few independent groups per label to split (rows of one group or near-duplicates stay together); add data or check data.group_column.")
     rest, test = train_test_split(groups, test_size=test_fraction, stratify=groups["label"], random_state=seed)
-    val_share = val_fraction / (1.0 - test_fraction)
-    train, val = train_test_split(rest, test_size=val_share, stratify=rest["label"], random_state=seed)
+    train, val = train_test_split(rest, test_size=val_fraction / (1.0 - test_fraction), stratify=rest["label"], random_state=seed)
     by_id = frame.set_index("id")
     result = {}
     for name, part in zip(SPLITS, (train, val, test)):
@@ -43,11 +71,26 @@ def split_rows(frame: pd.DataFrame, *, val_fraction: float, test_fraction: float
     return result
 
 
+def assign_folds(train: pd.DataFrame, folds: int, seed: int) -> pd.Series:
+    """A fold number per training row for k-fold cross-validation: stratified by label, whole groups per fold."""
+    if folds < 2:
+        raise ValueError("folds must be at least 2")
+    if train["label"].value_counts().min() < folds:
+        raise DataError(f"split.folds is {folds} but a label has only {train['label'].value_counts().min()} training rows; lower split.folds.")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    fold = pd.Series(-1, index=train.index)
+    for number, (_, held_out) in enumerate(splitter.split(train, train["label"], groups=connected_groups(train))):
+        fold.iloc[held_out] = number
+    return fold
+
+
 def assert_no_leakage(splits: dict[str, pd.DataFrame]) -> None:
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}
     for name, part in splits.items():
-        for text in part["text"]:
-            key = dedup_key(text)
-            other = seen.setdefault(key, name)
-            if other != name:
-                raise DataError(f"leakage: the text {text[:60]!r} is in both {other} and {name}.")
+        columns = [("near-duplicate of", leakage_keys(part))] + ([("group", part["group"].astype(str))] if "group" in part else [])
+        for kind, values in columns:
+            for value, row_id in zip(values, part["id"]):
+                other = seen.setdefault((kind, value), name)
+                if other != name:
+                    what = f"group {value!r}" if kind == "group" else f"row {row_id} ({value[:60]!r})"
+                    raise DataError(f"leakage: {what} is in both {other} and {name}.")

@@ -6,6 +6,8 @@ import re
 import unicodedata
 
 _SPACE = re.compile(r"\s+")
+_PUNCTUATION = re.compile(r"[^\w\s]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def normalise_whitespace(text: str) -> str:
@@ -13,8 +15,14 @@ def normalise_whitespace(text: str) -> str:
 
 
 def dedup_key(text: str) -> str:
-    """Texts with equal keys count as the same text: Unicode NFKC, case folded, white space collapsed."""
-    return normalise_whitespace(unicodedata.normalize("NFKC", text)).casefold()
+    """Texts with equal keys are near-duplicates: Unicode NFKC, case folded, punctuation dropped, white space collapsed."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return normalise_whitespace(_PUNCTUATION.sub(" ", folded))
+
+
+def has_invalid_encoding(text: str) -> bool:
+    """U+FFFD (a byte sequence some earlier tool could not decode) or control characters."""
+    return "\ufffd" in text or bool(_CONTROL.search(text))
 
 
 def word_count(text: str) -> int:

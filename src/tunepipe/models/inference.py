@@ -1,23 +1,24 @@
-"""Batched inference for a TextClassifier: class probabilities in the original order of the texts."""
+"""Batched inference for any tunepipe classifier: logits in the original order of the rows."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
+from torch.utils.data import Dataset
 
-from tunepipe.data.datamodule import BucketBatchSampler, EncodedTexts, pad_batch
+from tunepipe.data.datamodule import BucketBatchSampler
+
+
+def model_inputs(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    return {name: batch[name].to(device) for name in model.input_names}
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, tokenizer, texts: Sequence[str], max_length: int, batch_size: int, device: str | torch.device = "cpu") -> torch.Tensor:
-    dataset = EncodedTexts(texts, None, tokenizer, max_length)
+def predict_logits(model: torch.nn.Module, dataset: Dataset, batch_size: int, device: str | torch.device = "cpu") -> torch.Tensor:
     model = model.to(device).eval()
     logits = torch.empty((len(dataset), model.head.out_features), dtype=torch.float32)
     for batch_indices in BucketBatchSampler(dataset.lengths(), batch_size, seed=0, shuffle=False):
-        batch = pad_batch([dataset[i] for i in batch_indices], dataset.pad_id)
-        out = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-        logits[batch_indices] = out.float().cpu()
+        batch = dataset.collate([dataset[i] for i in batch_indices])
+        logits[batch_indices] = model(**model_inputs(model, batch, device)).float().cpu()
     return logits
 
 

@@ -14,7 +14,7 @@ import torchmetrics
 from hydra.utils import instantiate
 from torch import nn
 
-from tunepipe.models.classifier import TextClassifier, build_classifier
+from tunepipe.models.classifier import build_classifier
 
 log = logging.getLogger("tunepipe.train")
 
@@ -32,27 +32,27 @@ def _val_metrics(num_labels: int) -> torchmetrics.MetricCollection:
 class ClassifierModule(pl.LightningModule):
     """Cross-entropy fine-tuning with separate learning rates for the pretrained encoder and the new head."""
 
-    def __init__(self, model_cfg: dict[str, Any], train_cfg: dict[str, Any], label_names: list[str]) -> None:
+    def __init__(self, model_cfg: dict[str, Any], train_cfg: dict[str, Any], label_names: list[str], modality: str = "text") -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model: TextClassifier = build_classifier(model_cfg, len(label_names))
+        self.model: nn.Module = build_classifier(model_cfg, len(label_names), modality=modality)
         # from_pretrained returns the encoder in eval mode and Lightning keeps submodule modes: without this the
         # encoder would be fine-tuned with its dropout off.
         self.model.train()
         self.loss = nn.CrossEntropyLoss()
         self.val_metrics = _val_metrics(len(label_names))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids, attention_mask)
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(**{name: batch[name] for name in self.model.input_names})
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["input_ids"], batch["attention_mask"])
+        logits = self(batch)
         loss = self.loss(logits.float(), batch["labels"])
         self.log("train_loss", loss, on_step=True, on_epoch=True, batch_size=len(batch["labels"]))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits = self(batch["input_ids"], batch["attention_mask"]).float()
+        logits = self(batch).float()
         loss = self.loss(logits, batch["labels"])
         self.val_metrics.update(logits.softmax(dim=-1), batch["labels"])
         self.log("val_loss", loss, on_epoch=True, batch_size=len(batch["labels"]))
@@ -125,7 +125,7 @@ class ProgressLog(pl.Callback):
         eta = (total - step) / rate if rate else 0.0
         loss = trainer.callback_metrics.get("train_loss_step")
         log.info(
-            "epoch %d/%d  step %d/%d  loss %.4f  %.1f texts/s  epoch eta %.0fs",
+            "epoch %d/%d  step %d/%d  loss %.4f  %.1f rows/s  epoch eta %.0fs",
             trainer.current_epoch + 1, trainer.max_epochs, step, total, float(loss) if loss is not None else float("nan"),
             self._seen / elapsed if elapsed else 0.0, eta,
         )

@@ -1,4 +1,4 @@
-"""Export a TextClassifier to ONNX with dynamic batch and sequence axes, then prove it computes the same thing."""
+"""Export a classifier to ONNX with dynamic batch (and sequence) axes, then prove it computes the same thing."""
 
 from __future__ import annotations
 
@@ -12,28 +12,32 @@ from typing import Any
 import numpy as np
 import torch
 
-from tunepipe.data.datamodule import BucketBatchSampler, EncodedTexts, pad_batch
+from torch.utils.data import Dataset
+
+from tunepipe.data.datamodule import BucketBatchSampler
 from tunepipe.errors import TunepipeError
 
-INPUT_NAMES = ["input_ids", "attention_mask"]
-DYNAMIC_AXES = {
-    "input_ids": {0: "batch", 1: "sequence"},
-    "attention_mask": {0: "batch", 1: "sequence"},
-    "logits": {0: "batch"},
-}
+
+def dynamic_axes(sample: dict[str, torch.Tensor], input_names: Sequence[str]) -> dict[str, dict[int, str]]:
+    """Batch is dynamic for every input; token inputs (2-D) also get a dynamic sequence axis."""
+    axes = {name: ({0: "batch", 1: "sequence"} if sample[name].dim() == 2 else {0: "batch"}) for name in input_names}
+    axes["logits"] = {0: "batch"}
+    return axes
 
 
 def export_onnx(model: torch.nn.Module, path: Path, sample: dict[str, torch.Tensor], opset: int, dynamo: bool) -> None:
     import onnx
 
     model = model.eval().cpu()
-    args = (sample["input_ids"], sample["attention_mask"])
-    kwargs: dict[str, Any] = {"input_names": INPUT_NAMES, "output_names": ["logits"], "opset_version": opset, "dynamo": dynamo}
+    names = list(model.input_names)
+    args = tuple(sample[name] for name in names)
+    axes = dynamic_axes(sample, names)
+    kwargs: dict[str, Any] = {"input_names": names, "output_names": ["logits"], "opset_version": opset, "dynamo": dynamo}
     if dynamo:
-        batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-        kwargs["dynamic_shapes"] = ({0: batch, 1: sequence}, {0: batch, 1: sequence})
+        dims = {"batch": torch.export.Dim("batch"), "sequence": torch.export.Dim("sequence")}
+        kwargs["dynamic_shapes"] = tuple({axis: dims[label] for axis, label in axes[name].items()} for name in names)
     else:
-        kwargs["dynamic_axes"] = DYNAMIC_AXES
+        kwargs["dynamic_axes"] = axes
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         # Tracing notes about Python-level branches in transformers; parity() below checks the graph for real.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -52,19 +56,23 @@ def ort_session(path: Path, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _feeds(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    return {name: batch[name].numpy() for name in INPUT_NAMES}
+def _feeds(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {name: batch[name].numpy() for name in model.input_names}
 
 
-def parity(model: torch.nn.Module, session, dataset: EncodedTexts, batch_size: int) -> dict[str, Any]:
+def _inputs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: batch[name] for name in model.input_names}
+
+
+def parity(model: torch.nn.Module, session, dataset: Dataset, batch_size: int) -> dict[str, Any]:
     """Run every text through both; the largest logit difference and how often the predicted class agrees."""
     max_diff, agree, total = 0.0, 0, 0
     model = model.eval().cpu()
     with torch.inference_mode():
         for indices in BucketBatchSampler(dataset.lengths(), batch_size, seed=0, shuffle=False):
-            batch = pad_batch([dataset[i] for i in indices], dataset.pad_id)
-            eager = model(batch["input_ids"], batch["attention_mask"]).numpy()
-            onnx_out = session.run(["logits"], _feeds(batch))[0]
+            batch = dataset.collate([dataset[i] for i in indices])
+            eager = model(**_inputs(model, batch)).numpy()
+            onnx_out = session.run(["logits"], _feeds(model, batch))[0]
             max_diff = max(max_diff, float(np.abs(eager - onnx_out).max()))
             agree += int((eager.argmax(1) == onnx_out.argmax(1)).sum())
             total += len(indices)
@@ -82,16 +90,15 @@ def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def latency(model: torch.nn.Module, session, dataset: EncodedTexts, batch_sizes: Sequence[int], runs: int) -> dict[str, dict[str, float]]:
-    """Median milliseconds per batch, ONNX Runtime vs eager PyTorch, on real texts of the test split."""
+def latency(model: torch.nn.Module, session, dataset: Dataset, batch_sizes: Sequence[int], runs: int) -> dict[str, dict[str, float]]:
+    """Median milliseconds per batch, ONNX Runtime vs eager PyTorch, on real rows of the test split."""
     result = {}
     model = model.eval().cpu()
     for size in batch_sizes:
-        items = [dataset[i % len(dataset)] for i in range(size)]
-        batch = pad_batch(items, dataset.pad_id)
-        feeds = _feeds(batch)
+        batch = dataset.collate([dataset[i % len(dataset)] for i in range(size)])
+        feeds, inputs = _feeds(model, batch), _inputs(model, batch)
         with torch.inference_mode():
-            eager_ms = median_ms(lambda: model(batch["input_ids"], batch["attention_mask"]), runs)
+            eager_ms = median_ms(lambda: model(**inputs), runs)
         ort_ms = median_ms(lambda: session.run(["logits"], feeds), runs)
         result[str(size)] = {"onnxruntime": round(ort_ms, 3), "eager": round(eager_ms, 3), "ratio": round(ort_ms / eager_ms, 3)}
     return result

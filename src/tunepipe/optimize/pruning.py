@@ -1,4 +1,4 @@
-"""Global magnitude pruning of the encoder's Linear weights (torch.nn.utils.prune), made permanent.
+"""Global magnitude pruning of the encoder's Linear and Conv2d weights (torch.nn.utils.prune), made permanent.
 
 Unstructured sparsity shrinks a compressed model but gives no speed-up in dense runtimes; structured
 pruning is what buys latency (a later stage).
@@ -16,9 +16,9 @@ from torch.nn.utils import prune
 
 
 def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    """Every Linear weight of the encoder; the small task head is left dense."""
+    """Every Linear and Conv2d weight of the encoder; the small task head is left dense."""
     encoder = getattr(model, "encoder", model)
-    return [(module, "weight") for module in encoder.modules() if isinstance(module, nn.Linear)]
+    return [(module, "weight") for module in encoder.modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
 
 
 def magnitude_prune(model: nn.Module, sparsity: float) -> nn.Module:

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from tunepipe.data.augment import augment_rows
+from tunepipe.data.augment import augment_images, augment_rows
 from tunepipe.io import read_jsonl, write_json, write_jsonl
 from tunepipe.stages.harness import Stage, StageContext, main
 
 
 def run(ctx: StageContext) -> None:
-    cfg = ctx.params["augment"]
+    cfg, seed = ctx.params["augment"], ctx.params["seed"]
     rows = read_jsonl(ctx.inputs["train"])
-    extra = augment_rows(rows, multiplier=cfg["multiplier"], p_delete=cfg["p_delete"], p_swap=cfg["p_swap"], seed=ctx.params["seed"])
-    originals = {row["id"]: row["text"] for row in rows}
+    if ctx.params["data"]["modality"] == "image":
+        from tunepipe import runtime
+
+        runtime.torch_threads(ctx.threads)
+        image_dir = ctx.outputs["train"].parent / "images"
+        extra = augment_images(rows, multiplier=cfg["multiplier"], cfg=cfg["image"], seed=seed, out_dir=image_dir)
+        field = "path"
+    else:
+        extra = augment_rows(rows, multiplier=cfg["multiplier"], p_delete=cfg["p_delete"], p_swap=cfg["p_swap"], seed=seed,
+                             p_mask=cfg["p_mask"], mask_token=cfg["mask_token"])
+        field = "text"
+    originals = {row["id"]: row[field] for row in rows}
     write_jsonl(ctx.outputs["train"], [dict(row, augmented=False) for row in rows] + extra)
     write_json(
         ctx.outputs["summary"],
@@ -19,7 +29,8 @@ def run(ctx: StageContext) -> None:
             "original_rows": len(rows),
             "augmented_rows": len(extra),
             "multiplier": cfg["multiplier"],
-            "examples": [{"original": originals[row["source_id"]], "augmented": row["text"]} for row in extra[: ctx.params["report"]["examples"]]],
+            "modality": ctx.params["data"]["modality"],
+            "examples": [{"original": originals[row["source_id"]], "augmented": row[field]} for row in extra[: ctx.params["report"]["examples"]]],
         },
     )
     ctx.log.info("%d training rows + %d augmented", len(rows), len(extra))
@@ -31,7 +42,7 @@ STAGE = Stage(
     inputs={"train": "JSONL rows of the train split"},
     outputs={"train": "JSONL: original + augmented training rows", "summary": "JSON: counts and before/after examples"},
     run=run,
-    params_help="seed, augment.multiplier, augment.p_delete, augment.p_swap, report.examples",
+    params_help="seed, data.modality, augment.*, report.examples",
 )
 
 if __name__ == "__main__":

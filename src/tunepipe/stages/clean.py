@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tunepipe.data.cleaning import clean_texts
+from tunepipe.data.cleaning import clean_images, clean_texts
 from tunepipe.io import read_jsonl, write_json, write_jsonl
 from tunepipe.stages.harness import Stage, StageContext, main
 
 
 def run(ctx: StageContext) -> None:
-    params = ctx.params
-    frame = pd.DataFrame(read_jsonl(ctx.inputs["rows"]), columns=["id", "text", "label"])
-    kept, report = clean_texts(
-        frame,
+    params, cfg = ctx.params, ctx.params["clean"]
+    frame = pd.DataFrame(read_jsonl(ctx.inputs["rows"]))
+    common = dict(
         labels=params["data"]["labels"],
-        min_words=params["clean"]["min_words"],
-        drop_duplicates=params["clean"]["drop_duplicates"],
-        drop_conflicting_labels=params["clean"]["drop_conflicting_labels"],
+        drop_duplicates=cfg["drop_duplicates"],
+        drop_conflicting_labels=cfg["drop_conflicting_labels"],
         max_examples=params["report"]["examples"],
         source=str(ctx.inputs["rows"]),
     )
+    if params["data"]["modality"] == "image":
+        kept, report = clean_images(frame, min_size=cfg["min_image_size"], **common)
+    else:
+        kept, report = clean_texts(frame, min_words=cfg["min_words"], max_words=cfg["max_words"], **common)
     write_jsonl(ctx.outputs["rows"], kept.to_dict(orient="records"))
     write_json(ctx.outputs["report"], report.as_dict())
     removed = {k: v for k, v in report.removed.items() if v}
@@ -29,11 +31,11 @@ def run(ctx: StageContext) -> None:
 
 STAGE = Stage(
     name="clean",
-    summary="Clean the raw rows and count every removal by reason.",
+    summary="Clean the raw rows (texts or images) and count every removal by reason, with examples.",
     inputs={"rows": "JSONL rows from prepare"},
     outputs={"rows": "JSONL of kept rows", "report": "JSON: removals per reason with examples, label counts"},
     run=run,
-    params_help="data.labels, clean.min_words, clean.drop_duplicates, clean.drop_conflicting_labels, report.examples",
+    params_help="data.modality, data.labels, clean.*, report.examples",
 )
 
 if __name__ == "__main__":

@@ -9,18 +9,18 @@ from tunepipe.stages.harness import Stage, StageContext, main
 
 def run(ctx: StageContext) -> None:
     from tunepipe import runtime
+    from tunepipe.data.datamodule import encode_rows, load_processor
     from tunepipe.evaluation import classification_metrics, confusion_matrix
-    from tunepipe.models.backbone import load_tokenizer
     from tunepipe.models.classifier import load_checkpoint
     from tunepipe.models.inference import pick_device, predict_logits
 
     runtime.torch_threads(ctx.threads)
     model, meta = load_checkpoint(ctx.inputs["best"])
-    names, model_cfg = meta["label_names"], meta["model_cfg"]
+    names, model_cfg, modality = meta["label_names"], meta["model_cfg"], meta["modality"]
     rows = read_jsonl(ctx.inputs["test"])
     targets = encode(rows, names, str(ctx.inputs["test"]))
-    tokenizer = load_tokenizer(model_cfg["pretrained"], model_cfg["allow_download"])
-    logits = predict_logits(model, tokenizer, [row["text"] for row in rows], model_cfg["max_length"], ctx.params["evaluate"]["batch_size"], pick_device())
+    dataset = encode_rows(modality, rows, None, model_cfg, load_processor(modality, model_cfg))
+    logits = predict_logits(model, dataset, ctx.params["evaluate"]["batch_size"], pick_device())
     probs = logits.softmax(dim=-1)
     import torch
 
@@ -34,10 +34,10 @@ def run(ctx: StageContext) -> None:
     write_csv(
         ctx.outputs["predictions"],
         [
-            {"id": row["id"], "label": row["label"], "predicted": names[int(p)], "confidence": round(float(probs[i, p]), 6), "text": row["text"]}
+            {"id": row["id"], "label": row["label"], "predicted": names[int(p)], "confidence": round(float(probs[i, p]), 6), "input": row.get("text", row.get("path"))}
             for i, (row, p) in enumerate(zip(rows, preds))
         ],
-        ["id", "label", "predicted", "confidence", "text"],
+        ["id", "label", "predicted", "confidence", "input"],
     )
     ctx.log.info("fine-tuned: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     ctx.log.info("baseline:   %s", "  ".join(f"{k} {baseline[k]:.4f}" for k in metrics))

@@ -8,25 +8,23 @@ from tunepipe.stages.harness import Stage, StageContext, main
 
 def run(ctx: StageContext) -> None:
     from tunepipe import runtime
-    from tunepipe.data.datamodule import EncodedTexts, pad_batch
-    from tunepipe.models.backbone import load_tokenizer
+    from tunepipe.data.datamodule import encode_rows, load_processor
     from tunepipe.models.classifier import load_model
     from tunepipe.optimize.onnx_export import export_onnx, latency, ort_session, parity, require_parity
 
     runtime.torch_threads(ctx.threads)
     cfg = ctx.params["export"]
     model, payload = load_model(ctx.inputs["model"])
-    model_cfg = payload["model_cfg"]
-    tokenizer = load_tokenizer(model_cfg["pretrained"], model_cfg["allow_download"])
+    model_cfg, modality = payload["model_cfg"], payload["modality"]
     rows = read_jsonl(ctx.inputs["test"])
-    dataset = EncodedTexts([row["text"] for row in rows], None, tokenizer, model_cfg["max_length"])
-    sample = pad_batch([dataset[i] for i in range(min(2, len(dataset)))], dataset.pad_id)
+    dataset = encode_rows(modality, rows, None, model_cfg, load_processor(modality, model_cfg))
+    sample = dataset.collate([dataset[i] for i in range(min(2, len(dataset)))])
     path = ctx.outputs["onnx"]
     ctx.log.info("exporting to ONNX (opset %d, %s exporter)", cfg["opset"], "dynamo" if cfg["dynamo"] else "TorchScript")
     export_onnx(model, path, sample, cfg["opset"], cfg["dynamo"])
     session = ort_session(path, ctx.threads)
     check = parity(model, session, dataset, batch_size=64)
-    ctx.log.info("parity on %d test texts: max |logit diff| %.2e, prediction agreement %.4f", check["rows"], check["max_abs_logit_diff"], check["prediction_agreement"])
+    ctx.log.info("parity on %d test rows: max |logit diff| %.2e, prediction agreement %.4f", check["rows"], check["max_abs_logit_diff"], check["prediction_agreement"])
     require_parity(check, cfg["max_abs_logit_diff"], path)
     timings = latency(model, session, dataset, cfg["latency_batch_sizes"], cfg["latency_runs"])
     for size, row in timings.items():
@@ -35,6 +33,7 @@ def run(ctx: StageContext) -> None:
         ctx.outputs["parity"],
         {
             "opset": cfg["opset"],
+            "inputs": list(model.input_names),
             "exporter": "dynamo" if cfg["dynamo"] else "torchscript",
             "onnx_bytes": path.stat().st_size,
             "sparsity": payload.get("sparsity", 0.0),

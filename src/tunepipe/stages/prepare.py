@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
-from tunepipe.data.readers import read_labelled_texts, resolve_source
+from tunepipe.data.readers import cap_rows, read_rows, resolve_source, write_bundled_images
 from tunepipe.io import sha256_file, write_json, write_jsonl
 from tunepipe.stages.harness import Stage, StageContext, main
 
 
 def run(ctx: StageContext) -> None:
-    source = resolve_source(ctx.params["data"])
-    ctx.log.info("reading %s (%s)", source.path, source.format)
-    frame = read_labelled_texts(source)
-    write_jsonl(ctx.outputs["rows"], frame.to_dict(orient="records"))
+    data = ctx.params["data"]
+    source = resolve_source(data)
+    ctx.log.info("reading %s (%s, %s)", source.path, source.format, source.modality)
+    image_dir = ctx.outputs["rows"].parent / "images"
+    frame = cap_rows(read_rows(source, image_dir), data["max_rows"], ctx.params["seed"])
+    if data["max_rows"] is not None:
+        ctx.log.info("kept a stratified sample of %d rows (data.max_rows)", len(frame))
+    write_bundled_images(frame)
+    columns = ["id", "path" if data["modality"] == "image" else "text", "label"] + (["group"] if "group" in frame else [])
+    write_jsonl(ctx.outputs["rows"], frame[columns].to_dict(orient="records"))
     counts = frame["label"].value_counts()
     write_json(
         ctx.outputs["summary"],
         {
             "source": source.kind,
             "path": str(source.path),
-            "sha256": sha256_file(source.path),
+            "modality": data["modality"],
+            "sha256": sha256_file(source.path) if source.path.is_file() else None,
             "rows": int(len(frame)),
             "labels": {str(k): int(v) for k, v in counts.items()},
         },
     )
-    ctx.log.info("%d rows, labels: %s", len(frame), dict(counts))
+    ctx.log.info("%d rows, labels: %s", len(frame), {str(k): int(v) for k, v in counts.items()})
 
 
 STAGE = Stage(
@@ -32,7 +39,7 @@ STAGE = Stage(
     inputs={},
     outputs={"rows": "JSONL rows: id, text, label", "summary": "JSON: source file, sha256, rows per label"},
     run=run,
-    params_help="data.source, data.path, data.format, data.text_column, data.label_column",
+    params_help="seed, data.* (source, path, format, modality, columns, max_rows)",
 )
 
 if __name__ == "__main__":

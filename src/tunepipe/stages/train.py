@@ -22,10 +22,11 @@ def run(ctx: StageContext) -> None:
     names = label_names(ctx.params["data"]["labels"], train_rows, val_rows)
     work_dir = Path(ctx.outputs["best"]).resolve().parent / "checkpoints"
     result = fit(
-        train_texts=[row["text"] for row in train_rows],
+        train_rows=train_rows,
         train_labels=encode(train_rows, names, str(ctx.inputs["train"])),
-        val_texts=[row["text"] for row in val_rows],
+        val_rows=val_rows,
         val_labels=encode(val_rows, names, str(ctx.inputs["val"])),
+        modality=ctx.params["data"]["modality"],
         label_names=names,
         model_cfg=ctx.params["model"],
         train_cfg=ctx.params["train"],
@@ -35,7 +36,7 @@ def run(ctx: StageContext) -> None:
     )
     copy_checkpoint(result.best_checkpoint, ctx.outputs["best"])
     write_csv(ctx.outputs["history"], result.history, HISTORY_COLUMNS)
-    resolved = {"seed": ctx.params["seed"], "label_names": names, "model": ctx.params["model"], "train": ctx.params["train"],
+    resolved = {"seed": ctx.params["seed"], "modality": ctx.params["data"]["modality"], "label_names": names, "model": ctx.params["model"], "train": ctx.params["train"],
                 "resolved": {k: result.summary[k] for k in ("accelerator", "precision", "device", "threads")}}
     ctx.outputs["config"].write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
     write_json(ctx.outputs["summary"], result.summary)
