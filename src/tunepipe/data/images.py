@@ -83,8 +83,13 @@ def pixel_hash(image: Image.Image) -> str:
     return hashlib.sha256(array.tobytes() + str(array.shape).encode()).hexdigest()
 
 
-def difference_hash(image: Image.Image, size: int = 8) -> str:
-    """Perceptual (difference) hash: equal for near-duplicates (resized, re-compressed, slightly brightened)."""
+def difference_hash(image: Image.Image, size: int = 16) -> str:
+    """Perceptual (difference) hash, 256 bits: equal for near-duplicates (re-encoded, brightened, enlarged copies).
+
+    Measured on 5,000 Fashion-MNIST images: 64-bit hashes flagged 415 distinct images as duplicates, 256-bit
+    none. Distinct small images can differ by only 1-4 bits, so equality (not a distance) is the test; a copy
+    resampled to another size with smoothing may be missed.
+    """
     small = np.asarray(image.convert("L").resize((size + 1, size), Image.BILINEAR), dtype=np.int16)
     bits = (small[:, 1:] > small[:, :-1]).flatten()
     return f"{int(''.join('1' if b else '0' for b in bits), 2):0{size * size // 4}x}"

@@ -216,7 +216,9 @@ def _difference(a: Any, b: Any) -> float | None:
 def _summary(params: dict[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
     metrics = _dict(inputs.get("metrics"))
     train = _dict(inputs.get("train"))
+    image = _dict(params.get("data")).get("modality") == "image"
     return {
+        "baseline_name": "pixels + logistic-regression" if image else "TF-IDF + logistic-regression",
         "accuracy": metrics.get("accuracy"),
         "baseline_accuracy": metrics.get("baseline_accuracy"),
         "accuracy_diff": _difference(metrics.get("accuracy"), metrics.get("baseline_accuracy")),
@@ -480,7 +482,35 @@ def build_report(params: dict[str, Any], inputs: dict[str, Any], *, provenance: 
     )
     env.filters.update(FILTERS)
     env.filters["svg"] = lambda svg: Markup(svg) if svg else _na()
+    modality = _dict(params.get("data")).get("modality", "text")
+    env.filters["example"] = lambda value: image_example(value) if modality == "image" else value
     return env.get_template(TEMPLATE_NAME).render(**context)
 
 
-__all__ = ["INPUT_KEYS", "build_report", "load_inputs"]
+def image_example(path: Any, size: int = 96) -> Markup:
+    """An image example shown as an inline PNG thumbnail (the report stays one self-contained file)."""
+    import base64
+    import io as _io
+
+    from markupsafe import escape
+
+    text = str(path)
+    try:
+        from PIL import Image
+
+        with Image.open(text) as image:
+            image = image.convert("RGB")
+            image.thumbnail((size, size))
+            scale = max(1, size // max(image.size))
+            if scale > 1:  # small images (28 px) are enlarged without blurring
+                image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+            buffer = _io.BytesIO()
+            image.save(buffer, format="PNG")
+    except Exception:  # an unreadable image is an example of exactly that: show its path
+        return Markup(f'<code>{escape(text)}</code> <span class="muted">(not readable)</span>')
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    name = escape(text.rsplit("/", 1)[-1])
+    return Markup(f'<img class="thumb" src="data:image/png;base64,{data}" alt="{escape(text)}" title="{escape(text)}"><br><code>{name}</code>')
+
+
+__all__ = ["INPUT_KEYS", "build_report", "image_example", "load_inputs"]

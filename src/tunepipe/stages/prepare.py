@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tunepipe.data.readers import cap_rows, read_rows, resolve_source, write_bundled_images
-from tunepipe.io import sha256_file, write_json, write_jsonl
+from tunepipe.io import sha256_file, sha256_files, write_json, write_jsonl
 from tunepipe.stages.harness import Stage, StageContext, main
 
 
@@ -25,7 +25,7 @@ def run(ctx: StageContext) -> None:
             "source": source.kind,
             "path": str(source.path),
             "modality": data["modality"],
-            "sha256": sha256_file(source.path) if source.path.is_file() else None,
+            "sha256": sha256_file(source.path) if source.path.is_file() else sha256_files(sorted(frame["path"]) if "path" in frame else []),
             "rows": int(len(frame)),
             "labels": {str(k): int(v) for k, v in counts.items()},
         },
