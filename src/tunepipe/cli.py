@@ -53,6 +53,52 @@ def _stages(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from tunepipe.reproduce import FAILED, ReproduceError, reproduce
+
+    try:
+        return reproduce(
+            args.rev, repo=args.repo, from_checkpoints=args.from_checkpoints, workdir=args.workdir, keep=args.keep,
+            remote=args.remote, tolerance=args.tolerance, cores=args.cores, cpu=args.cpu, verbose=args.verbose,
+            say=lambda line: print(line, flush=True),
+        )
+    except ReproduceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+REPRODUCE_HELP = """Re-run the experiment committed at REV and check that it gives the same metrics.
+
+What it does, in a separate git worktree (your checkout, committed or not, is never touched):
+  1. checks out REV (its code, params.yaml, dvc.yaml and dvc.lock);
+  2. restores REV's raw data (results/prepare) and Snakemake's records through DVC: from the local
+     cache, else from the DVC remote (`dvc push` from the machine that ran it puts them there);
+     with --from-checkpoints, restores everything up to the trained model instead;
+  3. runs REV's pipeline command (from its dvc.lock), so Snakemake reruns every step after the
+     restored ones (the default params take about 5 minutes on a 2-core CPU; progress is shown);
+  4. compares the new results/evaluate/metrics.json with the one REV recorded, prints the
+     difference, and says whether the model files are byte-identical.
+
+CPU training is seeded and deterministic, so on a CPU the metrics must be exactly equal. If either run
+trained on a GPU, each metric may differ by up to --tolerance (default 0.01); --cpu hides GPUs to
+reproduce a CPU run exactly on a GPU machine.
+
+Uncommitted changes in your checkout are ignored (noted), because REV is what is reproduced; commit
+them first if you mean to reproduce them.
+
+exit status: 0 the metrics are equal, 1 they differ (worktree kept to inspect), 2 REV cannot be
+reproduced (never ran, data unreachable, pipeline failed; the message says why).
+
+examples:
+  tunepipe reproduce HEAD~3
+  tunepipe reproduce v1.2 --from-checkpoints          # evaluation onwards only: minutes, not hours
+  tunepipe reproduce 4f2c1ab --remote s3store --keep  # keep the worktree to look at its report
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunepipe",
@@ -64,6 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="*", type=Path, default=[Path("params.yaml")], help="default: params.yaml")
     validate.set_defaults(func=_validate)
     sub.add_parser("stages", help="list the pipeline's stages").set_defaults(func=_stages)
+    rep = sub.add_parser(
+        "reproduce", help="re-run a committed experiment in a separate worktree and compare its metrics",
+        description=REPRODUCE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rep.add_argument("rev", metavar="REV", help="a git revision whose dvc.lock records a run (branch, tag, sha, HEAD~2...)")
+    rep.add_argument("--from-checkpoints", action="store_true",
+                     help="restore the trained model (and the data before it) instead of re-training; reruns evaluation onwards")
+    rep.add_argument("--remote", metavar="NAME", help="DVC remote to pull from when the local cache lacks the data (default: the configured default)")
+    rep.add_argument("--tolerance", type=float, metavar="X",
+                     help="allowed absolute difference per metric (default: 0 on CPU, 0.01 when a GPU trained either run)")
+    rep.add_argument("--cpu", action="store_true", help="hide GPUs (CUDA_VISIBLE_DEVICES=) so a CPU run is reproduced exactly")
+    rep.add_argument("--cores", type=int, metavar="N", help="cores for Snakemake (default: what the revision's command says)")
+    rep.add_argument("--workdir", type=Path, metavar="DIR", help="where to create the worktree (a new or empty folder; default: a temporary folder)")
+    rep.add_argument("--keep", action="store_true", help="keep the worktree afterwards (it is always kept when the metrics differ)")
+    rep.add_argument("--repo", type=Path, default=Path("."), metavar="DIR", help="the project checkout (default: the current folder)")
+    rep.add_argument("-v", "--verbose", action="store_true", help="echo the pipeline's whole output, not only progress")
+    rep.set_defaults(func=_reproduce)
     return parser
 
 

@@ -92,7 +92,7 @@ INPUTS = {
     },
 }
 
-SECTIONS = ["Summary", "Data", "Augmentation", "Training", "Evaluation", "Pruning", "Export", "Provenance"]
+SECTIONS = ["Summary", "Data", "Augmentation", "Training", "Evaluation", "Pruning", "Export", "History", "Provenance"]
 
 
 def write_inputs(folder: Path, inputs: dict, history: str = HISTORY) -> dict[str, Path]:
@@ -242,3 +242,100 @@ def test_image_examples_are_inline_thumbnails_and_unreadable_ones_show_their_pat
     assert "not readable" in str(image_example(str(broken)))
     sneaky = str(image_example("<script>alert(1)</script>.png"))
     assert "<script>" not in sneaky and "&lt;script&gt;" in sneaky
+
+# ------------------------------------------------------------------------------------------------ history
+
+HISTORY_RECORD = {
+    "available": True,
+    "reason": None,
+    "entries": [
+        {"commit": "a" * 40, "short": "aaaaaaa", "date": "2025-01-02", "subject": "lr 1e-4 <b>", "status": None,
+         "metrics": {"accuracy": 0.7851, "f1_macro": 0.7734, "baseline_accuracy": 0.70, "baseline_f1_macro": 0.69},
+         "same_as_current": True, "changes": ["train.encoder_lr: 5e-05 → 0.0001"]},
+        {"commit": "b" * 40, "short": "bbbbbbb", "date": "2025-01-01", "subject": "first run", "status": None,
+         "metrics": {"accuracy": 0.7601, "f1_macro": 0.75, "baseline_accuracy": 0.70, "baseline_f1_macro": 0.69},
+         "same_as_current": False, "changes": []},
+        {"commit": "c" * 40, "short": "ccccccc", "date": "2024-12-31", "subject": "older", "status": "not in the local DVC cache",
+         "metrics": None, "same_as_current": False, "changes": []},
+    ],
+}
+
+
+def test_history_section_compares_this_run_with_earlier_commits(tmp_path):
+    paths = write_inputs(tmp_path, INPUTS)
+    html = build_report(PARAMS, load_inputs(paths), provenance=PROVENANCE, history=HISTORY_RECORD)
+    history = section(html, "history")
+    rows = re.findall(r"<tr.*?</tr>", history, re.S)
+    assert "this run" in rows[1] and "78.5%" in rows[1] and "77.3%" in rows[1]
+    assert "aaaaaaa" in rows[2] and "same metrics as this run" in rows[2] and "+0.0 pts" in rows[2]
+    assert "train.encoder_lr: 5e-05 → 0.0001" in rows[2] and "lr 1e-4 &lt;b&gt;" in rows[2]
+    assert "bbbbbbb" in rows[3] and "76.0%" in rows[3] and "-2.5 pts" in rows[3]
+    assert "ccccccc" in rows[4] and "not in the local DVC cache" in rows[4]
+
+
+def test_history_section_says_why_there_is_none(tmp_path):
+    no_git = {"available": False, "reason": "This project is not in a git repository", "entries": []}
+    paths = write_inputs(tmp_path, INPUTS)
+    assert "not in a git repository" in section(build_report(PARAMS, load_inputs(paths), provenance=PROVENANCE, history=no_git), "history")
+    assert "not available" in section(render(tmp_path), "history")  # not collected at all
+
+
+def _git(cwd: Path, *args: str) -> str:
+    import subprocess
+
+    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def _record_run(project: Path, metrics: dict | None, params: dict, message: str, cache: bool = True) -> None:
+    """What `dvc repro` + `git commit` leave behind: dvc.lock with the metrics' md5, the file in the cache."""
+    import hashlib
+
+    import yaml
+
+    outs = []
+    if metrics is not None:
+        data = json.dumps(metrics).encode()
+        md5 = hashlib.md5(data).hexdigest()
+        if cache:
+            obj = project / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+            obj.parent.mkdir(parents=True, exist_ok=True)
+            obj.write_bytes(data)
+        outs.append({"path": "results/evaluate/metrics.json", "hash": "md5", "md5": md5, "size": len(data)})
+    lock = {"schema": "2.0", "stages": {"pipeline": {"cmd": "snakemake", "params": {"params.yaml": params}, "outs": outs}}}
+    (project / "dvc.lock").write_text(yaml.safe_dump(lock))
+    _git(project, "add", "dvc.lock")
+    _git(project, "commit", "-qm", message)
+
+
+def test_history_is_read_from_git_and_the_local_dvc_cache(tmp_path):
+    from tunepipe.report.history import collect
+
+    project = tmp_path / "project"
+    (project / ".dvc").mkdir(parents=True)
+    assert collect(project)["available"] is False  # not a git repository yet
+    _git(project, "init", "-q")
+    (project / "README").write_text("x")
+    _git(project, "add", "README")
+    _git(project, "commit", "-qm", "no run yet")
+    empty = collect(project)
+    assert empty["available"] is False and "No commit records a pipeline run" in empty["reason"]
+
+    first = {"accuracy": 0.75, "f1_macro": 0.74, "baseline_accuracy": 0.7, "baseline_f1_macro": 0.69, "auroc": 0.8}
+    second = dict(first, accuracy=0.78)
+    _record_run(project, first, {"seed": 42, "train": {"encoder_lr": 5e-05}}, "first run")
+    _record_run(project, second, {"seed": 42, "train": {"encoder_lr": 1e-04}}, "higher lr")
+    _record_run(project, dict(second, accuracy=0.5), {"seed": 7, "train": {"encoder_lr": 1e-04}}, "not pushed", cache=False)
+    _record_run(project, None, {"seed": 7}, "lock without metrics")
+
+    record = collect(project, current=second)
+    assert record["available"] is True
+    entries = {e["subject"]: e for e in record["entries"]}
+    assert [e["subject"] for e in record["entries"]] == ["lock without metrics", "not pushed", "higher lr", "first run"]
+    assert entries["first run"]["metrics"] == {k: first[k] for k in ("accuracy", "f1_macro", "baseline_accuracy", "baseline_f1_macro")}
+    assert entries["higher lr"]["same_as_current"] and not entries["first run"]["same_as_current"]
+    assert entries["higher lr"]["changes"] == ["train.encoder_lr: 5e-05 → 0.0001"]
+    assert entries["not pushed"]["metrics"] is None and "not in the local DVC cache" in entries["not pushed"]["status"]
+    assert entries["not pushed"]["changes"] == ["seed: 42 → 7"]
+    assert entries["lock without metrics"]["status"] == "no metrics recorded"
+    assert len(collect(project, limit=2)["entries"]) == 2

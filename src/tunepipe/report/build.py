@@ -26,6 +26,8 @@ DEFAULT_EXAMPLES = 5
 MAX_EXAMPLE_CHARS = 400
 
 #: Input keys the report reads; `history` is CSV, every other one JSON.
+#: Headline metrics compared with earlier commits in the history section.
+HISTORY_METRICS = ("accuracy", "f1_macro", "baseline_accuracy", "baseline_f1_macro")
 INPUT_KEYS = ("prepare", "clean", "split", "augment", "history", "train", "metrics", "confusion", "prune", "export")
 METRICS = (
     ("accuracy", "Accuracy", "pct"),
@@ -422,6 +424,35 @@ def _export(params: dict[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]
     }
 
 
+def _history(history: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """This run's headline metrics beside earlier commits' (`tunepipe.report.history.collect`)."""
+    history = _dict(history)
+    metrics = _dict(inputs.get("metrics"))
+    current = {key: metrics.get(key) for key in HISTORY_METRICS}
+    rows = []
+    for entry in _list(history.get("entries")):
+        entry = _dict(entry)
+        values = _dict(entry.get("metrics")) if entry.get("metrics") is not None else None
+        rows.append({
+            "commit": entry.get("commit"),
+            "short": entry.get("short") or str(entry.get("commit") or "")[:7],
+            "date": entry.get("date"),
+            "subject": entry.get("subject"),
+            "metrics": values,
+            "accuracy_diff": _difference(values.get("accuracy"), current["accuracy"]) if values else None,
+            "status": entry.get("status"),
+            "same": bool(entry.get("same_as_current")),
+            "changes": [str(change) for change in _list(entry.get("changes"))],
+        })
+    return {
+        "collected": bool(history),
+        "available": bool(history.get("available")),
+        "reason": history.get("reason"),
+        "current": current,
+        "rows": rows,
+    }
+
+
 def _params_yaml(params: Mapping[str, Any]) -> str:
     import yaml
 
@@ -431,10 +462,18 @@ def _params_yaml(params: Mapping[str, Any]) -> str:
         return json.dumps(params, indent=2, ensure_ascii=False, default=str)
 
 
-def build_report(params: dict[str, Any], inputs: dict[str, Any], *, provenance: dict[str, Any] | None = None) -> str:
+def build_report(
+    params: dict[str, Any],
+    inputs: dict[str, Any],
+    *,
+    provenance: dict[str, Any] | None = None,
+    history: dict[str, Any] | None = None,
+) -> str:
     """Render the report. `inputs` maps the input keys (see INPUT_KEYS) to loaded data (`load_inputs`).
 
     `provenance` is `tunepipe.report.provenance.collect()`'s record; it is collected when not given.
+    `history` is `tunepipe.report.history.collect()`'s record of earlier runs; the section says when it
+    was not collected.
     """
     import jinja2
 
@@ -459,6 +498,7 @@ def build_report(params: dict[str, Any], inputs: dict[str, Any], *, provenance: 
         "evaluation": _evaluation(inputs),
         "pruning": pruning,
         "export": export,
+        "history": _history(history, inputs),
         "provenance": {
             "git": _dict(provenance.get("git")),
             "packages": _dict(provenance.get("packages")),

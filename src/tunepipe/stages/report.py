@@ -6,11 +6,17 @@ from tunepipe.stages.harness import Stage, StageContext, main
 
 
 def run(ctx: StageContext) -> None:
+    from pathlib import Path
+
+    from tunepipe.report import history
     from tunepipe.report.build import build_report, load_inputs
     from tunepipe.report.provenance import collect
 
     inputs = load_inputs(ctx.inputs)
-    html = build_report(ctx.params, inputs, provenance=collect())
+    # Earlier runs come from git and the local DVC cache, like the provenance's commit: read at run time.
+    earlier = history.collect(Path.cwd(), current=inputs.get("metrics"))
+    ctx.log.info("history: %s", f"{len(earlier['entries'])} earlier run(s)" if earlier["available"] else earlier["reason"])
+    html = build_report(ctx.params, inputs, provenance=collect(), history=earlier)
     ctx.outputs["html"].write_text(html, encoding="utf-8")
     ctx.log.info("wrote report (%d kB)", len(html.encode("utf-8")) // 1024)
 
@@ -18,7 +24,7 @@ def run(ctx: StageContext) -> None:
 STAGE = Stage(
     name="report",
     summary="Render the run report: one self-contained HTML file with summary, data, training, evaluation, "
-    "pruning, export and provenance sections.",
+    "pruning, export, history (earlier commits' metrics, from git and the DVC cache) and provenance sections.",
     inputs={
         "prepare": "results/prepare/summary.json (source rows and labels)",
         "clean": "results/clean/report.json (removals per reason, examples, label counts)",

@@ -1,0 +1,224 @@
+"""Versioning end to end: a real git repo and a real DVC remote folder, the pipeline run through DVC.
+
+The module builds one project (two committed runs, the first pushed) and then checks what a user does
+with it: reproduce an old revision, restore it after losing the cache, run an experiment. The params
+are tests/fixtures/micro.yaml with the tiny local model, so each full run takes about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+e2e = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+PROFILE = ["--workflow-profile", "workflow/profiles/default"]
+
+
+def sh(project: Path, *args: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=f"{project / 'src'}{os.pathsep}{REPO / 'src'}",
+               DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
+    done = subprocess.run(list(args), cwd=project, capture_output=True, text=True, timeout=timeout, env=env)
+    if check:
+        assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def tunepipe(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return sh(project, sys.executable, "-m", "tunepipe.cli", *args, timeout=timeout, check=False)
+
+
+def planned_rules(done: subprocess.CompletedProcess) -> set[str]:
+    return set(re.findall(r"^(?:local)?rule (\w+):", done.stdout + done.stderr, flags=re.M))
+
+
+def metrics(project: Path) -> dict:
+    return json.loads((project / "results" / "evaluate" / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory, tiny_model_dir):
+    """A project with two committed runs (encoder_lr 5e-5, then an experiment with 2e-4), pushed to a DVC remote in tmp."""
+    root = tmp_path_factory.mktemp("versioning")
+    project, remote = root / "project", root / "dvc-remote"
+    project.mkdir()
+    for name in ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, project / name)
+    for name in ("workflow", "envs", "requirements"):
+        shutil.copytree(REPO / name, project / name)
+    (project / ".dvc").mkdir()
+    for name in ("config", ".gitignore"):
+        shutil.copy(REPO / ".dvc" / name, project / ".dvc" / name)
+    shutil.copytree(REPO / "src" / "tunepipe", project / "src" / "tunepipe", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in yaml.safe_load((REPO / "tests" / "fixtures" / "micro.yaml").read_text()).items():
+        params[section].update(values)
+    params["model"].update(pretrained=str(tiny_model_dir), max_length=24)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    sh(project, "git", "init", "-q", "-b", "main")
+    sh(project, "git", "config", "user.name", "tunepipe test")  # `dvc exp run` commits, so it needs an identity
+    sh(project, "git", "config", "user.email", "test@tunepipe.invalid")
+    sh(project, "dvc", "remote", "modify", "--local", "storage", "url", str(remote))  # never the real default
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "commit", "-qm", "project, never run")
+    never_ran = sh(project, "git", "rev-parse", "HEAD").stdout.strip()
+
+    sh(project, "dvc", "repro")
+    sh(project, "git", "add", "dvc.lock")
+    sh(project, "git", "commit", "-qm", "run 1")
+    sh(project, "dvc", "push")
+    rev1 = sh(project, "git", "rev-parse", "HEAD").stdout.strip()
+    first = metrics(project)
+
+    # The second run is an experiment (`dvc exp run -S` edits params.yaml and runs the same pipeline), then committed.
+    assert params["train"]["encoder_lr"] == 5e-05
+    second_run = sh(project, "dvc", "exp", "run", "-n", "lr-2e-4", "-S", "train.encoder_lr=0.0002")
+    exp_show = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
+    sh(project, "git", "add", "dvc.lock", "params.yaml")
+    sh(project, "git", "commit", "-qm", "run 2: higher encoder_lr")
+    sh(project, "dvc", "push")
+    rev2 = sh(project, "git", "rev-parse", "HEAD").stdout.strip()
+    return SimpleNamespace(project=project, remote=remote, never_ran=never_ran, rev1=rev1, rev2=rev2, first=first,
+                           second=metrics(project), second_run=second_run, exp_show=exp_show)
+
+
+@e2e
+def test_each_run_is_versioned_and_diffable(history):
+    project = history.project
+    lock = yaml.safe_load(sh(project, "git", "show", f"{history.rev1}:dvc.lock").stdout)
+    outs = {out["path"] for out in lock["stages"]["pipeline"]["outs"]}
+    assert {"results/prepare", "results/split", "results/train/best.ckpt", "results/export", "results/prune/model.pt",
+            "results/evaluate/metrics.json", "results/train/history.csv", ".snakemake/metadata"} <= outs
+    assert list((history.remote / "files" / "md5").iterdir())  # a real remote folder holds the objects
+
+    metrics_diff = json.loads(sh(project, "dvc", "metrics", "diff", history.rev1, history.rev2, "--json").stdout)
+    assert "accuracy" in metrics_diff["results/evaluate/metrics.json"]
+    params_diff = json.loads(sh(project, "dvc", "params", "diff", history.rev1, history.rev2, "--json").stdout)
+    assert {k: params_diff["params.yaml"]["train.encoder_lr"][k] for k in ("old", "new")} == {"old": 5e-05, "new": 0.0002}
+    plots = json.loads(sh(project, "dvc", "plots", "diff", history.rev1, history.rev2, "--json").stdout)
+    assert set(plots["data"]) == {"training-loss", "validation-metrics", "pruning"}
+    assert len(plots["data"]["pruning"][0]["revisions"]) == 2
+
+    # the second run's report compares it with the first (read from git and the local cache)
+    report = (project / "results" / "report.html").read_text()
+    section = re.search(r'<section id="history">(.*?)</section>', report, re.S).group(1)
+    assert history.rev1[:7] in section and "run 1" in section and f"{100 * history.first['accuracy']:.1f}%" in section
+
+
+@e2e
+def test_reproduce_a_prior_revision_gets_equal_metrics_and_leaves_the_checkout_alone(history, tmp_path):
+    project = history.project
+    params = project / "params.yaml"
+    edited = params.read_text() + "# an uncommitted edit\n"
+    params.write_text(edited)
+    try:
+        done = tunepipe(project, "reproduce", history.rev1[:8], "--workdir", str(tmp_path / "wt"))
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, output[-4000:]
+        assert "uncommitted change(s) (params.yaml)" in output and "REPRODUCED: the metrics are equal" in output
+        assert re.search(r"running the pipeline: .*train", output) and "train done" in output  # re-trained
+        assert "results/train/best.ckpt: identical to the recorded one" in output
+        # the user's checkout: same commit, same uncommitted edit, same results; no worktree left behind
+        assert params.read_text() == edited
+        assert sh(project, "git", "rev-parse", "HEAD").stdout.strip() == history.rev2
+        assert metrics(project) == history.second
+        assert len(sh(project, "git", "worktree", "list").stdout.splitlines()) == 1 and not (tmp_path / "wt").exists()
+    finally:
+        sh(project, "git", "checkout", "params.yaml")
+
+
+@e2e
+def test_reproduce_refuses_a_revision_that_never_ran(history):
+    for rev, message in ((history.never_ran, "has no dvc.lock: the pipeline never ran"), ("no-such-rev", "is not a commit")):
+        done = tunepipe(history.project, "reproduce", rev)
+        assert done.returncode == 2 and message in done.stderr, done.stdout + done.stderr
+    assert len(sh(history.project, "git", "worktree", "list").stdout.splitlines()) == 1
+
+
+@e2e
+def test_lost_cache_restores_from_the_remote_and_snakemake_has_nothing_to_do(history, tmp_path):
+    project = history.project
+    shutil.rmtree(project / ".dvc" / "cache")
+    # the remote unreachable as well: a clear message, no worktree left, nothing in the checkout changed
+    sh(project, "dvc", "remote", "modify", "--local", "storage", "url", str(tmp_path / "unreachable"))
+    try:
+        done = tunepipe(project, "reproduce", history.rev1)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "not in the local DVC cache" in done.stderr and "dvc push" in done.stderr
+        assert len(sh(project, "git", "worktree", "list").stdout.splitlines()) == 1
+        assert metrics(project) == history.second
+    finally:
+        sh(project, "dvc", "remote", "modify", "--local", "storage", "url", str(history.remote))
+
+    sh(project, "git", "checkout", "-q", history.rev1)
+    try:
+        sh(project, "dvc", "pull", "--force")  # --force: the workspace holds run 2's files, no longer cached
+        assert metrics(project) == history.first
+        dry = sh(project, "snakemake", "-n", "results/report.html", *PROFILE)
+        assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
+        # and an edit is still seen: Snakemake's records came back with the outputs
+        edit = sh(project, "snakemake", "-n", "results/report.html", *PROFILE, "--config", "train={encoder_lr: 0.0002}")
+        assert planned_rules(edit) == {"train", "evaluate", "prune", "export", "report"}
+    finally:
+        sh(project, "git", "checkout", "-q", "main")
+        sh(project, "dvc", "pull", "--force")
+    dry = sh(project, "snakemake", "-n", "results/report.html", *PROFILE)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
+
+
+@e2e
+def test_reproduce_from_checkpoints_reruns_evaluation_only(history):
+    done = tunepipe(history.project, "reproduce", history.rev2, "--from-checkpoints")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    plan = re.search(r"running the pipeline: (.*?)  \(log", output).group(1).split(", ")
+    assert set(plan) == {"baseline", "evaluate", "prune", "export", "report"}
+    assert "REPRODUCED" in output
+
+
+@e2e
+def test_dvc_exp_run_goes_through_the_same_pipeline(history):
+    # Snakemake, run by the DVC stage, reran only what the new encoder_lr affects
+    assert planned_rules(history.second_run) == {"train", "evaluate", "prune", "export", "report"}
+    experiments = [exp for row in history.exp_show for exp in (row.get("experiments") or [])]
+    data = next(run["data"] for exp in experiments if exp.get("name") == "lr-2e-4" for run in exp["revs"])
+    assert data["params"]["params.yaml"]["data"]["train"]["encoder_lr"] == 0.0002
+    assert data["metrics"]["results/evaluate/metrics.json"]["data"] == history.second
+
+
+def test_metrics_compare_exactly_on_cpu_and_within_the_tolerance_on_gpu():
+    from tunepipe.reproduce import compare, format_comparison
+
+    recorded = {"accuracy": 0.5, "f1_macro": 0.4, "test_rows": 30}
+    assert compare(recorded, dict(recorded), 0.0).equal
+    nudged = dict(recorded, accuracy=0.5000001)
+    assert not compare(recorded, nudged, 0.0).equal
+    assert compare(recorded, nudged, 0.01).equal
+    assert not compare(recorded, dict(nudged, test_rows=31), 0.01).equal  # counts are exact even on a GPU
+    missing = compare(recorded, {"accuracy": 0.5, "test_rows": 30}, 0.0)
+    assert not missing.equal and "missing" in format_comparison(missing) and "DIFFERS" in format_comparison(missing)
+
+
+def test_reproduce_help_explains_what_it_does(tmp_path):
+    done = tunepipe(tmp_path, "reproduce", "--help")
+    assert done.returncode == 0
+    for text in ("separate git worktree", "--from-checkpoints", "exit status", "--tolerance", "Uncommitted changes"):
+        assert text in done.stdout
+
+
+def test_reproduce_outside_a_git_repo_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    done = tunepipe(tmp_path, "reproduce", "HEAD")
+    assert done.returncode == 2 and "not inside a git repository" in done.stderr
