@@ -23,7 +23,7 @@ from tests.conftest import REPO
 
 e2e = pytest.mark.e2e
 BIN = Path(sys.executable).parent
-PROFILE = ["--workflow-profile", "workflow/profiles/default"]
+PROFILE: list[str] = []  # profiles/default is found by Snakemake itself, as in a user's checkout
 
 
 def sh(project: Path, *args: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
@@ -55,7 +55,7 @@ def history(tmp_path_factory, tiny_model_dir):
     project.mkdir()
     for name in ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(REPO / name, project / name)
-    for name in ("workflow", "envs", "requirements"):
+    for name in ("workflow", "profiles", "envs", "requirements"):
         shutil.copytree(REPO / name, project / name)
     (project / ".dvc").mkdir()
     for name in ("config", ".gitignore"):

@@ -26,6 +26,7 @@ def scratch_project(root: Path) -> Path:
     for name in ("Snakefile", "params.yaml"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "workflow", root / "workflow")
+    shutil.copytree(REPO / "profiles", root / "profiles")
     shutil.copytree(REPO / "envs", root / "envs")
     (root / "src").symlink_to(REPO / "src")  # rules take their code files as inputs
     return root
@@ -203,3 +204,15 @@ def test_the_image_preset_runs_end_to_end(tmp_path):
     parity = json.loads((results / "export" / "parity.json").read_text())
     assert parity["inputs"] == ["pixels"] and parity["prediction_agreement"] == 1.0
     assert "<svg" in (results / "report.html").read_text()
+
+
+def test_editing_the_users_dataset_reruns_the_pipeline(tmp_path):
+    project = scratch_project(tmp_path / "project")
+    (project / "reviews.csv").write_text("text,label\n" + "".join(f"good film number {i},pos\nbad film number {i},neg\n" for i in range(10)))
+    (project / "mine.yaml").write_text(yaml.safe_dump({"data": {"source": "file", "path": "reviews.csv", "label_column": "label", "labels": None}}))
+    first = snakemake(project, "results/split/summary.json", "--cores", "1", "--configfile", "mine.yaml")
+    assert first.returncode == 0, first.stderr[-3000:]
+    with open(project / "reviews.csv", "a") as handle:
+        handle.write("a brand new review,pos\n")
+    again = snakemake(project, "results/split/summary.json", "-n", "--configfile", "mine.yaml")
+    assert {"prepare", "clean", "split"} <= planned_rules(again)

@@ -17,6 +17,10 @@ SRC = Path("src/tunepipe")
 
 # Jobs run `python -m tunepipe.stages...`: make that the interpreter Snakemake itself runs in, so
 # `.venv/bin/snakemake` works without activating the venv (--use-conda jobs put their env first).
+envvars:
+    "PATH",
+
+
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
@@ -30,6 +34,16 @@ def code(*parts):
         else:
             files.append(str(path))
     return files
+
+
+def raw_data():
+    """The user's dataset (file or image folder), an input of prepare so that editing it reruns the pipeline.
+
+    Bundled datasets come from pinned packages and need no input. A folder counts as changed when files are
+    added or removed (its mtime); replacing an image in place needs `--forcerun prepare`.
+    """
+    data = config["data"]
+    return [data["path"]] if data["source"] in ("file", "folder") and data["path"] else []
 
 
 def params_for(*names):

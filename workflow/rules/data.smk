@@ -3,6 +3,7 @@
 
 rule prepare:
     input:
+        raw=raw_data(),
         code=code("stages/prepare.py", "data/readers.py", "data/images.py"),
     output:
         rows="results/prepare/rows.jsonl",
