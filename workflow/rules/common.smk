@@ -46,6 +46,11 @@ def raw_data():
     return [data["path"]] if data["source"] in ("file", "folder") and data["path"] else []
 
 
+def prepare_params():
+    """prepare reads the seed only when it samples (data.max_rows), so a new seed does not redo the reading."""
+    return params_for("seed", "data") if config["data"]["max_rows"] is not None else params_for("data")
+
+
 def params_for(*names):
     """The JSON of the params sections a rule reads; editing another section does not rerun it."""
     return sections(config, *names)

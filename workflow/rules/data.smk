@@ -11,7 +11,7 @@ rule prepare:
     log:
         "results/logs/prepare.log",
     params:
-        cfg=params_for("seed", "data"),
+        cfg=prepare_params(),
     threads: 1
     resources:
         mem_mb=1000,

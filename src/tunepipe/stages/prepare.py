@@ -12,7 +12,7 @@ def run(ctx: StageContext) -> None:
     source = resolve_source(data)
     ctx.log.info("reading %s (%s, %s)", source.path, source.format, source.modality)
     image_dir = ctx.outputs["rows"].parent / "images"
-    frame = cap_rows(read_rows(source, image_dir), data["max_rows"], ctx.params["seed"])
+    frame = cap_rows(read_rows(source, image_dir), data["max_rows"], ctx.params.get("seed", 0))
     if data["max_rows"] is not None:
         ctx.log.info("kept a stratified sample of %d rows (data.max_rows)", len(frame))
     write_bundled_images(frame)
