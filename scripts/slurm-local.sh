@@ -24,6 +24,7 @@ MUNGE_PID=/run/munge/munged.pid
 CTLD_PID=$RUN_DIR/slurmctld.pid
 SLURMD_PID=$RUN_DIR/slurmd.pid
 GPUS=${SLURM_LOCAL_GPUS:-2}
+MEM_MB=${SLURM_LOCAL_MEM_MB:-65536}
 WAIT_SECONDS=${SLURM_LOCAL_WAIT:-60}
 PACKAGES=(slurmctld slurmd slurm-client munge)
 CONFIG_CHANGED=0
@@ -77,7 +78,10 @@ write_config() {
     node=$(node_name)
     hw=$(slurmd -C | head -1)  # NodeName=<host> CPUs=.. Boards=.. SocketsPerBoard=.. CoresPerSocket=.. ThreadsPerCore=.. RealMemory=..
     mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$hw")
-    hw=${hw/RealMemory=$mem/RealMemory=$((mem * 9 / 10))}  # leave the OS some room
+    # Advertise at least $SLURM_LOCAL_MEM_MB so the slurm profile's per-rule requests (sized for real
+    # clusters) fit; slurmd takes the configured values (config_overrides) and nothing enforces memory here.
+    mem=$((mem * 9 / 10 > MEM_MB ? mem * 9 / 10 : MEM_MB))
+    hw=$(sed "s/RealMemory=[0-9]*/RealMemory=$mem/" <<<"$hw")
     if ((GPUS > 0)); then
         gres_line=" Gres=gpu:$GPUS"
     fi
@@ -102,6 +106,7 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=500
 GresTypes=gpu
 ReturnToService=2
+SlurmdParameters=config_overrides
 # Finished jobs stay visible to squeue for 5 minutes: the profile polls with squeue (no sacct without slurmdbd).
 MinJobAge=300
 KillWait=10
