@@ -33,6 +33,8 @@ SCRIPT = REPO / "scripts" / "slurm-local.sh"
 IN_CI = os.environ.get("CI") == "true"
 # Targets first: --configfile/--config/--set-resources take lists and would swallow a target placed after them.
 PROFILE = ("--profile", "workflow/profiles/slurm", "--cores", "2", "--slurm-keep-successful-logs")
+# For the one-job runs below: the first status check after 5 s, not the profile's 10 s (the test pipeline keeps 10).
+ONE_JOB = ("--slurm-init-seconds-before-status-checks", "5")
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 
 
@@ -196,15 +198,16 @@ def test_the_train_rule_asks_for_gpus_only_when_params_do(slurm_run):
 def test_a_failing_job_names_its_log_and_gpu_params_reach_sbatch(slurm_run, tmp_path, tiny_model_dir):
     # accelerator: gpu -> the job is submitted with a GPU (the node has fake ones), and fails because torch sees none.
     project = training_project(slurm_run, tmp_path, tiny_model_dir, accelerator="gpu")
-    result = snakemake(project, "results/train/summary.json", *PROFILE, "--configfile", "tiny.yaml", "train.yaml", timeout=240)
+    result = snakemake(project, "results/train/summary.json", *PROFILE, *ONE_JOB, "--configfile", "tiny.yaml", "train.yaml", timeout=240)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     (_, job_id, log), = SUBMITTED.findall(output)
     assert "TresPerJob=gres:gpu:1" in job_info(job_id)  # sbatch --gpus=1
-    assert f"SLURM-job '{job_id}' failed" in output
-    assert log in output.split("Submitted")[-1].split(f"SLURM-job '{job_id}' failed")[-1]  # the error names the log
+    error = output[output.index("Error in rule train:"):]
+    assert f"SLURM-job '{job_id}' failed, SLURM status is: 'FAILED'" in error
+    assert f"log: results/logs/train.log, {log} (check log file(s) for error details)" in error
     assert "asks for a GPU but none is visible" in Path(log).read_text()
-    assert "results/logs/train.log" in output
+    assert "asks for a GPU but none is visible" in error  # show-failed-logs prints the rule's log
     assert not (project / "results" / "train" / "summary.json").exists()
 
 
@@ -213,10 +216,17 @@ def test_a_requeued_training_resumes_from_its_last_epoch_with_a_gpu_and_falls_ba
     project = training_project(slurm_run, tmp_path / "slurm", tiny_model_dir, **train)
     reference = training_project(slurm_run, tmp_path / "local", tiny_model_dir, **train)
     process = subprocess.Popen(
-        snakemake_command("results/train/summary.json", *PROFILE, "--set-resources", "train:gpu=1",
+        snakemake_command("results/train/summary.json", *PROFILE, *ONE_JOB, "--set-resources", "train:gpu=1",
                           "--configfile", "tiny.yaml", "train.yaml", timeout=300),
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=snakemake_env(),
     )
+    # The same training without SLURM (local, same threads), meanwhile: it must end bit for bit the same.
+    local_log = tmp_path / "local.log"
+    with open(local_log, "w") as handle:
+        local = subprocess.Popen(
+            snakemake_command("results/train/summary.json", "--cores", "2", "--configfile", "tiny.yaml", "train.yaml", timeout=300),
+            cwd=reference, stdout=handle, stderr=subprocess.STDOUT, env=snakemake_env(),
+        )
     try:
         job_id = wait_for(lambda: running_train_job(project), 120, "the train job to run", process)
         details = job_info(job_id)
@@ -231,10 +241,13 @@ def test_a_requeued_training_resumes_from_its_last_epoch_with_a_gpu_and_falls_ba
         wait_for(lambda: job_state(job_id) == "PENDING", 60, "the requeued job to be pending", process)
         run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
         out, err = process.communicate(timeout=300)
+        local.wait(timeout=300)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.communicate(timeout=60)
+        for proc in (process, local):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                proc.communicate(timeout=60)
+    assert local.returncode == 0, local_log.read_text()[-3000:]
     output = out + err
     assert process.returncode == 0, output[-5000:]
     assert [record["JobState"] for record in jobcomp()[job_id]] == ["PENDING", "COMPLETED"]  # requeued once, one job
@@ -243,9 +256,6 @@ def test_a_requeued_training_resumes_from_its_last_epoch_with_a_gpu_and_falls_ba
     assert f"resuming from {last}" in train_log
     summary = json.loads((project / "results" / "train" / "summary.json").read_text())
     assert summary["resumed"] is True and summary["accelerator"] == "cpu"
-    # The same training without SLURM (local, same threads) gives the same history and weights, bit for bit.
-    local = snakemake(reference, "results/train/summary.json", "--cores", "2", "--configfile", "tiny.yaml", "train.yaml", timeout=300)
-    assert local.returncode == 0, local.stderr[-3000:]
 
     def history(root: Path) -> list[dict]:
         with open(root / "results" / "train" / "history.csv") as handle:
@@ -260,7 +270,7 @@ def test_a_requeued_training_resumes_from_its_last_epoch_with_a_gpu_and_falls_ba
 def test_ctrl_c_cancels_the_submitted_jobs(slurm_run, tmp_path, tiny_model_dir):
     project = training_project(slurm_run, tmp_path, tiny_model_dir, max_epochs=500, early_stopping_patience=500)
     process = subprocess.Popen(
-        snakemake_command("results/train/summary.json", *PROFILE, "--configfile", "tiny.yaml", "train.yaml", timeout=300),
+        snakemake_command("results/train/summary.json", *PROFILE, *ONE_JOB, "--configfile", "tiny.yaml", "train.yaml", timeout=300),
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=snakemake_env(),
     )
     try:
