@@ -4,14 +4,15 @@
 #   scripts/slurm-local.sh install   # Debian's slurmctld, slurmd, slurm-client and munge (as root)
 #   scripts/slurm-local.sh start     # install if needed, write the config, start the daemons, wait for the node
 #   scripts/slurm-local.sh status    # daemons and node state; exit 0 when the node takes jobs
-#   scripts/slurm-local.sh stop      # stop the daemons this script started (running jobs are killed)
+#   scripts/slurm-local.sh stop      # stop the daemons (munged, slurmctld, slurmd)
 #
 # Every subcommand is safe to run twice. The node is this machine as `slurmd -C` describes it, with
 # $SLURM_LOCAL_GPUS (default 2) fake GPUs: character devices, so jobs can request `--gpus` and get
 # CUDA_VISIBLE_DEVICES, while CUDA itself sees no GPU. No accounting database: `sacct` does not work,
 # so the profile polls with squeue (MinJobAge keeps finished jobs visible to it for 5 minutes).
-# Debian 12 packages (SLURM 22.05); needs root, apt and no init system (daemons are started by hand).
+# Debian 12 packages (SLURM 22.05); needs root and apt; no init system needed (daemons are started by hand).
 set -euo pipefail
+export PATH=$PATH:/usr/sbin:/sbin  # the daemons live in sbin
 
 CONF_DIR=/etc/slurm
 CONF=$CONF_DIR/slurm.conf
@@ -133,7 +134,8 @@ EOF
     {
         echo "$MARKER"
         for ((i = 0; i < GPUS; i++)); do
-            [[ -c /dev/tunepipe-fake-gpu$i ]] || mknod "/dev/tunepipe-fake-gpu$i" c 1 3
+            [[ -c /dev/tunepipe-fake-gpu$i ]] || mknod "/dev/tunepipe-fake-gpu$i" c 1 3 \
+                || die "cannot create fake GPU devices (mknod); set SLURM_LOCAL_GPUS=0 for a cluster without GPUs"
             echo "NodeName=$node Name=gpu File=/dev/tunepipe-fake-gpu$i"
         done
     } >"$GRES_CONF"
