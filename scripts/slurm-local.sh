@@ -48,7 +48,7 @@ cmd_install() {
     command -v apt-get >/dev/null || die "apt-get not found: this script supports Debian/Ubuntu only"
     export DEBIAN_FRONTEND=noninteractive
     # A fresh machine has empty package lists; otherwise try the lists we have first.
-    if ! compgen -G "/var/lib/apt/lists/*_Packages" >/dev/null \
+    if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null \
         || ! apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"; then
         apt-get update -q
         apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
