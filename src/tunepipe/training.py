@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.environments import LightningEnvironment
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from tunepipe.data.datamodule import ClassificationDataModule, encode_rows, load_processor
@@ -59,6 +62,36 @@ def resolve_hardware(train_cfg: dict[str, Any]) -> Hardware:
         precision = ("bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed") if on_gpu else "32-true"
     # Some CUDA kernels have no deterministic version: warn there instead of failing.
     return Hardware(accelerator, train_cfg["devices"] if on_gpu else 1, precision, "warn" if on_gpu else True)
+
+
+def cluster_environment() -> LightningEnvironment:
+    """Training is one process that Lightning manages itself, also inside a SLURM job.
+
+    The slurm profile runs each job as a one-task step (`srun -n1`). Left to detect it, Lightning would
+    pick SLURMEnvironment: world size from SLURM_NTASKS (1) while `devices` may name every allocated GPU,
+    with the other ranks expected from srun (which never starts them), and auto-requeue on SIGUSR1 (a
+    mid-epoch checkpoint that does not resume exactly). Here requeueing is SLURM's (`sbatch --requeue`);
+    a requeued or re-run job resumes from the epoch-end last.ckpt, like any interrupted run.
+    """
+    # Lightning still probes for SLURM when a run starts from scratch and warns, wherever srun is installed,
+    # that it is not used: by design here.
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
+    return LightningEnvironment()
+
+
+class KillSafeCheckpoint(ModelCheckpoint):
+    """Writes each checkpoint under a temporary name and renames it into place.
+
+    A job killed while saving (SLURM requeue or preemption: SIGTERM, then SIGKILL after KillWait) keeps the
+    previous complete `last.ckpt` to resume from, never a truncated one.
+    """
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        partial = f"{filepath}.partial"
+        super()._save_checkpoint(trainer, partial)
+        if trainer.is_global_zero:
+            os.replace(partial, filepath)
+        self._last_checkpoint_saved = filepath
 
 
 def linear_probe_head(module: ClassifierModule, data, batch_size: int) -> float:
@@ -140,8 +173,8 @@ def fit(
     )
     monitor = train_cfg["monitor"]
     mode = "min" if monitor == "val_loss" else "max"
-    best_ckpt = ModelCheckpoint(dirpath=work_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True, enable_version_counter=False)
-    last_ckpt = ModelCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, monitor=None, every_n_epochs=1, enable_version_counter=False)
+    best_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True, enable_version_counter=False)
+    last_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, monitor=None, every_n_epochs=1, enable_version_counter=False)
     progress = ProgressLog(train_cfg["log_every_n_steps"])
     trainer = pl.Trainer(
         accelerator=hardware.accelerator,
@@ -156,6 +189,7 @@ def fit(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=work_dir,
+        plugins=[cluster_environment()],
     )
     if resume:
         log.info("resuming from %s", last)
