@@ -110,7 +110,7 @@ def read_rows(source: DataSource, image_dir: Path | None = None) -> pd.DataFrame
 
 
 def _fashion_mnist_rows(source: DataSource, image_dir: Path | None) -> pd.DataFrame:
-    from tunepipe.data.images import FASHION_MNIST_LABELS, fashion_mnist, save_png
+    from tunepipe.data.images import FASHION_MNIST_LABELS, fashion_mnist
 
     if image_dir is None:
         raise ValueError("image_dir is required for bundled image datasets")
@@ -135,15 +135,21 @@ def write_bundled_images(frame: pd.DataFrame) -> None:
         save_png(pixels[index], Path(path))
 
 
-def _image_table_rows(source: DataSource) -> pd.DataFrame:
+def _read_checked_table(source: DataSource, input_column: str, setting: str, empty_fix: str) -> pd.DataFrame:
+    """The user's table, with its input and label columns present and at least one row."""
     table = _read_table(source)
-    missing = [col for col in (source.image_column, source.label_column) if col not in table.columns]
+    missing = [col for col in (input_column, source.label_column) if col not in table.columns]
     if missing:
         found = ", ".join(map(str, table.columns)) or "(none)"
         which = " and ".join(f"'{col}'" for col in missing)
-        raise DataError(f"{source.path}: column {which} not found; the file has: {found}. Set data.image_column / data.label_column.")
+        raise DataError(f"{source.path}: column {which} not found; the file has: {found}. Set {setting} / data.label_column to the right names.")
     if table.empty:
-        raise DataError(f"{source.path}: no data rows (only a header). Add rows of image path and label.")
+        raise DataError(f"{source.path}: no data rows (only a header). {empty_fix}")
+    return table
+
+
+def _image_table_rows(source: DataSource) -> pd.DataFrame:
+    table = _read_checked_table(source, source.image_column, "data.image_column", "Add rows of image path and label.")
     base = source.path.parent
     paths = [str((base / str(p)).resolve()) if not Path(str(p)).is_absolute() else str(p) for p in table[source.image_column]]
     frame = pd.DataFrame({"id": [str(i) for i in range(len(table))], "path": paths, "label": table[source.label_column].astype(str)})
@@ -171,17 +177,7 @@ def cap_rows(frame: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFra
 
 
 def read_labelled_texts(source: DataSource) -> pd.DataFrame:
-    table = _read_table(source)
-    missing = [col for col in (source.text_column, source.label_column) if col not in table.columns]
-    if missing:
-        found = ", ".join(map(str, table.columns)) or "(none)"
-        which = " and ".join(f"'{col}'" for col in missing)
-        raise DataError(
-            f"{source.path}: column {which} not found; the file has: {found}. "
-            "Set data.text_column / data.label_column to the right names."
-        )
-    if table.empty:
-        raise DataError(f"{source.path}: no data rows (only a header). Add labelled rows.")
+    table = _read_checked_table(source, source.text_column, "data.text_column", "Add labelled rows.")
     frame = pd.DataFrame(
         {
             "id": [f"{i}" for i in range(len(table))],
