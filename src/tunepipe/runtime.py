@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import sys
 import warnings
-
-import numpy as np
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -33,15 +30,6 @@ def torch_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    if "torch" in sys.modules:
-        import torch
-
-        torch.manual_seed(seed)
 
 
 def offline_defaults() -> None:

@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import signal
 import time
 import warnings
@@ -99,13 +98,14 @@ def linear_probe_head(module: ClassifierModule, data, batch_size: int) -> float:
     from sklearn.linear_model import LogisticRegression
 
     from tunepipe.data.datamodule import BucketBatchSampler
+    from tunepipe.models.inference import model_inputs
 
     model = module.model.eval()
     features = np.zeros((len(data), model.head.in_features), dtype=np.float32)
     with torch.inference_mode():
         for indices in BucketBatchSampler(data.lengths(), batch_size, seed=0, shuffle=False):
             batch = data.collate([data[i] for i in indices])
-            features[indices] = model.embed(**{name: batch[name] for name in model.input_names}).float().numpy()
+            features[indices] = model.embed(**model_inputs(model, batch)).float().numpy()
     labels = np.asarray(data.labels)
     probe = LogisticRegression(max_iter=2000, C=1.0).fit(features, labels)
     weight, bias = probe.coef_, probe.intercept_
@@ -233,7 +233,3 @@ def fit(
         "parameters": sum(p.numel() for p in module.model.parameters()),
     }
     return TrainResult(Path(best_ckpt.best_model_path), progress.history, summary)
-
-
-def copy_checkpoint(source: Path, target: Path) -> None:
-    shutil.copyfile(source, target)

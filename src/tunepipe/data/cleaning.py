@@ -17,7 +17,6 @@ from tunepipe.errors import DataError
 
 TEXT_REASONS = ("empty", "invalid_encoding", "missing_label", "undeclared_label", "too_short", "too_long", "conflicting_label", "duplicate", "near_duplicate")
 IMAGE_REASONS = ("unreadable", "unsupported_mode", "too_small", "missing_label", "undeclared_label", "conflicting_label", "duplicate", "near_duplicate")
-REASONS = TEXT_REASONS
 
 
 @dataclass
@@ -47,7 +46,8 @@ class CleanReport:
 
 def _clean(
     rows: pd.DataFrame,
-    checks: list[tuple[str, pd.Series]],
+    early: list[tuple[str, pd.Series]],
+    late: list[tuple[str, pd.Series]],
     *,
     reasons: tuple[str, ...],
     example_column: str,
@@ -57,6 +57,10 @@ def _clean(
     max_examples: int,
     source: str,
 ) -> tuple[pd.DataFrame, CleanReport]:
+    """Row checks in the order of `reasons`: the modality's early checks, the label checks, its late checks;
+    then conflicting labels and duplicates among the rows still kept."""
+    undeclared = ~rows["label"].isin(labels) if labels is not None else pd.Series(False, index=rows.index)
+    checks = [*early, ("missing_label", rows["label"] == ""), ("undeclared_label", undeclared), *late]
     report = CleanReport(input_rows=len(rows), reasons=reasons)
     reason = pd.Series("", index=rows.index, dtype=object)
 
@@ -132,29 +136,19 @@ def clean_texts(
         ("too_short", words < min_words),
         ("too_long", words > max_words if max_words is not None else pd.Series(False, index=rows.index)),
     ]
-    return _clean_in_order(rows, early, late, TEXT_REASONS, "text", labels, drop_duplicates, drop_conflicting_labels, max_examples, source)
-
-
-def _clean_in_order(rows, early, late, reasons, example_column, labels, drop_duplicates, drop_conflicting_labels, max_examples, source):
-    """Checks in the order of `reasons`: early row checks, then label checks, then late row checks."""
-    label_missing = rows["label"] == ""
-    undeclared = ~rows["label"].isin(labels) if labels is not None else pd.Series(False, index=rows.index)
-    checks = [*early, ("missing_label", label_missing), ("undeclared_label", undeclared), *late]
-    return _clean(rows, checks, reasons=reasons, example_column=example_column, labels=labels,
-                  drop_duplicates=drop_duplicates, drop_conflicting_labels=drop_conflicting_labels,
-                  max_examples=max_examples, source=source)
+    return _clean(rows, early, late, reasons=TEXT_REASONS, example_column="text", labels=labels, drop_duplicates=drop_duplicates,
+                  drop_conflicting_labels=drop_conflicting_labels, max_examples=max_examples, source=source)
 
 
 def inspect_images(paths: pd.Series, min_size: int) -> pd.DataFrame:
     """Per image: the first problem found (or ""), the exact pixel hash and the perceptual hash."""
     from tunepipe.data.images import SUPPORTED_MODES, difference_hash, open_image, pixel_hash
-    from tunepipe.errors import DataError as _DataError
 
     records = []
     for path in paths:
         try:
             image = open_image(path)
-        except _DataError:
+        except DataError:
             records.append({"problem": "unreadable", "exact": f"unreadable:{path}", "key": f"unreadable:{path}"})
             continue
         if image.mode not in SUPPORTED_MODES:
@@ -181,4 +175,5 @@ def clean_images(
     info = inspect_images(rows["path"], min_size)
     rows["exact"], rows["key"] = info["exact"], info["key"]
     early = [(name, info["problem"] == name) for name in ("unreadable", "unsupported_mode", "too_small")]
-    return _clean_in_order(rows, early, [], IMAGE_REASONS, "path", labels, drop_duplicates, drop_conflicting_labels, max_examples, source)
+    return _clean(rows, early, [], reasons=IMAGE_REASONS, example_column="path", labels=labels, drop_duplicates=drop_duplicates,
+                  drop_conflicting_labels=drop_conflicting_labels, max_examples=max_examples, source=source)

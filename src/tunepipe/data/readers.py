@@ -164,18 +164,6 @@ def _with_group(frame: pd.DataFrame, table: pd.DataFrame, source: DataSource) ->
     return frame.assign(group=table[source.group_column].astype(str).values)
 
 
-def cap_rows(frame: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
-    """A stratified, seeded sample of at most `max_rows` rows (keeps big bundled datasets quick)."""
-    if max_rows is None or len(frame) <= max_rows:
-        return frame
-    from sklearn.model_selection import train_test_split
-
-    sample, _ = train_test_split(frame, train_size=max_rows, stratify=frame["label"], random_state=seed)
-    result = sample.sort_index()
-    result.attrs.update(frame.attrs)
-    return result
-
-
 def read_labelled_texts(source: DataSource) -> pd.DataFrame:
     table = _read_checked_table(source, source.text_column, "data.text_column", "Add labelled rows.")
     frame = pd.DataFrame(

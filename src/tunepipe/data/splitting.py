@@ -13,10 +13,13 @@ SPLITS = ("train", "val", "test")
 
 
 def stratified_sample(frame: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
+    """A stratified, seeded sample of at most `max_rows` rows, in the original order (frame attrs kept)."""
     if max_rows is None or len(frame) <= max_rows:
         return frame
     sample, _ = train_test_split(frame, train_size=max_rows, stratify=frame["label"], random_state=seed)
-    return sample.sort_index()
+    result = sample.sort_index()
+    result.attrs.update(frame.attrs)
+    return result
 
 
 def leakage_keys(frame: pd.DataFrame) -> pd.Series:

@@ -20,10 +20,10 @@ def fit_tfidf_logreg(texts: Sequence[str], labels: Sequence[int], *, max_feature
     return model.fit(list(texts), np.asarray(labels))
 
 
-def predict_proba(model: Pipeline, texts: Sequence[str], num_classes: int) -> np.ndarray:
-    """Probabilities over all classes (columns for classes absent from training are zero)."""
-    proba = model.predict_proba(list(texts))
-    full = np.zeros((len(texts), num_classes), dtype=np.float64)
+def predict_proba(model: Pipeline, inputs, num_classes: int) -> np.ndarray:
+    """Probabilities over all classes for texts or feature rows (columns for classes absent from training are zero)."""
+    proba = model.predict_proba(inputs)
+    full = np.zeros((len(inputs), num_classes), dtype=np.float64)
     full[:, model.classes_] = proba
     return full
 
@@ -40,10 +40,3 @@ def fit_pixels_logreg(features: np.ndarray, labels: Sequence[int], *, C: float, 
 
     model = Pipeline([("scale", StandardScaler()), ("logreg", LogisticRegression(C=C, max_iter=2000, random_state=seed))])
     return model.fit(features, np.asarray(labels))
-
-
-def predict_proba_features(model: Pipeline, features: np.ndarray, num_classes: int) -> np.ndarray:
-    proba = model.predict_proba(features)
-    full = np.zeros((len(features), num_classes), dtype=np.float64)
-    full[:, model.classes_] = proba
-    return full

@@ -8,8 +8,9 @@ from torch.utils.data import Dataset
 from tunepipe.data.datamodule import BucketBatchSampler
 
 
-def model_inputs(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    return {name: batch[name].to(device) for name in model.input_names}
+def model_inputs(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a batch that the model takes (by its `input_names`), on `device` if given."""
+    return {name: batch[name] if device is None else batch[name].to(device) for name in model.input_names}
 
 
 @torch.inference_mode()

@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from tunepipe.models.classifier import build_classifier
+from tunepipe.models.inference import model_inputs
 
 log = logging.getLogger("tunepipe.train")
 
@@ -43,7 +44,7 @@ class ClassifierModule(pl.LightningModule):
         self.val_metrics = _val_metrics(len(label_names))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(**{name: batch[name] for name in self.model.input_names})
+        return self.model(**model_inputs(self.model, batch))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch)

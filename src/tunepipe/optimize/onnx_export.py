@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from tunepipe.data.datamodule import BucketBatchSampler
 from tunepipe.errors import TunepipeError
+from tunepipe.models.inference import model_inputs
 
 
 def dynamic_axes(sample: dict[str, torch.Tensor], input_names: Sequence[str]) -> dict[str, dict[int, str]]:
@@ -57,11 +58,7 @@ def ort_session(path: Path, threads: int):
 
 
 def _feeds(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    return {name: batch[name].numpy() for name in model.input_names}
-
-
-def _inputs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: batch[name] for name in model.input_names}
+    return {name: tensor.numpy() for name, tensor in model_inputs(model, batch).items()}
 
 
 def parity(model: torch.nn.Module, session, dataset: Dataset, batch_size: int) -> dict[str, Any]:
@@ -71,7 +68,7 @@ def parity(model: torch.nn.Module, session, dataset: Dataset, batch_size: int) -
     with torch.inference_mode():
         for indices in BucketBatchSampler(dataset.lengths(), batch_size, seed=0, shuffle=False):
             batch = dataset.collate([dataset[i] for i in indices])
-            eager = model(**_inputs(model, batch)).numpy()
+            eager = model(**model_inputs(model, batch)).numpy()
             onnx_out = session.run(["logits"], _feeds(model, batch))[0]
             max_diff = max(max_diff, float(np.abs(eager - onnx_out).max()))
             agree += int((eager.argmax(1) == onnx_out.argmax(1)).sum())
@@ -96,7 +93,7 @@ def latency(model: torch.nn.Module, session, dataset: Dataset, batch_sizes: Sequ
     model = model.eval().cpu()
     for size in batch_sizes:
         batch = dataset.collate([dataset[i % len(dataset)] for i in range(size)])
-        feeds, inputs = _feeds(model, batch), _inputs(model, batch)
+        feeds, inputs = _feeds(model, batch), model_inputs(model, batch)
         with torch.inference_mode():
             eager_ms = median_ms(lambda: model(**inputs), runs)
         ort_ms = median_ms(lambda: session.run(["logits"], feeds), runs)

@@ -49,8 +49,3 @@ def select_level(levels: Sequence[dict[str, Any]], max_accuracy_drop: float) -> 
     dense = next(level for level in levels if level["sparsity"] == 0.0)
     ok = [level for level in levels if level["val_accuracy"] >= dense["val_accuracy"] - max_accuracy_drop - 1e-12]
     return max(level["sparsity"] for level in ok)
-
-
-@torch.no_grad()
-def zero_fraction(tensor: torch.Tensor) -> float:
-    return float((tensor == 0).float().mean())

@@ -19,7 +19,7 @@ def run(ctx: StageContext) -> None:
     train_labels = encode(train_rows, names, str(ctx.inputs["train"]))
     if ctx.params["data"]["modality"] == "image":
         model = baseline.fit_pixels_logreg(baseline.pixel_features([r["path"] for r in train_rows]), train_labels, C=cfg["C"], seed=ctx.params["seed"])
-        probs = baseline.predict_proba_features(model, baseline.pixel_features([r["path"] for r in test_rows]), len(names))
+        probs = baseline.predict_proba(model, baseline.pixel_features([r["path"] for r in test_rows]), len(names))
         kind = "pixels + logistic regression"
     else:
         model = baseline.fit_tfidf_logreg(

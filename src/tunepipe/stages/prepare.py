@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tunepipe.data.readers import cap_rows, read_rows, resolve_source, write_bundled_images
+from tunepipe.data.readers import read_rows, resolve_source, write_bundled_images
+from tunepipe.data.splitting import stratified_sample
 from tunepipe.io import sha256_file, sha256_files, write_json, write_jsonl
 from tunepipe.stages.harness import Stage, StageContext, main
 
@@ -12,7 +13,7 @@ def run(ctx: StageContext) -> None:
     source = resolve_source(data)
     ctx.log.info("reading %s (%s, %s)", source.path, source.format, source.modality)
     image_dir = ctx.outputs["rows"].parent / "images"
-    frame = cap_rows(read_rows(source, image_dir), data["max_rows"], ctx.params.get("seed", 0))
+    frame = stratified_sample(read_rows(source, image_dir), data["max_rows"], ctx.params.get("seed", 0))
     if data["max_rows"] is not None:
         ctx.log.info("kept a stratified sample of %d rows (data.max_rows)", len(frame))
     write_bundled_images(frame)

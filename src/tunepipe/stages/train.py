@@ -15,7 +15,9 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "val_f1_ma
 
 def run(ctx: StageContext) -> None:
     from tunepipe import runtime
-    from tunepipe.training import copy_checkpoint, fit
+    import shutil
+
+    from tunepipe.training import fit
 
     runtime.torch_threads(ctx.threads)
     train_rows, val_rows = read_jsonl(ctx.inputs["train"]), read_jsonl(ctx.inputs["val"])
@@ -34,7 +36,7 @@ def run(ctx: StageContext) -> None:
         work_dir=work_dir,
         probe_rows=[i for i, row in enumerate(train_rows) if not row.get("augmented")],
     )
-    copy_checkpoint(result.best_checkpoint, ctx.outputs["best"])
+    shutil.copyfile(result.best_checkpoint, ctx.outputs["best"])
     write_csv(ctx.outputs["history"], result.history, HISTORY_COLUMNS)
     resolved = {"seed": ctx.params["seed"], "modality": ctx.params["data"]["modality"], "label_names": names, "model": ctx.params["model"], "train": ctx.params["train"],
                 "resolved": {k: result.summary[k] for k in ("accelerator", "precision", "device", "threads")}}
