@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -268,21 +269,55 @@ def test_a_requeued_training_resumes_from_its_last_epoch_with_a_gpu_and_falls_ba
 
 
 def test_ctrl_c_cancels_the_submitted_jobs(slurm_run, tmp_path, tiny_model_dir):
+    # Snakemake's remote executor takes its jobs off the active list while a status query runs (squeue), so a
+    # Ctrl-C that lands inside that query cancels nothing (snakemake-interface-executor-plugins, RemoteExecutor
+    # ._wait_for_jobs; README "SLURM"). The test presses Ctrl-C between two queries, where a user almost always
+    # lands: --verbose logs each query's timing, and the next query is at least 5 s away.
     project = training_project(slurm_run, tmp_path, tiny_model_dir, max_epochs=500, early_stopping_patience=500)
     process = subprocess.Popen(
-        snakemake_command("results/train/summary.json", *PROFILE, *ONE_JOB, "--configfile", "tiny.yaml", "train.yaml", timeout=300),
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=snakemake_env(),
+        snakemake_command("results/train/summary.json", *PROFILE, *ONE_JOB, "--verbose", "--configfile", "tiny.yaml",
+                          "train.yaml", timeout=300),
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=snakemake_env(),
     )
+    lines: list[str] = []
+    queried = threading.Event()
+
+    def read_output():
+        for line in process.stdout:
+            lines.append(line)
+            if "Status query timing (cycle)" in line:
+                queried.set()
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
+
+    def unless_snakemake_ended(condition):
+        def check():
+            if process.poll() is not None:
+                reader.join(timeout=10)
+                pytest.fail(f"snakemake exited ({process.returncode}) early:\n{''.join(lines)[-4000:]}")
+            return condition()
+        return check
+
     try:
-        job_id = wait_for(lambda: running_train_job(project), 120, "the train job to run", process)
+        job_id = wait_for(unless_snakemake_ended(lambda: running_train_job(project)), 120, "the train job to run")
         pid = training_process(job_id)
+        queried.clear()
+        wait_for(unless_snakemake_ended(queried.is_set), 90, "snakemake's next status query")
+        time.sleep(1)
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=90)
+        process.wait(timeout=90)
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate()
-    assert process.returncode != 0
-    wait_for(lambda: job_state(job_id) == "CANCELLED", 60, f"job {job_id} to be cancelled")
+            process.wait()
+        reader.join(timeout=10)
+    output = "".join(lines)
+    assert process.returncode != 0, output[-3000:]
+    assert "Terminating processes on user request" in output, output[-3000:]
+    try:
+        wait_for(lambda: job_state(job_id) == "CANCELLED", 60, f"job {job_id} to be cancelled")
+    except pytest.fail.Exception:
+        pytest.fail(f"job {job_id} is {job_state(job_id)!r} after Ctrl-C; snakemake said:\n{output[-4000:]}")
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, "the training process to end")
     assert not (project / "results" / "train" / "summary.json").exists()

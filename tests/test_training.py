@@ -148,3 +148,10 @@ def test_sigterm_mid_training_fails_the_job_then_a_rerun_resumes_to_the_same_wei
     ref_final = torch.load(tmp_path / "ref" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     new_final = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert all(torch.equal(ref_final[key], new_final[key]) for key in ref_final)
+
+
+def test_a_diverging_training_fails_with_advice_instead_of_keeping_a_broken_model(tmp_path, labelled_rows, tiny_model_cfg, default_params):
+    cfg = train_cfg(default_params, encoder_lr=1e30, head_lr=1e30, gradient_clip_val=None, head_init="random")
+    with pytest.raises(TunepipeError, match=r"training diverged: the loss is (nan|inf).*train\.encoder_lr"):
+        run_fit(labelled_rows, tmp_path / "ckpt", tiny_model_cfg, cfg)
+    assert not (tmp_path / "ckpt" / "best.ckpt").exists()

@@ -73,6 +73,15 @@ def test_the_whole_chain_produces_a_report_with_real_numbers(tiny_run):
     assert not list(results.rglob("*.partial"))
 
 
+@pytest.mark.browser
+def test_the_text_runs_report_renders_in_chromium(tiny_run):
+    from tests.report.browser import assert_renders_cleanly, open_report
+
+    view = open_report(tiny_run / "results" / "report.html")
+    assert_renders_cleanly(view, min_figures=3)
+    assert "Rotten" in view.text or "rotten" in view.text
+
+
 def test_a_second_run_has_nothing_to_do(tiny_run):
     result = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml")
     assert result.returncode == 0
@@ -203,7 +212,12 @@ def test_the_image_preset_runs_end_to_end(tmp_path):
     assert all(Path(example["augmented"]).exists() for example in augment["examples"])
     parity = json.loads((results / "export" / "parity.json").read_text())
     assert parity["inputs"] == ["pixels"] and parity["prediction_agreement"] == 1.0
-    assert "<svg" in (results / "report.html").read_text()
+    from tests.report.browser import assert_renders_cleanly, open_report
+
+    view = open_report(results / "report.html")
+    assert_renders_cleanly(view, min_figures=5)
+    assert len([figure for figure in view.figures if figure.tag == "img"]) >= 2  # the augmentation thumbnails
+    assert "Ankle boot" in view.text
 
 
 def test_editing_the_users_dataset_reruns_the_pipeline(tmp_path):

@@ -25,7 +25,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from tunepipe.data.datamodule import ClassificationDataModule, encode_rows, load_processor
 from tunepipe.errors import TunepipeError
-from tunepipe.models.lightning_module import ClassifierModule, ProgressLog, RNGState
+from tunepipe.models.lightning_module import ClassifierModule, DivergenceGuard, ProgressLog, RNGState
 
 log = logging.getLogger("tunepipe.train")
 
@@ -183,7 +183,7 @@ def fit(
         max_epochs=train_cfg["max_epochs"],
         deterministic=hardware.deterministic,
         gradient_clip_val=train_cfg["gradient_clip_val"],
-        callbacks=[best_ckpt, last_ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg["early_stopping_patience"]), RNGState(), progress, *callbacks],
+        callbacks=[best_ckpt, last_ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg["early_stopping_patience"]), RNGState(), DivergenceGuard(train_cfg["log_every_n_steps"], hardware.precision), progress, *callbacks],
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,

@@ -58,3 +58,15 @@ def test_linear_warmup_decay_schedule():
         schedule.step()
     assert lrs[:3] == pytest.approx([0.5, 1.0, 1.0])
     assert lrs[-1] == pytest.approx(0.125) and lrs == sorted(lrs[:2]) + sorted(lrs[2:], reverse=True)
+
+
+def test_an_encoder_stored_in_half_precision_loads_as_float32(tmp_path):
+    # transformers 5 keeps a checkpoint's stored dtype; AdamW on fp16 weights diverges (seen on an H100: NaN loss).
+    from transformers import BertConfig, BertModel
+
+    from tunepipe.models.backbone import load_encoder
+
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    BertModel(config).half().save_pretrained(tmp_path)
+    for encoder in (load_encoder(str(tmp_path)), load_encoder(str(tmp_path), pretrained_weights=False)):
+        assert {parameter.dtype for parameter in encoder.parameters()} == {torch.float32}

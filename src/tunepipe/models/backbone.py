@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from functools import partial
 from pathlib import Path
 
 from tunepipe.errors import TunepipeError
@@ -51,9 +52,13 @@ def load_tokenizer(name: str, allow_download: bool = False):
 
 def load_encoder(name: str, allow_download: bool = False, pretrained_weights: bool = True):
     """The encoder with its pretrained weights, or (pretrained_weights=False) only its architecture."""
+    import torch
     from transformers import AutoConfig, AutoModel
 
     if pretrained_weights:
-        return _load(AutoModel.from_pretrained, name, allow_download, "encoder")
+        # Always float32 master weights, whatever dtype the checkpoint was saved in (many hub models are stored in
+        # fp16/bf16, and transformers 5 keeps the stored dtype by default): training half-precision weights with
+        # AdamW diverges. On a GPU, mixed precision (train.precision) does the fast half-precision arithmetic.
+        return _load(partial(AutoModel.from_pretrained, dtype=torch.float32), name, allow_download, "encoder")
     config = _load(AutoConfig.from_pretrained, name, allow_download, "config")
-    return AutoModel.from_config(config)
+    return AutoModel.from_config(config, dtype=torch.float32)

@@ -14,6 +14,7 @@ import torchmetrics
 from hydra.utils import instantiate
 from torch import nn
 
+from tunepipe.errors import TunepipeError
 from tunepipe.models.classifier import build_classifier
 from tunepipe.models.inference import model_inputs
 
@@ -101,6 +102,28 @@ class RNGState(pl.Callback):
         random.setstate((version, tuple(internal), gauss))
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class DivergenceGuard(pl.Callback):
+    """Stop with a clear error when the training loss stops being a finite number.
+
+    A NaN/inf loss never recovers, and the checkpoint it leaves predicts one class: better to fail the job
+    than to hand evaluate a broken model. Checked every `every_n_steps` steps (each check syncs the device).
+    """
+
+    def __init__(self, every_n_steps: int, precision: str) -> None:
+        self.every = every_n_steps
+        self.precision = precision
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if (batch_idx + 1) % self.every and batch_idx + 1 != trainer.num_training_batches:
+            return
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss.detach()).all():
+            raise TunepipeError(
+                f"training diverged: the loss is {float(loss)} at epoch {trainer.current_epoch + 1}, step {batch_idx + 1} "
+                f"(precision {self.precision}). Lower train.encoder_lr / train.head_lr, or set train.precision: 32-true."
+            )
 
 
 class ProgressLog(pl.Callback):
