@@ -29,6 +29,7 @@ def read_probabilities(path: Path, names: list[str], ids: list[str]):
         if missing:
             raise DataError(f"{path}: no column(s) {', '.join(missing)}; it was written for other labels. Rerun the baseline rule.")
         by_id = {row["id"]: [float(row[c]) for c in columns] for row in reader}
+    ids = [str(i) for i in ids]  # CSV cells are text
     absent = [i for i in ids if i not in by_id]
     if absent or len(by_id) != len(ids):
         raise DataError(f"{path}: its rows are not the test split's ({len(by_id)} rows, {len(absent)} test ids missing). Rerun the baseline rule.")
