@@ -57,6 +57,13 @@ def test_the_whole_chain_produces_a_report_with_real_numbers(tiny_run):
         assert 0.0 <= metrics[name] <= 1.0 and 0.0 <= metrics[f"baseline_{name}"] <= 1.0
     assert metrics["test_rows"] == 60  # 240 sampled rows x 0.25
     assert metrics["accuracy"] > 0.55  # real pretrained MiniLM: well above chance even after one tiny epoch
+    for name in ("accuracy", "f1_macro", "auroc"):
+        assert metrics[f"{name}_ci_low"] <= metrics[name] <= metrics[f"{name}_ci_high"]
+    assert {"f1_weighted", "average_precision", "ece", "baseline_ece"} <= set(metrics)
+    worst = json.loads((results / "evaluate" / "worst_errors.json").read_text())["rows"]
+    assert all(row["label"] != row["predicted"] and row["input"] for row in worst)
+    for name in ("roc.csv", "pr.csv", "calibration.csv", "per_class.csv", "details.json"):
+        assert (results / "evaluate" / name).stat().st_size > 0, name
     split = json.loads((results / "split" / "summary.json").read_text())
     assert {k: v["rows"] for k, v in split["splits"].items()} == {"train": 132, "val": 48, "test": 60}
     levels = json.loads((results / "prune" / "levels.json").read_text())
@@ -207,6 +214,9 @@ def test_the_image_preset_runs_end_to_end(tmp_path):
     assert len(confusion["labels"]) == 10 and "Ankle boot" in confusion["labels"]
     metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.2  # ten classes: chance is 0.1
+    worst = json.loads((results / "evaluate" / "worst_errors.json").read_text())["rows"]
+    assert worst and all(Path(row["input"]).exists() for row in worst)  # image runs name the image file
+    assert '<img class="thumb"' in re.search(r'<section id="evaluation">(.*?)</section>', (results / "report.html").read_text(), re.S).group(1)
     augment = json.loads((results / "augment" / "summary.json").read_text())
     assert augment["modality"] == "image" and augment["augmented_rows"] > 0
     assert all(Path(example["augmented"]).exists() for example in augment["examples"])

@@ -1,12 +1,37 @@
-"""Classification metrics with torchmetrics, shared by evaluate, baseline and prune (one definition of each metric)."""
+"""Classification metrics with torchmetrics, shared by evaluate, baseline and prune (one definition of each metric).
+
+`classification_metrics` gives the headline numbers; `evaluate_predictions` the full picture the evaluate stage
+writes: weighted and per-class scores, confusion matrix, ROC and precision-recall curves, calibration (ECE and the
+reliability diagram's bins) and bootstrap confidence intervals. Every function takes class probabilities (rows sum
+to 1) and integer targets, so the fine-tuned model and the baseline are scored by the same code.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torchmetrics
-from torchmetrics.classification import MulticlassConfusionMatrix
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassAveragePrecision,
+    MulticlassCalibrationError,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassPrecisionRecallCurve,
+    MulticlassRecall,
+    MulticlassROC,
+)
 
 METRIC_NAMES = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "auroc")
+#: Scalar metrics `evaluate_predictions` reports for each model (flat keys of results/evaluate/metrics.json).
+DETAILED_NAMES = METRIC_NAMES + ("precision_weighted", "recall_weighted", "f1_weighted", "average_precision", "ece")
+#: Metrics given a bootstrap confidence interval.
+CI_NAMES = ("accuracy", "f1_macro", "auroc")
+CALIBRATION_BINS = 15
+MAX_CURVE_POINTS = 200
 
 
 def metric_collection(num_classes: int) -> torchmetrics.MetricCollection:
@@ -33,3 +58,194 @@ def classification_metrics(probs: torch.Tensor, targets: torch.Tensor) -> dict[s
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> list[list[int]]:
     """Rows are true labels, columns predicted labels."""
     return MulticlassConfusionMatrix(num_classes=num_classes)(preds.long(), targets.long()).tolist()
+
+
+def row_normalised(matrix: list[list[int]]) -> list[list[float]]:
+    """Each row divided by its total (the share of each true label predicted as each label); empty rows stay 0."""
+    return [[round(value / total, 6) if (total := sum(row)) else 0.0 for value in row] for row in matrix]
+
+
+def detailed_collection(num_classes: int) -> torchmetrics.MetricCollection:
+    """Every per-model number of the evaluate stage, computed in one pass over the test predictions."""
+    n = {"num_classes": num_classes}
+    return torchmetrics.MetricCollection(
+        {
+            "accuracy": MulticlassAccuracy(average="micro", **n),
+            "precision_macro": MulticlassPrecision(average="macro", **n),
+            "recall_macro": MulticlassRecall(average="macro", **n),
+            "f1_macro": MulticlassF1Score(average="macro", **n),
+            "precision_weighted": MulticlassPrecision(average="weighted", **n),
+            "recall_weighted": MulticlassRecall(average="weighted", **n),
+            "f1_weighted": MulticlassF1Score(average="weighted", **n),
+            "precision_per_class": MulticlassPrecision(average=None, **n),
+            "recall_per_class": MulticlassRecall(average=None, **n),
+            "f1_per_class": MulticlassF1Score(average=None, **n),
+            "auroc": MulticlassAUROC(average="macro", **n),
+            "auroc_per_class": MulticlassAUROC(average=None, **n),
+            "average_precision": MulticlassAveragePrecision(average="macro", **n),
+            "average_precision_per_class": MulticlassAveragePrecision(average=None, **n),
+            # Top-label calibration: the predicted class's probability against whether it was right.
+            "ece": MulticlassCalibrationError(n_bins=CALIBRATION_BINS, norm="l1", **n),
+            "confusion": MulticlassConfusionMatrix(**n),
+            "roc": MulticlassROC(**n),
+            "pr": MulticlassPrecisionRecallCurve(**n),
+        },
+        compute_groups=False,
+    )
+
+
+def curve_classes(num_classes: int) -> list[int]:
+    """Classes whose curves are drawn: the positive class (index 1) for two classes, every class one-vs-rest otherwise."""
+    return [1] if num_classes == 2 else list(range(num_classes))
+
+
+def thin(n: int, max_points: int = MAX_CURVE_POINTS) -> list[int]:
+    """At most `max_points` indices out of n, evenly spaced, always keeping the first and the last."""
+    if n <= max_points:
+        return list(range(n))
+    step = (n - 1) / (max_points - 1)
+    return sorted({round(i * step) for i in range(max_points)})
+
+
+def calibration_bins(probs: torch.Tensor, targets: torch.Tensor, n_bins: int = CALIBRATION_BINS) -> list[dict[str, Any]]:
+    """The reliability diagram: per non-empty equal-width confidence bin, mean confidence, accuracy and count.
+
+    Binned like torchmetrics' CalibrationError (bin i holds confidences in [i/n, (i+1)/n)), except that a
+    confidence of exactly 1.0 joins the last bin instead of a bin of its own.
+    """
+    confidence, predicted = probs.float().max(dim=1)
+    correct = (predicted == targets.long()).float()
+    index = (torch.bucketize(confidence, torch.linspace(0, 1, n_bins + 1), right=True) - 1).clamp(0, n_bins - 1)
+    count = torch.zeros(n_bins).scatter_add_(0, index, torch.ones_like(confidence))
+    conf_sum = torch.zeros(n_bins).scatter_add_(0, index, confidence)
+    acc_sum = torch.zeros(n_bins).scatter_add_(0, index, correct)
+    return [
+        {
+            "bin": i,
+            "lower": round(i / n_bins, 6),
+            "upper": round((i + 1) / n_bins, 6),
+            "confidence": round(float(conf_sum[i] / count[i]), 6),
+            "accuracy": round(float(acc_sum[i] / count[i]), 6),
+            "count": int(count[i]),
+        }
+        for i in range(n_bins)
+        if count[i] > 0
+    ]
+
+
+def bootstrap_intervals(
+    probs: torch.Tensor, targets: torch.Tensor, *, resamples: int, seed: int, level: float = 0.95
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap confidence intervals of accuracy, macro F1 and AUROC.
+
+    Rows are resampled with replacement within each true class (a stratified bootstrap), so every resample
+    holds every class the test split holds and AUROC is always defined. The same seed gives the same intervals.
+    """
+    probs, targets = probs.float(), targets.long()
+    num_classes = probs.shape[1]
+    generator = torch.Generator().manual_seed(seed)
+    groups = [torch.nonzero(targets == c).flatten() for c in range(num_classes)]
+    groups = [g for g in groups if len(g)]
+    collection = torchmetrics.MetricCollection(
+        {
+            "accuracy": MulticlassAccuracy(num_classes=num_classes, average="micro"),
+            "f1_macro": MulticlassF1Score(num_classes=num_classes, average="macro"),
+            "auroc": MulticlassAUROC(num_classes=num_classes, average="macro"),
+        }
+    )
+    values: dict[str, list[float]] = {name: [] for name in CI_NAMES}
+    for _ in range(resamples):
+        index = torch.cat([g[torch.randint(len(g), (len(g),), generator=generator)] for g in groups])
+        collection.reset()
+        collection.update(probs[index], targets[index])
+        for name, value in collection.compute().items():
+            values[name].append(float(value))
+    alpha = (1 - level) / 2
+    intervals = {}
+    for name, samples in values.items():
+        q = torch.quantile(torch.tensor(samples, dtype=torch.float64), torch.tensor([alpha, 1 - alpha], dtype=torch.float64))
+        intervals[name] = (round(float(q[0]), 6), round(float(q[1]), 6))
+    return intervals
+
+
+def evaluate_predictions(
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    names: list[str],
+    *,
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Everything evaluate reports for one model: flat scalars (with `*_ci_low`/`*_ci_high`), per class, confusion, curves, calibration."""
+    probs, targets = probs.float(), targets.long()
+    num_classes = len(names)
+    if probs.shape[1] != num_classes:
+        raise ValueError(f"{probs.shape[1]} probability columns for {num_classes} labels")
+    collection = detailed_collection(num_classes)
+    collection.update(probs, targets)
+    values = collection.compute()
+    support = torch.bincount(targets, minlength=num_classes)
+
+    scalars = {name: round(float(values[name]), 6) for name in DETAILED_NAMES if name != "average_precision"}
+    ap_per_class = values["average_precision_per_class"]
+    # Two classes: the positive class's average precision (macro AP would mix in the negative class's).
+    scalars["average_precision"] = round(float(ap_per_class[1] if num_classes == 2 else values["average_precision"]), 6)
+    for name, (low, high) in bootstrap_intervals(probs, targets, resamples=resamples, seed=seed).items():
+        scalars[f"{name}_ci_low"], scalars[f"{name}_ci_high"] = low, high
+
+    per_class = [
+        {
+            "label": label,
+            "precision": round(float(values["precision_per_class"][i]), 6),
+            "recall": round(float(values["recall_per_class"][i]), 6),
+            "f1": round(float(values["f1_per_class"][i]), 6),
+            "auroc": round(float(values["auroc_per_class"][i]), 6),
+            "average_precision": round(float(ap_per_class[i]), 6),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(names)
+    ]
+    fpr, tpr, _ = values["roc"]
+    precision, recall, _ = values["pr"]
+    roc, pr = [], []
+    for c in curve_classes(num_classes):
+        roc += [{"class": names[c], "fpr": round(float(fpr[c][i]), 6), "tpr": round(float(tpr[c][i]), 6)} for i in thin(len(fpr[c]))]
+        pr += [{"class": names[c], "recall": round(float(recall[c][i]), 6), "precision": round(float(precision[c][i]), 6)} for i in thin(len(recall[c]))]
+    matrix = values["confusion"].tolist()
+    return {
+        "metrics": scalars,
+        "per_class": per_class,
+        "confusion": matrix,
+        "confusion_normalized": row_normalised(matrix),
+        "roc": roc,
+        "pr": pr,
+        "calibration": calibration_bins(probs, targets),
+    }
+
+
+def worst_errors(probs: torch.Tensor, targets: torch.Tensor, count: int) -> list[int]:
+    """Row indices of the `count` wrong predictions made with the highest confidence, most confident first."""
+    confidence, predicted = probs.max(dim=1)
+    wrong = torch.nonzero(predicted != targets.long()).flatten()
+    order = sorted(wrong.tolist(), key=lambda i: (-float(confidence[i]), i))
+    return order[:count]
+
+
+PROB_PREFIX = "prob:"
+
+
+def prediction_rows(rows: list[dict[str, Any]], names: list[str], probs: torch.Tensor) -> tuple[list[dict[str, Any]], list[str]]:
+    """One CSV row per test row: id, label, prediction, its confidence, the input (text or image path) and every class's probability.
+
+    Probabilities are written at the precision of their dtype (shortest exact repr), so metrics computed from
+    the file equal those computed in memory.
+    """
+    array = probs.detach().cpu().numpy()
+    fields = ["id", "label", "predicted", "confidence", "input"] + [f"{PROB_PREFIX}{name}" for name in names]
+    table = []
+    for row, p in zip(rows, array):
+        best = int(p.argmax())
+        record = {"id": row["id"], "label": row["label"], "predicted": names[best], "confidence": str(p[best]), "input": row.get("text", row.get("path"))}
+        record.update({f"{PROB_PREFIX}{name}": str(value) for name, value in zip(names, p)})
+        table.append(record)
+    return table, fields

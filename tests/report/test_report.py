@@ -74,8 +74,39 @@ INPUTS = {
         "accuracy": 0.7851, "precision_macro": 0.77, "recall_macro": 0.771, "f1_macro": 0.7734, "auroc": 0.85,
         "test_rows": 800, "baseline_accuracy": 0.70, "baseline_precision_macro": 0.69,
         "baseline_recall_macro": 0.68, "baseline_f1_macro": 0.69, "baseline_auroc": 0.76,
+        "f1_weighted": 0.7787, "baseline_f1_weighted": 0.6958, "average_precision": 0.81, "baseline_average_precision": 0.7,
+        "ece": 0.052, "baseline_ece": 0.101, "accuracy_ci_low": 0.7563, "accuracy_ci_high": 0.8125,
+        "baseline_accuracy_ci_low": 0.668, "baseline_accuracy_ci_high": 0.731, "auroc_ci_low": 0.823, "auroc_ci_high": 0.876,
     },
     "confusion": {"labels": ["fresh", "rotten"], "matrix": [[400, 57], [117, 226]]},
+    "details": {
+        "labels": ["fresh", "rotten"],
+        "curve_labels": ["rotten"],
+        "bootstrap": {"resamples": 1000, "seed": 42},
+        "models": {
+            name: {
+                "per_class": [
+                    {"label": "fresh", "precision": 0.774, "recall": 0.875, "f1": f1[0], "auroc": 0.85, "average_precision": 0.88, "support": 457},
+                    {"label": "rotten", "precision": 0.799, "recall": 0.659, "f1": f1[1], "auroc": 0.85, "average_precision": 0.81, "support": 343},
+                ],
+                "roc": [{"class": "rotten", "fpr": x, "tpr": y} for x, y in ((0, 0), (0.1, 0.5), (0.3, 0.8), (1, 1))],
+                "pr": [{"class": "rotten", "recall": x, "precision": y} for x, y in ((0, 1), (0.5, 0.9), (0.8, 0.7), (1, 0.43))],
+                "calibration": [
+                    {"bin": 8, "lower": 0.533, "upper": 0.6, "confidence": 0.57, "accuracy": 0.55, "count": 120},
+                    {"bin": 14, "lower": 0.933, "upper": 1.0, "confidence": 0.97, "accuracy": 0.9, "count": 300},
+                ],
+            }
+            for name, f1 in (("fine_tuned", (0.8214, 0.7221)), ("baseline", (0.75, 0.62)))
+        },
+    },
+    "worst_errors": {
+        "labels": ["fresh", "rotten"],
+        "rows": [
+            {"rank": 1, "id": "7", "label": "fresh", "predicted": "rotten", "confidence": 0.991, "label_probability": 0.009, "input": "<b>loved</b> it & more"},
+            {"rank": 2, "id": "9", "label": "rotten", "predicted": "fresh", "confidence": 0.95, "label_probability": 0.05, "input": "second error"},
+            {"rank": 3, "id": "3", "label": "fresh", "predicted": "rotten", "confidence": 0.9, "label_probability": 0.1, "input": "third error"},
+        ],
+    },
     "prune": {
         "max_accuracy_drop": 0.01,
         "selected_sparsity": 0.4,
@@ -339,3 +370,55 @@ def test_history_is_read_from_git_and_the_local_dvc_cache(tmp_path):
     assert entries["not pushed"]["changes"] == ["seed: 42 → 7"]
     assert entries["lock without metrics"]["status"] == "no metrics recorded"
     assert len(collect(project, limit=2)["entries"]) == 2
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+
+
+def test_evaluation_section_shows_intervals_figures_per_label_scores_and_errors(tmp_path):
+    evaluation = section(render(tmp_path), "evaluation")
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"<tr>\s*<td>([^<]+)</td>(.*?)</tr>", evaluation, re.S)}
+    # fine-tuned and baseline with their bootstrap intervals, difference in points
+    assert "78.5%" in rows["Accuracy"] and "[75.6% – 81.2%]" in rows["Accuracy"] and "[66.8% – 73.1%]" in rows["Accuracy"]
+    assert "+8.5 pts" in rows["Accuracy"] and "[0.823 – 0.876]" in rows["AUROC"]
+    assert "77.9%" in rows["F1 (weighted)"] and "69.6%" in rows["F1 (weighted)"]
+    assert "0.810" in rows["Average precision"]
+    # ECE: lower is better, so the fine-tuned model's smaller error is shown as an improvement
+    assert "0.052" in rows["Calibration error (ECE)"] and '<td class="n pos">-0.049</td>' in rows["Calibration error (ECE)"]
+    assert "not available" in rows["Precision (weighted)"]  # not in this metrics.json
+    # per-label table with the baseline's F1 beside
+    assert "82.1%" in rows["fresh"] and "75.0%" in rows["fresh"] and "+7.1 pts" in rows["fresh"] and "457" in rows["fresh"]
+    assert "72.2%" in rows["rotten"] and "62.0%" in rows["rotten"]
+    # confusion (counts and shares), ROC/PR curves and the reliability diagram
+    assert evaluation.count("<svg") == 3
+    assert 'aria-label="ROC and precision-recall curves' in evaluation and 'aria-label="Reliability diagram' in evaluation
+    assert "Positive label: rotten" in evaluation and "1,000 resamples" in evaluation
+    # the most confident errors, limited by report.examples (2), dataset text escaped
+    assert "&lt;b&gt;loved&lt;/b&gt; it &amp; more" in evaluation and "<b>loved" not in evaluation
+    assert "second error" in evaluation and "third error" not in evaluation
+    assert "99.1%" in evaluation and "0.9%" in evaluation
+
+
+def test_evaluation_section_without_errors_or_details(tmp_path):
+    inputs = copy.deepcopy(INPUTS)
+    inputs["worst_errors"]["rows"] = []
+    inputs["details"] = {}
+    evaluation = section(render(tmp_path, inputs), "evaluation")
+    assert "No wrong predictions on the test split." in evaluation
+    assert "Per-label scores: <span class=\"na\">not available</span>" in evaluation
+    assert evaluation.count("<svg") == 1  # the confusion matrix comes from confusion.json
+
+
+def test_worst_errors_of_an_image_run_are_thumbnails(tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "bag.png"
+    Image.new("L", (28, 28), 90).save(image)
+    inputs = copy.deepcopy(INPUTS)
+    inputs["worst_errors"]["rows"] = [{"rank": 1, "id": "3", "label": "Bag", "predicted": "Sandal", "confidence": 0.8,
+                                       "label_probability": 0.1, "input": str(image)}]
+    params = copy.deepcopy(PARAMS)
+    params["data"] = {"modality": "image", "source": "fashion_mnist", "labels": ["Bag", "Sandal"]}
+    evaluation = section(render(tmp_path, inputs, params=params), "evaluation")
+    row = re.search(r"<tr><td class=\"n\">1</td>(.*?)</tr>", evaluation, re.S).group(1)
+    assert '<img class="thumb" src="data:image/png;base64,' in row and "bag.png" in row and "Sandal" in row

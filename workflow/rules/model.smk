@@ -36,9 +36,10 @@ rule baseline:
     input:
         train=rules.split.output.train,
         test=rules.split.output.test,
-        code=code("stages/baseline.py", "models/baseline.py", "evaluation.py", "data/images.py"),
+        code=code("stages/baseline.py", "models/baseline.py", "evaluation.py", "data/images.py", "data/labels.py"),
     output:
         metrics="results/baseline/metrics.json",
+        predictions="results/baseline/predictions.csv",
     log:
         "results/logs/baseline.log",
     params:
@@ -50,23 +51,30 @@ rule baseline:
         "../../envs/train.yaml"
     shell:
         "python -m tunepipe.stages.baseline --params {params.cfg:q} --threads {threads}"
-        " --in train={input.train} --in test={input.test} --out metrics={output.metrics} 2>&1 | tee {log}"
+        " --in train={input.train} --in test={input.test} --out metrics={output.metrics}"
+        " --out predictions={output.predictions} 2>&1 | tee {log}"
 
 
 rule evaluate:
     input:
         best=rules.train.output.best,
         test=rules.split.output.test,
-        baseline=rules.baseline.output.metrics,
-        code=code("stages/evaluate.py", "models", "data/datamodule.py", "data/images.py", "evaluation.py"),
+        baseline_predictions=rules.baseline.output.predictions,
+        code=code("stages/evaluate.py", "models", "data/datamodule.py", "data/images.py", "data/labels.py", "evaluation.py"),
     output:
         metrics="results/evaluate/metrics.json",
         confusion="results/evaluate/confusion.json",
         predictions="results/evaluate/predictions.csv",
+        per_class="results/evaluate/per_class.csv",
+        roc="results/evaluate/roc.csv",
+        pr="results/evaluate/pr.csv",
+        calibration="results/evaluate/calibration.csv",
+        worst_errors="results/evaluate/worst_errors.json",
+        details="results/evaluate/details.json",
     log:
         "results/logs/evaluate.log",
     params:
-        cfg=params_for("evaluate"),
+        cfg=params_for("seed", "evaluate"),
     threads: workflow.cores
     resources:
         mem_mb=4000,
@@ -74,6 +82,8 @@ rule evaluate:
         "../../envs/train.yaml"
     shell:
         "python -m tunepipe.stages.evaluate --params {params.cfg:q} --threads {threads}"
-        " --in best={input.best} --in test={input.test} --in baseline={input.baseline}"
-        " --out metrics={output.metrics} --out confusion={output.confusion}"
-        " --out predictions={output.predictions} 2>&1 | tee {log}"
+        " --in best={input.best} --in test={input.test} --in baseline_predictions={input.baseline_predictions}"
+        " --out metrics={output.metrics} --out confusion={output.confusion} --out predictions={output.predictions}"
+        " --out per_class={output.per_class} --out roc={output.roc} --out pr={output.pr}"
+        " --out calibration={output.calibration} --out worst_errors={output.worst_errors}"
+        " --out details={output.details} 2>&1 | tee {log}"

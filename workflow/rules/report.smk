@@ -11,6 +11,8 @@ rule report:
         train=rules.train.output.summary,
         metrics=rules.evaluate.output.metrics,
         confusion=rules.evaluate.output.confusion,
+        details=rules.evaluate.output.details,
+        worst_errors=rules.evaluate.output.worst_errors,
         prune=rules.prune.output.levels,
         export=rules.export.output.parity,
         code=code("stages/report.py", "report"),
@@ -29,5 +31,6 @@ rule report:
         "python -m tunepipe.stages.report --params {params.cfg:q} --threads {threads}"
         " --in prepare={input.prepare} --in clean={input.clean} --in split={input.split}"
         " --in augment={input.augment} --in history={input.history} --in train={input.train}"
-        " --in metrics={input.metrics} --in confusion={input.confusion} --in prune={input.prune}"
+        " --in metrics={input.metrics} --in confusion={input.confusion} --in details={input.details}"
+        " --in worst_errors={input.worst_errors} --in prune={input.prune}"
         " --in export={input.export} --out html={output.html} 2>&1 | tee {log}"

@@ -28,13 +28,19 @@ MAX_EXAMPLE_CHARS = 400
 #: Input keys the report reads; `history` is CSV, every other one JSON.
 #: Headline metrics compared with earlier commits in the history section.
 HISTORY_METRICS = ("accuracy", "f1_macro", "baseline_accuracy", "baseline_f1_macro")
-INPUT_KEYS = ("prepare", "clean", "split", "augment", "history", "train", "metrics", "confusion", "prune", "export")
+INPUT_KEYS = ("prepare", "clean", "split", "augment", "history", "train", "metrics", "confusion", "details", "worst_errors", "prune", "export")
+#: Evaluation table rows: metrics.json key, name, format, whether lower is better. `*_ci_low/high` keys give intervals.
 METRICS = (
-    ("accuracy", "Accuracy", "pct"),
-    ("precision_macro", "Precision (macro)", "pct"),
-    ("recall_macro", "Recall (macro)", "pct"),
-    ("f1_macro", "F1 (macro)", "pct"),
-    ("auroc", "AUROC", "num"),
+    ("accuracy", "Accuracy", "pct", False),
+    ("precision_macro", "Precision (macro)", "pct", False),
+    ("recall_macro", "Recall (macro)", "pct", False),
+    ("f1_macro", "F1 (macro)", "pct", False),
+    ("precision_weighted", "Precision (weighted)", "pct", False),
+    ("recall_weighted", "Recall (weighted)", "pct", False),
+    ("f1_weighted", "F1 (weighted)", "pct", False),
+    ("auroc", "AUROC", "num", False),
+    ("average_precision", "Average precision", "num", False),
+    ("ece", "Calibration error (ECE)", "num", True),
 )
 
 
@@ -338,21 +344,64 @@ def _training(inputs: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _evaluation(inputs: Mapping[str, Any]) -> dict[str, Any]:
+def _evaluation(inputs: Mapping[str, Any], examples: int) -> dict[str, Any]:
+    """The evaluation section: metrics with bootstrap intervals beside the baseline's, confusion, curves,
+    calibration, per-class scores and the most confident errors (results/evaluate/*)."""
     from tunepipe.report import plots
 
     metrics = _dict(inputs.get("metrics"))
     confusion = _dict(inputs.get("confusion"))
+    details = _dict(inputs.get("details"))
+    models = _dict(details.get("models"))
+    model, baseline = _dict(models.get("fine_tuned")), _dict(models.get("baseline"))
+
+    def interval(prefix: str, key: str) -> tuple[Any, Any] | None:
+        low, high = metrics.get(f"{prefix}{key}_ci_low"), metrics.get(f"{prefix}{key}_ci_high")
+        return (low, high) if _num(low) is not None and _num(high) is not None else None
+
     rows = []
-    for key, label, kind in METRICS:
-        model, baseline = metrics.get(key), metrics.get(f"baseline_{key}")
-        rows.append({"name": label, "kind": kind, "model": model, "baseline": baseline, "diff": _difference(model, baseline)})
+    for key, label, kind, lower_better in METRICS:
+        value, base = metrics.get(key), metrics.get(f"baseline_{key}")
+        diff = _difference(value, base)
+        rows.append({
+            "name": label, "kind": kind, "model": value, "baseline": base, "diff": diff,
+            # the sign that colours the difference: positive when the fine-tuned model is better
+            "better": -diff if lower_better and diff is not None else diff,
+            "model_ci": interval("", key), "baseline_ci": interval("baseline_", key),
+        })
+
+    base_rows = {str(_dict(r).get("label")): _dict(r) for r in _list(baseline.get("per_class"))}
+    per_class = []
+    for row in _list(model.get("per_class")):
+        row = _dict(row)
+        label = str(row.get("label"))
+        per_class.append({**{k: row.get(k) for k in ("precision", "recall", "f1", "auroc", "average_precision", "support")},
+                          "label": label, "baseline_f1": base_rows.get(label, {}).get("f1"),
+                          "f1_diff": _difference(row.get("f1"), base_rows.get(label, {}).get("f1"))})
+
+    worst = []
+    for row in _list(_dict(inputs.get("worst_errors")).get("rows"))[:examples]:
+        row = _dict(row)
+        text = row.get("input")
+        worst.append({**{k: row.get(k) for k in ("rank", "id", "label", "predicted", "confidence", "label_probability")},
+                      "input": _example_text(text) if text is not None else None})
+
     labels = _list(confusion.get("labels"))
     matrix = _list(confusion.get("matrix"))
+    bootstrap = _dict(details.get("bootstrap"))
     return {
         "rows": rows,
         "test_rows": metrics.get("test_rows"),
+        "bootstrap_resamples": bootstrap.get("resamples"),
+        "has_ci": any(r["model_ci"] for r in rows),
+        "curve_labels": [str(x) for x in _list(details.get("curve_labels"))],
         "confusion_figure": plots.confusion_matrix(labels, matrix) if matrix else None,
+        "curves_figure": plots.roc_pr_curves(model, baseline, metrics) if model else None,
+        "calibration_figure": plots.reliability_diagram(_list(model.get("calibration")), _list(baseline.get("calibration")),
+                                                        metrics.get("ece"), metrics.get("baseline_ece")) if model else None,
+        "per_class": per_class,
+        "worst": worst,
+        "worst_available": isinstance(inputs.get("worst_errors"), dict) and "rows" in inputs["worst_errors"],
     }
 
 
@@ -495,7 +544,7 @@ def build_report(
         "data": _data(params, inputs, examples),
         "augment": _augment(inputs, examples),
         "training": _training(inputs),
-        "evaluation": _evaluation(inputs),
+        "evaluation": _evaluation(inputs, examples),
         "pruning": pruning,
         "export": export,
         "history": _history(history, inputs),

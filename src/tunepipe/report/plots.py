@@ -149,7 +149,10 @@ def training_curves(history: Sequence[Mapping[str, Any]], best_epoch: Any = None
 
 
 def confusion_matrix(labels: Sequence[Any], matrix: Sequence[Sequence[Any]]) -> str | None:
-    """Heatmap of counts (rows = true label, columns = predicted) with each cell's count and row share."""
+    """Two heatmaps side by side: counts, and each row divided by its total (rows = true label, columns = predicted).
+
+    The row-normalised panel is coloured by share, so a small class's errors are as visible as a large one's.
+    """
     import matplotlib
 
     try:
@@ -161,28 +164,158 @@ def confusion_matrix(labels: Sequence[Any], matrix: Sequence[Sequence[Any]]) -> 
         return None
     names = [str(label) for label in labels] if len(labels) == n else [str(i) for i in range(n)]
     names = [name if len(name) <= 18 else name[:17] + "…" for name in names]
-    size = min(6.5, 2.2 + 0.55 * n)
+    values = [[float(v) for v in row] for row in counts]
+    shares = [[v / total if (total := sum(row)) else 0.0 for v in row] for row in values]
+    size = min(5.0, 1.8 + 0.45 * n)
+    fontsize = 9 if n <= 6 else 6
     with matplotlib.rc_context(_rc("confusion") | {"axes.grid": False}):
-        fig = _new_figure(size + 0.9, size)
+        fig = _new_figure(2 * size + 1.2, size)
         try:
-            ax = fig.add_subplot()
-            values = [[float(v) for v in row] for row in counts]
-            image = ax.imshow(values, cmap="Blues", vmin=0)
-            fig.colorbar(image, ax=ax, shrink=0.8)
-            top = max(max(row) for row in values) or 1.0
-            fontsize = 9 if n <= 6 else 7
-            for i, row in enumerate(values):
-                total = sum(row)
-                for j, value in enumerate(row):
-                    share = f"\n{value / total:.0%}" if total and n <= 8 else ""
-                    colour = "white" if value > 0.55 * top else "#111827"
-                    ax.text(j, i, f"{value:,.0f}{share}", ha="center", va="center", color=colour, fontsize=fontsize)
-            ax.set_xticks(range(n), names, rotation=30 if n > 3 else 0, ha="right" if n > 3 else "center")
-            ax.set_yticks(range(n), names)
-            ax.set_xlabel("predicted label")
-            ax.set_ylabel("true label")
-            ax.spines[:].set_visible(False)
-            return figure_to_svg(fig, "fig-confusion", "Confusion matrix on the test split")
+            panels = (
+                (fig.add_subplot(1, 2, 1), values, "Counts", lambda v: f"{v:,.0f}", None),
+                (fig.add_subplot(1, 2, 2), shares, "Share of the true label", lambda v: f"{v:.0%}", 1.0),
+            )
+            for ax, grid, title, fmt, vmax in panels:
+                image = ax.imshow(grid, cmap="Blues", vmin=0, vmax=vmax)
+                fig.colorbar(image, ax=ax, shrink=0.8)
+                top = vmax or (max(max(row) for row in grid) or 1.0)
+                for i, row in enumerate(grid):
+                    for j, value in enumerate(row):
+                        colour = "white" if value > 0.55 * top else "#111827"
+                        ax.text(j, i, fmt(value), ha="center", va="center", color=colour, fontsize=fontsize)
+                ax.set_xticks(range(n), names, rotation=30 if n > 3 else 0, ha="right" if n > 3 else "center")
+                ax.set_yticks(range(n), names)
+                ax.set_xlabel("predicted label")
+                ax.set_ylabel("true label")
+                ax.set_title(title)
+                ax.spines[:].set_visible(False)
+            return figure_to_svg(fig, "fig-confusion", "Confusion matrix on the test split: counts and row shares")
+        finally:
+            _close(fig)
+
+
+_CLASS_COLOURS = ("#2563eb", "#ea580c", "#16a34a", "#7c3aed", "#dc2626", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d")
+
+
+def _curves(points: Sequence[Mapping[str, Any]], x: str, y: str) -> dict[str, tuple[list[float], list[float]]]:
+    """Rows of one curve file (class, x, y) grouped by class, in file order."""
+    curves: dict[str, tuple[list[float], list[float]]] = {}
+    for row in points:
+        if not isinstance(row, Mapping):
+            continue
+        xv, yv = _number(row.get(x)), _number(row.get(y))
+        if xv is None or yv is None:
+            continue
+        xs, ys = curves.setdefault(str(row.get("class")), ([], []))
+        xs.append(xv)
+        ys.append(yv)
+    return curves
+
+
+def roc_pr_curves(
+    model: Mapping[str, Any], baseline: Mapping[str, Any] | None = None, scores: Mapping[str, Any] | None = None
+) -> str | None:
+    """ROC and precision-recall curves of the fine-tuned model (solid, one colour per class) and the baseline (dashed).
+
+    `model`/`baseline` hold `roc` (class, fpr, tpr) and `pr` (class, recall, precision) rows; `scores` may give
+    the AUROC and average precision to print in the titles.
+    """
+    import matplotlib
+
+    baseline = baseline or {}
+    panels = [("roc", "fpr", "tpr", "ROC", "false positive rate", "true positive rate", "auroc", "AUROC"),
+              ("pr", "recall", "precision", "Precision-recall", "recall", "precision", "average_precision", "AP")]
+    drawn = {key: (_curves(model.get(key) or [], x, y), _curves(baseline.get(key) or [], x, y)) for key, x, y, *_ in panels}
+    if not any(m for m, _ in drawn.values()):
+        return None
+    scores = scores or {}
+    with matplotlib.rc_context(_rc("curves")):
+        fig = _new_figure(7.6, 3.3)
+        try:
+            for index, (key, _, _, title, xlabel, ylabel, score_key, score_name) in enumerate(panels, start=1):
+                ax = fig.add_subplot(1, 2, index)
+                model_curves, baseline_curves = drawn[key]
+                classes = list(model_curves) + [c for c in baseline_curves if c not in model_curves]
+                for i, name in enumerate(classes):
+                    colour = _CLASS_COLOURS[i % len(_CLASS_COLOURS)]
+                    label = name if len(name) <= 18 else name[:17] + "…"
+                    if name in model_curves:
+                        ax.plot(*model_curves[name], color=colour, linewidth=1.5, label=label if len(classes) > 1 else "fine-tuned")
+                    if name in baseline_curves:
+                        ax.plot(*baseline_curves[name], color=colour if len(classes) > 1 else _GREY, linewidth=1.0, linestyle="--",
+                                label="baseline (dashed)" if i == 0 else None)
+                if key == "roc":
+                    ax.plot([0, 1], [0, 1], color="#d1d5db", linewidth=0.8, linestyle=":")
+                model_score, baseline_score = _number(scores.get(score_key)), _number(scores.get(f"baseline_{score_key}"))
+                if model_score is not None:
+                    title += f" — {score_name} {model_score:.3f}"
+                    if baseline_score is not None:
+                        title += f" (baseline {baseline_score:.3f})"
+                ax.set_title(title)
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel(ylabel)
+                ax.set_xlim(-0.02, 1.02)
+                ax.set_ylim(-0.02, 1.02)
+                if len(classes) > 4:  # many labels: one legend, beside the second panel, clear of the curves
+                    if index == 2:
+                        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7)
+                elif classes:
+                    ax.legend(loc="lower right" if key == "roc" else "lower left")
+            return figure_to_svg(fig, "fig-curves", "ROC and precision-recall curves on the test split")
+        finally:
+            _close(fig)
+
+
+def reliability_diagram(
+    model_bins: Sequence[Mapping[str, Any]],
+    baseline_bins: Sequence[Mapping[str, Any]] | None = None,
+    ece: Any = None,
+    baseline_ece: Any = None,
+) -> str | None:
+    """Accuracy against mean confidence per confidence bin (bars: fine-tuned; line: baseline), with the diagonal
+    of perfect calibration and each bin's count of test rows below."""
+    import matplotlib
+
+    def points(bins: Sequence[Mapping[str, Any]] | None) -> list[tuple[float, float, float, float, float]]:
+        out = []
+        for row in bins or []:
+            if not isinstance(row, Mapping):
+                continue
+            values = [_number(row.get(k)) for k in ("lower", "upper", "confidence", "accuracy", "count")]
+            if all(v is not None for v in values):
+                out.append(tuple(values))
+        return out
+
+    model, baseline = points(model_bins), points(baseline_bins)
+    if not model:
+        return None
+    with matplotlib.rc_context(_rc("calibration")):
+        fig = _new_figure(4.6, 4.2)
+        try:
+            top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+            top.bar([(lo + hi) / 2 for lo, hi, *_ in model], [acc for *_, acc, _ in model],
+                    width=[hi - lo for lo, hi, *_ in model], color=_BLUE, alpha=0.75, edgecolor="white", label="fine-tuned: accuracy per bin")
+            top.plot([c for _, _, c, _, _ in model], [a for _, _, _, a, _ in model], "o", color="#1e3a8a", markersize=3.5,
+                     label="fine-tuned: (mean confidence, accuracy)")
+            if baseline:
+                top.plot([c for _, _, c, _, _ in baseline], [a for _, _, _, a, _ in baseline], "s--", color=_ORANGE,
+                         markersize=3.5, linewidth=1.0, label="baseline")
+            top.plot([0, 1], [0, 1], color=_GREY, linestyle=":", linewidth=0.9, label="perfect calibration")
+            title = "Reliability diagram"
+            if _number(ece) is not None:
+                title += f" — ECE {_number(ece):.3f}"
+                if _number(baseline_ece) is not None:
+                    title += f" (baseline {_number(baseline_ece):.3f})"
+            top.set_title(title)
+            top.set_ylabel("accuracy")
+            top.set_ylim(0, 1.02)
+            top.legend(loc="upper left", fontsize=7)
+            bottom.bar([(lo + hi) / 2 for lo, hi, *_ in model], [n for *_, n in model], width=[hi - lo for lo, hi, *_ in model],
+                       color=_GREY, alpha=0.6)
+            bottom.set_ylabel("rows")
+            bottom.set_xlabel("confidence (probability of the predicted label)")
+            bottom.set_xlim(0, 1)
+            return figure_to_svg(fig, "fig-calibration", "Reliability diagram: accuracy against confidence")
         finally:
             _close(fig)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from tunepipe.data.labels import encode, label_names
-from tunepipe.io import read_jsonl, write_json
+from tunepipe.io import read_jsonl, write_csv, write_json
 from tunepipe.stages.harness import Stage, StageContext, main
 
 
 def run(ctx: StageContext) -> None:
     import torch
 
-    from tunepipe.evaluation import classification_metrics
+    from tunepipe.evaluation import classification_metrics, prediction_rows
     from tunepipe.models import baseline
 
     cfg = ctx.params["baseline"]
@@ -32,6 +32,8 @@ def run(ctx: StageContext) -> None:
     targets = torch.tensor(encode(test_rows, names, str(ctx.inputs["test"])))
     metrics = classification_metrics(probs, targets)
     write_json(ctx.outputs["metrics"], {**metrics, "test_rows": len(test_rows), "train_rows": len(train_rows), "model": kind})
+    # evaluate scores these probabilities with the same metrics (and bootstrap intervals) as the fine-tuned model's.
+    write_csv(ctx.outputs["predictions"], *prediction_rows(test_rows, names, probs))
     ctx.log.info("baseline test %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
 
@@ -39,7 +41,10 @@ STAGE = Stage(
     name="baseline",
     summary="Fit the simple baseline (TF-IDF or pixels + logistic regression) on the train split; score it on test.",
     inputs={"train": "JSONL train rows (not augmented)", "test": "JSONL test rows"},
-    outputs={"metrics": "JSON: accuracy, macro precision/recall/F1, AUROC"},
+    outputs={
+        "metrics": "JSON: accuracy, macro precision/recall/F1, AUROC",
+        "predictions": "CSV: id, label, predicted, confidence, input, then prob:<label> for every label (test rows, in order)",
+    },
     run=run,
     params_help="seed, data.labels, baseline.max_features, baseline.ngram_max, baseline.C",
 )

@@ -1,59 +1,132 @@
-"""evaluate: test-split metrics of the fine-tuned model with torchmetrics, beside the baseline's."""
+"""evaluate: test-split metrics of the fine-tuned model with torchmetrics, beside the baseline's.
+
+Both models are scored by the same code (`tunepipe.evaluation.evaluate_predictions`) from their class
+probabilities: the fine-tuned model's are computed here, the baseline's read from its predictions file.
+"""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+from typing import Any
+
 from tunepipe.data.labels import encode
-from tunepipe.io import read_json, read_jsonl, write_csv, write_json
+from tunepipe.errors import DataError
+from tunepipe.io import read_jsonl, write_csv, write_json
 from tunepipe.stages.harness import Stage, StageContext, main
 
 
+def read_probabilities(path: Path, names: list[str], ids: list[str]):
+    """The probabilities of a predictions CSV (`prob:<label>` columns), in the order of `ids`."""
+    import torch
+
+    from tunepipe.evaluation import PROB_PREFIX
+
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = [f"{PROB_PREFIX}{name}" for name in names]
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path}: no column(s) {', '.join(missing)}; it was written for other labels. Rerun the baseline rule.")
+        by_id = {row["id"]: [float(row[c]) for c in columns] for row in reader}
+    ids = [str(i) for i in ids]  # CSV cells are text
+    absent = [i for i in ids if i not in by_id]
+    if absent or len(by_id) != len(ids):
+        raise DataError(f"{path}: its rows are not the test split's ({len(by_id)} rows, {len(absent)} test ids missing). Rerun the baseline rule.")
+    return torch.tensor([by_id[i] for i in ids], dtype=torch.float64)
+
+
+def _worst(rows: list[dict[str, Any]], names: list[str], probs, targets, count: int) -> list[dict[str, Any]]:
+    from tunepipe.evaluation import worst_errors
+
+    picked = []
+    for rank, i in enumerate(worst_errors(probs, targets, count), start=1):
+        row, p = rows[i], probs[i]
+        best = int(p.argmax())
+        picked.append({
+            "rank": rank,
+            "id": row["id"],
+            "label": row["label"],
+            "predicted": names[best],
+            "confidence": round(float(p[best]), 6),
+            "label_probability": round(float(p[int(targets[i])]), 6),
+            "input": row.get("text", row.get("path")),
+        })
+    return picked
+
+
 def run(ctx: StageContext) -> None:
+    import torch
+
     from tunepipe import runtime
     from tunepipe.data.datamodule import encode_rows, load_processor
-    from tunepipe.evaluation import classification_metrics, confusion_matrix
+    from tunepipe.evaluation import CI_NAMES, DETAILED_NAMES, curve_classes, evaluate_predictions, prediction_rows
     from tunepipe.models.classifier import load_checkpoint
     from tunepipe.models.inference import pick_device, predict_logits
 
+    cfg = ctx.params["evaluate"]
     runtime.torch_threads(ctx.threads)
     model, meta = load_checkpoint(ctx.inputs["best"])
     names, model_cfg, modality = meta["label_names"], meta["model_cfg"], meta["modality"]
     rows = read_jsonl(ctx.inputs["test"])
-    targets = encode(rows, names, str(ctx.inputs["test"]))
+    targets = torch.tensor(encode(rows, names, str(ctx.inputs["test"])))
     dataset = encode_rows(modality, rows, None, model_cfg, load_processor(modality, model_cfg))
-    logits = predict_logits(model, dataset, ctx.params["evaluate"]["batch_size"], pick_device())
-    probs = logits.softmax(dim=-1)
-    import torch
+    probs = predict_logits(model, dataset, cfg["batch_size"], pick_device()).softmax(dim=-1).cpu()
+    baseline_probs = read_probabilities(ctx.inputs["baseline_predictions"], names, [row["id"] for row in rows])
 
-    target_tensor = torch.tensor(targets)
-    metrics = classification_metrics(probs, target_tensor)
-    baseline = read_json(ctx.inputs["baseline"])
-    flat = {**metrics, "test_rows": len(rows)} | {f"baseline_{name}": baseline[name] for name in metrics}
+    bootstrap = {"resamples": cfg["bootstrap_resamples"], "seed": ctx.params["seed"]}
+    model_eval = evaluate_predictions(probs, targets, names, **bootstrap)
+    base_eval = evaluate_predictions(baseline_probs, targets, names, **bootstrap)
+
+    keys = list(DETAILED_NAMES) + [f"{name}_ci_{end}" for name in CI_NAMES for end in ("low", "high")]
+    flat = {**{k: model_eval["metrics"][k] for k in keys}, "test_rows": len(rows)}
+    flat |= {f"baseline_{k}": base_eval["metrics"][k] for k in keys}
     write_json(ctx.outputs["metrics"], flat)
-    preds = probs.argmax(dim=-1)
-    write_json(ctx.outputs["confusion"], {"labels": names, "matrix": confusion_matrix(preds, target_tensor, len(names))})
-    write_csv(
-        ctx.outputs["predictions"],
-        [
-            {"id": row["id"], "label": row["label"], "predicted": names[int(p)], "confidence": round(float(probs[i, p]), 6), "input": row.get("text", row.get("path"))}
-            for i, (row, p) in enumerate(zip(rows, preds))
-        ],
-        ["id", "label", "predicted", "confidence", "input"],
-    )
-    ctx.log.info("fine-tuned: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-    ctx.log.info("baseline:   %s", "  ".join(f"{k} {baseline[k]:.4f}" for k in metrics))
+    write_json(ctx.outputs["confusion"], {"labels": names, "matrix": model_eval["confusion"], "normalized": model_eval["confusion_normalized"]})
+    write_csv(ctx.outputs["predictions"], *prediction_rows(rows, names, probs))
+    write_csv(ctx.outputs["per_class"], model_eval["per_class"], ["label", "precision", "recall", "f1", "auroc", "average_precision", "support"])
+    write_csv(ctx.outputs["roc"], model_eval["roc"], ["class", "fpr", "tpr"])
+    write_csv(ctx.outputs["pr"], model_eval["pr"], ["class", "recall", "precision"])
+    write_csv(ctx.outputs["calibration"], model_eval["calibration"], ["bin", "lower", "upper", "confidence", "accuracy", "count"])
+    write_json(ctx.outputs["worst_errors"], {"labels": names, "rows": _worst(rows, names, probs, targets, cfg["worst_examples"])})
+    write_json(ctx.outputs["details"], {
+        "labels": names,
+        "curve_labels": [names[c] for c in curve_classes(len(names))],
+        "bootstrap": {**bootstrap, "level": 0.95, "method": "percentile, resampled within each true class"},
+        "models": {
+            name: {key: result[key] for key in ("per_class", "confusion", "confusion_normalized", "roc", "pr", "calibration")}
+            for name, result in (("fine_tuned", model_eval), ("baseline", base_eval))
+        },
+    })
+    for label, result in (("fine-tuned", model_eval), ("baseline  ", base_eval)):
+        m = result["metrics"]
+        ctx.log.info(
+            "%s: %s  (95%% CI accuracy %.4f-%.4f)", label, "  ".join(f"{k} {m[k]:.4f}" for k in DETAILED_NAMES),
+            m["accuracy_ci_low"], m["accuracy_ci_high"],
+        )
 
 
 STAGE = Stage(
     name="evaluate",
-    summary="Score the best checkpoint on the test split (torchmetrics) and put the baseline beside it.",
-    inputs={"best": "Lightning checkpoint from train", "test": "JSONL test rows", "baseline": "JSON metrics of the baseline"},
+    summary="Score the best checkpoint and the baseline on the test split (torchmetrics), with bootstrap intervals, curves and calibration.",
+    inputs={
+        "best": "Lightning checkpoint from train",
+        "test": "JSONL test rows",
+        "baseline_predictions": "CSV of the baseline's test probabilities (prob:<label> columns)",
+    },
     outputs={
-        "metrics": "flat JSON (DVC can diff it): accuracy, macro precision/recall/F1, AUROC, and baseline_*",
-        "confusion": "JSON: label names and the confusion matrix (rows true, columns predicted)",
-        "predictions": "CSV: every test text with its label, prediction and confidence",
+        "metrics": "flat JSON (DVC can diff it): scalar metrics, *_ci_low/*_ci_high, test_rows, and baseline_* of each",
+        "confusion": "JSON: labels, matrix (counts; rows true, columns predicted), normalized (each row / its total)",
+        "predictions": "CSV: id, label, predicted, confidence, input, prob:<label> for every label",
+        "per_class": "CSV: label, precision, recall, f1, auroc, average_precision, support",
+        "roc": "CSV: class, fpr, tpr (positive class for two labels, else one-vs-rest per class)",
+        "pr": "CSV: class, recall, precision (same classes as roc)",
+        "calibration": "CSV: bin, lower, upper, confidence, accuracy, count (non-empty bins of the reliability diagram)",
+        "worst_errors": "JSON: labels, rows (the most confident wrong predictions: rank, id, label, predicted, confidence, label_probability, input)",
+        "details": "JSON: per-class scores, confusion, curves and calibration of both models (what the report draws)",
     },
     run=run,
-    params_help="evaluate.batch_size",
+    params_help="seed, evaluate.batch_size, evaluate.bootstrap_resamples, evaluate.worst_examples",
 )
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ STAGE = Stage(
         "train": "results/train/summary.json (device, precision, epochs, wall time)",
         "metrics": "results/evaluate/metrics.json (test metrics, fine-tuned and baseline)",
         "confusion": "results/evaluate/confusion.json (labels and confusion matrix)",
+        "details": "results/evaluate/details.json (per-label scores, curves and calibration of both models)",
+        "worst_errors": "results/evaluate/worst_errors.json (the most confident wrong predictions)",
         "prune": "results/prune/levels.json (sparsity levels and the selected one)",
         "export": "results/export/parity.json (ONNX parity and latency)",
     },
