@@ -372,6 +372,63 @@ def test_history_is_read_from_git_and_the_local_dvc_cache(tmp_path):
     assert len(collect(project, limit=2)["entries"]) == 2
 
 
+def test_collect_lists_what_changed_since_the_newest_recorded_run(tmp_path):
+    from tunepipe.report.history import collect
+
+    project = tmp_path / "project"
+    (project / ".dvc").mkdir(parents=True)
+    _git(project, "init", "-q")
+    metrics = {"accuracy": 0.75, "f1_macro": 0.74, "baseline_accuracy": 0.7, "baseline_f1_macro": 0.69}
+    _record_run(project, metrics, {"seed": 42}, "older")
+    _record_run(project, metrics, {"seed": 7, "train": {"encoder_lr": 5e-05}}, "newest")
+
+    record = collect(project, current=metrics, current_params={"seed": 7, "train": {"encoder_lr": 1e-04, "max_epochs": 3}})
+
+    # Defaults are filled in on both sides: the newest run left max_epochs out (default 2), this run sets 3.
+    assert record["since_last"] == ["train.encoder_lr: 5e-05 → 0.0001", "train.max_epochs: 2 → 3"]
+    assert collect(project, current=metrics)["since_last"] is None  # this run's params not given
+    assert collect(project, current=metrics, current_params={"seed": 7})["since_last"] == []
+
+
+def test_summary_says_what_changed_since_the_last_recorded_run(tmp_path):
+    record = dict(HISTORY_RECORD, since_last=["train.max_epochs: 2 → 3", "model.dropout: 0.1 → <0.2>"])
+    paths = write_inputs(tmp_path, INPUTS)
+    summary = section(build_report(PARAMS, load_inputs(paths), provenance=PROVENANCE, history=record), "summary")
+    assert "<code>aaaaaaa</code> lr 1e-4 &lt;b&gt;" in summary and "+0.0 pts" in summary
+    assert "<li><code>train.max_epochs: 2 → 3</code></li>" in summary and "model.dropout: 0.1 → &lt;0.2&gt;" in summary
+    same = section(build_report(PARAMS, load_inputs(paths), provenance=PROVENANCE, history=dict(HISTORY_RECORD, since_last=[])), "summary")
+    assert "the same params." in same
+    assert "No earlier recorded run to compare with" in section(render(tmp_path), "summary")
+
+
+BENCHMARK_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def test_provenance_shows_the_data_hash_the_hardware_and_wall_time_per_rule(tmp_path):
+    paths = write_inputs(tmp_path, INPUTS)
+    timings = []
+    for rule, line in (("train", "190.5021\t0:03:10\t2210.5\t5000\t1\t1\t0\t0\t95.1\t181.2"),
+                       ("prepare", "3.2\t0:00:03\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA")):
+        timings.append(tmp_path / f"{rule}.tsv")
+        timings[-1].write_text(BENCHMARK_HEADER + line + "\n")
+    provenance = section(build_report(PARAMS, load_inputs(dict(paths, timings=timings)), provenance=PROVENANCE), "provenance")
+    rows = re.findall(r"<tr><td>(\w+)</td><td class=\"n\">([^<]*)</td><td class=\"n\">(.*?)</td>", provenance)
+    assert rows == [("train", "190.5", "2,210"), ("prepare", "3.2", '<span class="na">not available</span>')]
+    assert "193.7" in provenance  # the sum
+    assert "ab12cd34" in provenance and "/data/rotten_tomatoes_corpus_full.csv.bz2" in provenance
+    assert "32-true" in provenance and "cpu" in provenance
+    assert "Wall time per rule: <span class=\"na\">not available</span>" in section(render(tmp_path), "provenance")
+
+
+def test_a_benchmark_file_without_a_measurement_is_a_clear_error(tmp_path):
+    from tunepipe.errors import DataError
+
+    empty = tmp_path / "train.tsv"
+    empty.write_text(BENCHMARK_HEADER)
+    with pytest.raises(DataError, match="train.tsv has no measurement"):
+        load_inputs({"timings": [empty]})
+
+
 # ------------------------------------------------------------------------------------------------ evaluation
 
 

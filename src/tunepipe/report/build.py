@@ -66,10 +66,38 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def load_inputs(paths: Mapping[str, Path]) -> dict[str, Any]:
-    """Read each input: `history` as a list of row dicts (numbers parsed), everything else as JSON."""
+def read_timings(paths: list[Path]) -> list[dict[str, Any]]:
+    """Snakemake `benchmark:` files (TSV: s, h:m:s, max_rss, ...) as {rule, seconds, max_rss_mb}, one per file."""
+    rows = []
+    for path in paths:
+        path = Path(path)
+        try:
+            with open(path, newline="", encoding="utf-8") as handle:
+                records = list(csv.DictReader(handle, delimiter="\t"))
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise DataError(f"report input 'timings': {path} cannot be read: {exc}") from exc
+        if not records:
+            raise DataError(f"report input 'timings': {path} has no measurement; re-run its rule")
+        record = records[-1]
+
+        def number(key: str) -> float | None:
+            try:
+                return float(record.get(key) or "")
+            except ValueError:
+                return None  # Snakemake writes NA where it could not measure
+
+        rows.append({"rule": path.stem, "seconds": number("s"), "max_rss_mb": number("max_rss")})
+    return rows
+
+
+def load_inputs(paths: Mapping[str, Any]) -> dict[str, Any]:
+    """Read each input: `history` as a list of row dicts (numbers parsed), `timings` (a list of benchmark
+    files) with `read_timings`, everything else as JSON."""
     loaded: dict[str, Any] = {}
     for key, path in paths.items():
+        if key == "timings":
+            loaded[key] = read_timings(list(path))
+            continue
         path = Path(path)
         if not path.is_file():
             raise DataError(f"report input {key!r}: {path} does not exist; run the stage that writes it first")
@@ -502,6 +530,45 @@ def _history(history: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _since_last(history: Any, inputs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What changed since the newest earlier recorded run: its commit, the params that differ, the accuracy change."""
+    history = _dict(history)
+    rows = _list(history.get("entries"))
+    if not history.get("available") or not rows:
+        return None
+    last = _dict(rows[0])
+    metrics = _dict(inputs.get("metrics"))
+    earlier = _dict(last.get("metrics"))
+    changes = history.get("since_last")
+    return {
+        "short": last.get("short") or str(last.get("commit") or "")[:7],
+        "subject": last.get("subject"),
+        "changes": [str(change) for change in _list(changes)] if changes is not None else None,
+        "accuracy_diff": _difference(metrics.get("accuracy"), earlier.get("accuracy")) if earlier else None,
+    }
+
+
+def _timings(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    rows = [row for row in _list(inputs.get("timings")) if isinstance(row, dict)]
+    seconds = [_num(row.get("seconds")) for row in rows]
+    total = sum(value for value in seconds if value is not None) if rows else None
+    slowest = max((value for value in seconds if value is not None), default=None)
+    return {
+        "rows": [dict(row, share=(_num(row.get("seconds")) / slowest if slowest and _num(row.get("seconds")) is not None else None)) for row in rows],
+        "total": total,
+    }
+
+
+def _data_provenance(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    prepare = _dict(inputs.get("prepare"))
+    return {"source": prepare.get("source"), "path": prepare.get("path"), "sha256": prepare.get("sha256"), "rows": prepare.get("rows")}
+
+
+def _hardware(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    train = _dict(inputs.get("train"))
+    return {key: train.get(key) for key in ("device", "accelerator", "precision", "threads")}
+
+
 def _params_yaml(params: Mapping[str, Any]) -> str:
     import yaml
 
@@ -548,7 +615,11 @@ def build_report(
         "pruning": pruning,
         "export": export,
         "history": _history(history, inputs),
+        "since_last": _since_last(history, inputs),
         "provenance": {
+            "timings": _timings(inputs),
+            "data": _data_provenance(inputs),
+            "hardware": _hardware(inputs),
             "git": _dict(provenance.get("git")),
             "packages": _dict(provenance.get("packages")),
             "python": provenance.get("python"),

@@ -87,13 +87,32 @@ def param_changes(before: Mapping[str, Any], after: Mapping[str, Any], limit: in
     return lines
 
 
-def collect(root: Path | str = ".", current: Mapping[str, Any] | None = None, *, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
+def _with_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Params as the pipeline reads them (schema defaults filled in), or as given when they no longer validate."""
+    from tunepipe.config import validate_params
+    from tunepipe.errors import ParamsError
+
+    try:
+        return validate_params(dict(params))
+    except (ParamsError, ValueError, TypeError):
+        return dict(params)
+
+
+def collect(
+    root: Path | str = ".",
+    current: Mapping[str, Any] | None = None,
+    *,
+    current_params: Mapping[str, Any] | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> dict[str, Any]:
     """The last `limit` commits that recorded a run, newest first, with their headline metrics.
 
     Returns `{"available": bool, "reason": str | None, "entries": [...]}`; each entry has commit, short,
     date, subject, metrics (headline keys, or None), status (None when the metrics were read) and
     changes (params that differ from the next older entry). `current` (this run's metrics) marks the
-    entries whose metrics are the same as this run's.
+    entries whose metrics are the same as this run's. With `current_params` (this run's params), `since_last`
+    lists the params that differ between the newest recorded run and this one (schema defaults filled in
+    on both sides, so a key left out of an older params.yaml is not a change).
     """
     root = Path(root).resolve()
     if _git(["rev-parse", "--is-inside-work-tree"], root) is None:
@@ -129,9 +148,12 @@ def collect(root: Path | str = ".", current: Mapping[str, Any] | None = None, *,
     for newer, older in zip(entries, entries[1:]):
         if newer["params"] and older["params"]:
             newer["changes"] = param_changes(older["params"], newer["params"])
+    since_last = None
+    if current_params is not None and entries and entries[0]["params"]:
+        since_last = param_changes(_with_defaults(entries[0]["params"]), _with_defaults(current_params))
     for entry in entries:
         del entry["params"]
-    return {"available": True, "reason": None, "entries": entries}
+    return {"available": True, "reason": None, "entries": entries, "since_last": since_last}
 
 
 __all__ = ["HEADLINE", "METRICS_PATH", "cache_dir", "cached_object", "collect", "param_changes", "recorded_run"]

@@ -25,7 +25,7 @@ from tunepipe.io import commit_partial, partial_path
 @dataclass(frozen=True)
 class StageContext:
     params: dict[str, Any]
-    inputs: dict[str, Path]
+    inputs: dict[str, Any]  # a Path per key; a list of Paths for the stage's repeatable keys
     outputs: dict[str, Path]
     threads: int
     log: logging.Logger
@@ -39,17 +39,26 @@ class Stage:
     outputs: Mapping[str, str]
     run: Callable[[StageContext], None]
     params_help: str = ""
+    # Input keys given zero or more times (`--in timings=a.tsv --in timings=b.tsv`): a list in ctx.inputs.
+    repeatable: tuple[str, ...] = ()
 
 
-def _pairs(values: list[str], allowed: Mapping[str, str], kind: str, parser: argparse.ArgumentParser) -> dict[str, Path]:
-    result: dict[str, Path] = {}
+def _pairs(
+    values: list[str], allowed: Mapping[str, str], kind: str, parser: argparse.ArgumentParser, repeatable: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    result: dict[str, Any] = {key: [] for key in repeatable}
     for item in values:
         key, sep, path = item.partition("=")
         if not sep or not path:
             parser.error(f"--{kind} expects KEY=PATH, got {item!r}")
         if key not in allowed:
             parser.error(f"unknown {kind} {key!r}; this stage takes: {', '.join(allowed)}")
-        result[key] = Path(path)
+        if key in repeatable:
+            result[key].append(Path(path))
+        elif key in result:
+            parser.error(f"--{kind} {key} is given twice")
+        else:
+            result[key] = Path(path)
     missing = [key for key in allowed if key not in result]
     if missing:
         parser.error(f"missing --{kind} for: {', '.join(missing)}")
@@ -58,7 +67,9 @@ def _pairs(values: list[str], allowed: Mapping[str, str], kind: str, parser: arg
 
 def build_parser(stage: Stage) -> argparse.ArgumentParser:
     def describe(items: Mapping[str, str]) -> str:
-        return "\n".join(f"  {key:<12} {text}" for key, text in items.items())
+        return "\n".join(
+            f"  {key:<12} {text}" + (" (repeatable)" if key in stage.repeatable else "") for key, text in items.items()
+        )
 
     epilog = f"inputs (--in KEY=PATH):\n{describe(stage.inputs)}\n\noutputs (--out KEY=PATH):\n{describe(stage.outputs)}"
     if stage.params_help:
@@ -79,14 +90,15 @@ def build_parser(stage: Stage) -> argparse.ArgumentParser:
 def main(stage: Stage, argv: list[str] | None = None) -> int:
     parser = build_parser(stage)
     args = parser.parse_args(argv)
-    inputs = _pairs(args.inputs, stage.inputs, "in", parser)
+    inputs = _pairs(args.inputs, stage.inputs, "in", parser, stage.repeatable)
     outputs = _pairs(args.outputs, stage.outputs, "out", parser)
     try:
         params = json.loads(args.params)
     except json.JSONDecodeError as exc:
         parser.error(f"--params is not valid JSON: {exc}")
 
-    absent = [f"{key}={path}" for key, path in inputs.items() if not path.exists()]
+    given = [(key, path) for key, value in inputs.items() for path in (value if isinstance(value, list) else [value])]
+    absent = [f"{key}={path}" for key, path in given if not path.exists()]
     if absent:
         print(f"tunepipe {stage.name}: error: input file(s) not found: {', '.join(absent)}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ def run(ctx: StageContext) -> None:
 
     inputs = load_inputs(ctx.inputs)
     # Earlier runs come from git and the local DVC cache, like the provenance's commit: read at run time.
-    earlier = history.collect(Path.cwd(), current=inputs.get("metrics"))
+    earlier = history.collect(Path.cwd(), current=inputs.get("metrics"), current_params=ctx.params)
     ctx.log.info("history: %s", f"{len(earlier['entries'])} earlier run(s)" if earlier["available"] else earlier["reason"])
     html = build_report(ctx.params, inputs, provenance=collect(), history=earlier)
     ctx.outputs["html"].write_text(html, encoding="utf-8")
@@ -38,7 +38,9 @@ STAGE = Stage(
         "worst_errors": "results/evaluate/worst_errors.json (the most confident wrong predictions)",
         "prune": "results/prune/levels.json (sparsity levels and the selected one)",
         "export": "results/export/parity.json (ONNX parity and latency)",
+        "timings": "results/benchmarks/<rule>.tsv, once per rule (Snakemake's `benchmark:` files: wall time, memory)",
     },
+    repeatable=("timings",),
     outputs={"html": "results/report.html"},
     run=run,
     params_help="report.title     page title\n"
