@@ -54,3 +54,8 @@ def prepare_params():
 def params_for(*names):
     """The JSON of the params sections a rule reads; editing another section does not rerun it."""
     return sections(config, *names)
+
+
+def timing(rule_name):
+    """The rule's `benchmark:` file (wall time, peak memory), shown per rule in the report's provenance."""
+    return f"results/benchmarks/{rule_name}.tsv"

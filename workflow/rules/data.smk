@@ -7,9 +7,11 @@ rule prepare:
         code=code("stages/prepare.py", "data/readers.py", "data/images.py"),
     output:
         rows="results/prepare/rows.jsonl",
-        summary="results/prepare/summary.json",
+        summary=report("results/prepare/summary.json", category="Data", labels={"file": "source rows"}),
     log:
         "results/logs/prepare.log",
+    benchmark:
+        timing("prepare")
     params:
         cfg=prepare_params(),
     threads: 1
@@ -28,9 +30,11 @@ rule clean:
         code=code("stages/clean.py", "data/cleaning.py", "data/text.py", "data/images.py"),
     output:
         rows="results/clean/rows.jsonl",
-        report="results/clean/report.json",
+        report=report("results/clean/report.json", category="Data", labels={"file": "cleaning report"}),
     log:
         "results/logs/clean.log",
+    benchmark:
+        timing("clean")
     params:
         cfg=params_for("data", "clean", "report"),
     threads: 1
@@ -51,9 +55,11 @@ rule split:
         train="results/split/train.jsonl",
         val="results/split/val.jsonl",
         test="results/split/test.jsonl",
-        summary="results/split/summary.json",
+        summary=report("results/split/summary.json", category="Data", labels={"file": "splits"}),
     log:
         "results/logs/split.log",
+    benchmark:
+        timing("split")
     params:
         cfg=params_for("seed", "split"),
     threads: 1
@@ -73,9 +79,11 @@ rule augment:
         code=code("stages/augment.py", "data/augment.py", "data/images.py"),
     output:
         train="results/augment/train.jsonl",
-        summary="results/augment/summary.json",
+        summary=report("results/augment/summary.json", category="Data", labels={"file": "augmentation"}),
     log:
         "results/logs/augment.log",
+    benchmark:
+        timing("augment")
     params:
         cfg=params_for("seed", "data", "augment", "report"),
     threads: 2

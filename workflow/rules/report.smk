@@ -17,9 +17,11 @@ rule report:
         export=rules.export.output.parity,
         code=code("stages/report.py", "report"),
     output:
-        html="results/report.html",
+        html=report("results/report.html", category="Report", labels={"file": "tunepipe report"}),
     log:
         "results/logs/report.log",
+    benchmark:
+        timing("report")
     params:
         cfg=params_for(*sorted(config)),
     threads: 1
