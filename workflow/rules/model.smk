@@ -6,6 +6,7 @@ rule train:
         train=rules.augment.output.train,
         val=rules.split.output.val,
         code=code("stages/train.py", "training.py", "models", "data/datamodule.py", "data/images.py", "data/labels.py"),
+        **sweep_inputs(),
     output:
         best="results/train/best.ckpt",
         history="results/train/history.csv",
@@ -15,6 +16,8 @@ rule train:
         "results/logs/train.log",
     params:
         cfg=params_for("seed", "data", "model", "train"),
+        # With a sweep: the selection, and without folds every variant's run (the winner's is reused).
+        sweep=lambda wildcards, input: train_sweep_args(input),
     threads: workflow.cores
     resources:
         mem_mb=6000,
@@ -29,7 +32,7 @@ rule train:
     shell:
         "python -m tunepipe.stages.train --params {params.cfg:q} --threads {threads}"
         " --in train={input.train} --in val={input.val} --out best={output.best} --out history={output.history}"
-        " --out config={output.config} --out summary={output.summary} 2>&1 | tee {log}"
+        " --out config={output.config} --out summary={output.summary}{params.sweep} 2>&1 | tee {log}"
 
 
 rule baseline:

@@ -14,12 +14,15 @@ rule report:
         prune=rules.prune.output.levels,
         export=rules.export.output.parity,
         code=code("stages/report.py", "report"),
+        # The sweep/CV section's data, only when a sweep or cross-validation ran.
+        **({"selection": "results/select/selection.json"} if SWEEP else {}),
     output:
         html="results/report.html",
     log:
         "results/logs/report.log",
     params:
         cfg=params_for(*sorted(config)),
+        sweep=lambda wildcards, input: f" --in selection={input.selection}" if SWEEP else "",
     threads: 1
     resources:
         mem_mb=1000,
@@ -30,4 +33,4 @@ rule report:
         " --in prepare={input.prepare} --in clean={input.clean} --in split={input.split}"
         " --in augment={input.augment} --in history={input.history} --in train={input.train}"
         " --in metrics={input.metrics} --in confusion={input.confusion} --in prune={input.prune}"
-        " --in export={input.export} --out html={output.html} 2>&1 | tee {log}"
+        " --in export={input.export}{params.sweep} --out html={output.html} 2>&1 | tee {log}"

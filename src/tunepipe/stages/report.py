@@ -36,12 +36,14 @@ STAGE = Stage(
         "confusion": "results/evaluate/confusion.json (labels and confusion matrix)",
         "prune": "results/prune/levels.json (sparsity levels and the selected one)",
         "export": "results/export/parity.json (ONNX parity and latency)",
+        "selection": "optional: results/select/selection.json (sweep/CV variants, scores and winner)",
     },
     outputs={"html": "results/report.html"},
     run=run,
     params_help="report.title     page title\n"
     "report.examples  examples shown per cleaning reason and for augmentation\n"
     "(all sections are shown in the provenance section; export.max_abs_logit_diff sets the parity verdict)",
+    optional=frozenset({"selection"}),
 )
 
 
