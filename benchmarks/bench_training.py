@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import os
 import sys
 import tempfile
@@ -168,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
         lightning_rate = timer.rows / (timer.end - timer.start)
         lightning_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+        del trainer, module, initial
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()  # the plain loop's peak memory must not include Lightning's leftovers
 
         # Plain PyTorch on the same start weights, optimizer, schedule and batches.
         plain = ClassifierModule(model_cfg, train_cfg, ["fresh", "rotten"], "text")
@@ -176,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         optimizer = instantiate(train_cfg["optimizer"], parameter_groups(plain.model, train_cfg["encoder_lr"], train_cfg["head_lr"]), lr=train_cfg["head_lr"])
         scheduler = instantiate(train_cfg["scheduler"], optimizer=optimizer, total_steps=total)
         loss_fn = torch.nn.CrossEntropyLoss()
-        torch.use_deterministic_algorithms(hardware.deterministic is True, warn_only=hardware.deterministic == "warn")
+        # The same determinism Lightning's `deterministic=` set (it also leaves CUBLAS_WORKSPACE_CONFIG and cudnn flags set).
+        torch.use_deterministic_algorithms(True, warn_only=hardware.deterministic == "warn")
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         step, rows_timed, start = 0, 0, None
