@@ -10,6 +10,7 @@ Importing this module is cheap (no torch): the Snakefile calls it to build the D
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import math
@@ -59,8 +60,10 @@ def _check_key(key: str) -> None:
         free_form = node.get("type") in ("object", ["object", "null"]) and node.get("additionalProperties", True) is not False
         if free_form and depth == len(parts) - 1 and depth > 1:
             return  # a keyword argument of a `_target_` object (e.g. train.optimizer.momentum)
+        close = difflib.get_close_matches(part, list(props), n=1)
+        hint = f"did you mean {'.'.join([*parts[:depth], close[0]])!r}? " if close else ""
         known = ", ".join(sorted(props)) or "none"
-        raise ParamsError(f"sweep.parameters: unknown key {key!r} ({'.'.join(parts[: depth + 1])} does not exist; known there: {known}).")
+        raise ParamsError(f"sweep.parameters: unknown key {key!r}; {hint}Known keys of {'.'.join(parts[:depth]) or 'params'}: {known}.")
     if node.get("type") == "object" and "properties" in node and node.get("additionalProperties") is False:
         raise ParamsError(f"sweep.parameters: {key!r} is a section; sweep its keys (e.g. {key}.{next(iter(node['properties']))}).")
 
