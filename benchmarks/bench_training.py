@@ -4,8 +4,9 @@ Both sides train tunepipe's real ClassifierModule (same initial weights, same op
 from params, same gradient clipping, same precision and determinism settings) on the same batches from
 tunepipe's ClassificationDataModule (length-bucketed, seeded), for the same number of optimizer steps. The
 first --warmup steps are excluded. rows/s is over the timed window (data loading included on both sides,
-synchronised on CUDA); on a CPU the median per-step ratio (same batch on both sides) is printed as well,
-because it resists the load of other processes. Lightning runs without validation, checkpointing or a
+synchronised on CUDA). On a CPU the median per-step ratio (same batch on both sides) and the ratio of process
+CPU time are printed as well: they resist the load of other processes, which wall time does not. On a shared
+CPU use --threads 1 (torch's thread pool slows down badly when other processes take its cores). Lightning runs without validation, checkpointing or a
 logger, so the figure is the training step's own overhead. The DataModule alone is timed as well
 (batches/s: how fast the loader can feed the model).
 
@@ -87,7 +88,7 @@ class StepTimer:
             def on_train_batch_start(self, trainer, module, batch, batch_idx):
                 if trainer.global_step == warmup and timer.window_start is None:
                     timer.sync()
-                    timer.window_start = time.perf_counter()
+                    timer.window_start, timer.cpu_start = time.perf_counter(), time.process_time()
                 timer.step_start = time.perf_counter()
 
             def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
@@ -97,13 +98,13 @@ class StepTimer:
 
             def on_train_end(self, trainer, module):
                 timer.sync()
-                timer.window = time.perf_counter() - timer.window_start
+                timer.window, timer.cpu = time.perf_counter() - timer.window_start, time.process_time() - timer.cpu_start
 
         self.callback = _Timer()
         self.cuda = cuda
         self.window_start: float | None = None
         self.step_start = 0.0
-        self.window = 0.0
+        self.window = self.cpu = self.cpu_start = 0.0
         self.seconds: list[float] = []
         self.rows = 0
 
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             limit_val_batches=0, default_root_dir=tmp, plugins=[cluster_environment()],
         )
         trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
-        lightning_rate, lightning_steps = timer.rows / timer.window, timer.seconds
+        lightning_rate, lightning_steps, lightning_cpu = timer.rows / timer.window, timer.seconds, timer.cpu
         lightning_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
         del trainer, module, initial
         gc.collect()
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.use_deterministic_algorithms(True, warn_only=hardware.deterministic == "warn")
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        step, rows_timed, plain_steps, window_start = 0, 0, [], 0.0
+        step, rows_timed, plain_steps, window_start, cpu_start = 0, 0, [], 0.0, 0.0
         epoch = 0
         while step < total:
             loader = datamodule.train_dataloader()
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                 if step == args.warmup:
                     if cuda:
                         torch.cuda.synchronize()
-                    window_start = time.perf_counter()
+                    window_start, cpu_start = time.perf_counter(), time.process_time()
                 started = time.perf_counter()
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and hardware.precision == "bf16-mixed"):
                     logits = plain(batch)
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             epoch += 1
         if cuda:
             torch.cuda.synchronize()
-        plain_rate = rows_timed / (time.perf_counter() - window_start)
+        plain_rate, plain_cpu = rows_timed / (time.perf_counter() - window_start), time.process_time() - cpu_start
         plain_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
 
     def median_ms(seconds: list[float]) -> str:
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         # Same batches in the same order on both sides: the median per-step ratio resists load spikes on a shared CPU.
         step_ratio = statistics.median(p / l for p, l in zip(plain_steps, lightning_steps))
         print(f"  per-step median:    {step_ratio:9.3f}  (plain step time / Lightning step time, same batch)")
+        print(f"  CPU time:           {plain_cpu / lightning_cpu:9.3f}  (plain / Lightning process CPU seconds for the same steps)")
     return 0
 
 

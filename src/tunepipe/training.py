@@ -209,6 +209,11 @@ def fit(
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning leaves Ctrl-C ignored
         raise TrainingInterrupted(f"training was stopped by a signal before it finished; re-run to resume from {last}.") from exc
     fit_seconds = time.perf_counter() - fit_started
+    if trainer.world_size > 1 and not trainer.is_global_zero:
+        # DDP (train.devices > 1): Lightning started this process as another rank running the same command.
+        # Rank 0 alone writes the stage's outputs; this one ends here, its training done.
+        logging.shutdown()
+        os._exit(0)
     if trainer.interrupted or trainer.received_sigterm or not best_ckpt.best_model_path:
         raise TrainingInterrupted(f"training stopped before it finished; re-run to resume from {last}.")
 
