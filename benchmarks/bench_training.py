@@ -29,7 +29,9 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -45,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--loader-batches", type=int, default=200, help="batches timed for the DataModule alone (default 200)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat both sides, alternating which goes first; medians are reported (default 1)")
     parser.add_argument("--seed", type=int, default=42)
     return parser.parse_args(argv)
 
@@ -115,19 +118,136 @@ class StepTimer:
             torch.cuda.synchronize()
 
 
+@dataclass
+class Setup:
+    model_cfg: dict
+    train_cfg: dict
+    hardware: Any
+    state: dict
+    datamodule: Any
+    device: Any
+    warmup: int
+    total: int
+    tmp: str
+
+
+@dataclass
+class Run:
+    rate: float  # rows/s over the timed window
+    steps: list[float]  # seconds per timed step (CPU: meaningful; CUDA: launch time only)
+    cpu: float  # process CPU seconds over the window
+    peak_mib: float  # peak GPU memory (0 on CPU)
+
+
+def _fresh_module(setup: Setup):
+    from tunepipe.models.lightning_module import ClassifierModule
+
+    module = ClassifierModule(setup.model_cfg, setup.train_cfg, ["fresh", "rotten"], "text")
+    module.load_state_dict(setup.state)
+    return module
+
+
+def _release(cuda: bool) -> None:
+    gc.collect()
+    if cuda:
+        import torch
+
+        torch.cuda.empty_cache()  # one side's peak memory must not include the other's leftovers
+
+
+def run_lightning(setup: Setup) -> Run:
+    """tunepipe's module through Lightning's Trainer, configured as tunepipe.training.fit does (no validation,
+    checkpoints or logger: those are not the training step)."""
+    import pytorch_lightning as pl
+    import torch
+
+    from tunepipe.training import cluster_environment
+
+    cuda = setup.device.type == "cuda"
+    module, timer = _fresh_module(setup), StepTimer(setup.warmup, cuda)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    hardware, train_cfg = setup.hardware, setup.train_cfg
+    trainer = pl.Trainer(
+        accelerator=hardware.accelerator, devices=1, precision=hardware.precision, max_steps=setup.total, max_epochs=-1,
+        deterministic=hardware.deterministic, gradient_clip_val=train_cfg["gradient_clip_val"],
+        accumulate_grad_batches=train_cfg["accumulate_grad_batches"], callbacks=[timer.callback], logger=False,
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+        limit_val_batches=0, default_root_dir=setup.tmp, plugins=[cluster_environment()],
+    )
+    trainer.fit(module, train_dataloaders=setup.datamodule.train_dataloader())
+    run = Run(timer.rows / timer.window, timer.seconds, timer.cpu, torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0)
+    del trainer, module
+    _release(cuda)
+    return run
+
+
+def run_plain(setup: Setup) -> Run:
+    """The same module, optimizer, schedule, clipping, precision and batches in a hand-written loop."""
+    import torch
+    from hydra.utils import instantiate
+
+    from tunepipe.models.lightning_module import parameter_groups
+
+    cuda, device, train_cfg = setup.device.type == "cuda", setup.device, setup.train_cfg
+    plain = _fresh_module(setup).to(device).train()
+    optimizer = instantiate(train_cfg["optimizer"], parameter_groups(plain.model, train_cfg["encoder_lr"], train_cfg["head_lr"]), lr=train_cfg["head_lr"])
+    scheduler = instantiate(train_cfg["scheduler"], optimizer=optimizer, total_steps=setup.total)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    # The determinism Lightning's `deterministic=` sets (Lightning also sets CUBLAS_WORKSPACE_CONFIG and cudnn flags).
+    torch.use_deterministic_algorithms(True, warn_only=setup.hardware.deterministic == "warn")
+    if cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+        torch.cuda.reset_peak_memory_stats()
+    autocast = cuda and setup.hardware.precision == "bf16-mixed"
+    step, rows, seconds, window_start, cpu_start, epoch = 0, 0, [], 0.0, 0.0, 0
+    while step < setup.total:
+        loader = setup.datamodule.train_dataloader()
+        loader.batch_sampler.set_epoch(epoch)
+        for batch in loader:
+            batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+            if step == setup.warmup:
+                if cuda:
+                    torch.cuda.synchronize()
+                window_start, cpu_start = time.perf_counter(), time.process_time()
+            started = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = plain(batch)
+            loss = loss_fn(logits.float(), batch["labels"])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(plain.parameters(), train_cfg["gradient_clip_val"])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step > setup.warmup:
+                seconds.append(time.perf_counter() - started)
+                rows += len(batch["labels"])
+            if step >= setup.total:
+                break
+        epoch += 1
+    if cuda:
+        torch.cuda.synchronize()
+    run = Run(rows / (time.perf_counter() - window_start), seconds, time.process_time() - cpu_start,
+              torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0)
+    del plain, optimizer
+    _release(cuda)
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import pytorch_lightning as pl
     import torch
-    from hydra.utils import instantiate
 
     from tunepipe.config import validate_params
     from tunepipe.data.datamodule import ClassificationDataModule, encode_rows, load_processor
-    from tunepipe.models.lightning_module import ClassifierModule, parameter_groups
+    from tunepipe.models.lightning_module import ClassifierModule
     from tunepipe.runtime import quiet_libraries
-    from tunepipe.training import cluster_environment, resolve_hardware
+    from tunepipe.training import resolve_hardware
 
     quiet_libraries()
     warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
@@ -164,87 +284,32 @@ def main(argv: list[str] | None = None) -> int:
         loader_rate = loader_batches / (time.perf_counter() - started)
 
         pl.seed_everything(args.seed, workers=True, verbose=False)
-        initial = ClassifierModule(model_cfg, train_cfg, ["fresh", "rotten"], "text")
-        state = copy.deepcopy(initial.state_dict())
+        state = copy.deepcopy(ClassifierModule(model_cfg, train_cfg, ["fresh", "rotten"], "text").state_dict())
+        setup = Setup(model_cfg, train_cfg, hardware, state, datamodule, device, args.warmup, total, tmp)
+        results: dict[str, list[Run]] = {"lightning": [], "plain": []}
+        for round_index in range(args.rounds):
+            # Alternate which side goes first, so a slow phase of a shared machine does not always hit the same side.
+            order = ("lightning", "plain") if round_index % 2 == 0 else ("plain", "lightning")
+            for side in order:
+                results[side].append(run_lightning(setup) if side == "lightning" else run_plain(setup))
 
-        # Lightning, as tunepipe.training.fit configures it (without validation, checkpoints and logging).
-        module = initial
-        timer = StepTimer(args.warmup, cuda)
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        trainer = pl.Trainer(
-            accelerator=hardware.accelerator, devices=1, precision=hardware.precision, max_steps=total, max_epochs=-1,
-            deterministic=hardware.deterministic, gradient_clip_val=train_cfg["gradient_clip_val"],
-            accumulate_grad_batches=train_cfg["accumulate_grad_batches"], callbacks=[timer.callback], logger=False,
-            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
-            limit_val_batches=0, default_root_dir=tmp, plugins=[cluster_environment()],
-        )
-        trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
-        lightning_rate, lightning_steps, lightning_cpu = timer.rows / timer.window, timer.seconds, timer.cpu
-        lightning_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
-        del trainer, module, initial
-        gc.collect()
-        if cuda:
-            torch.cuda.empty_cache()  # the plain loop's peak memory must not include Lightning's leftovers
-
-        # Plain PyTorch on the same start weights, optimizer, schedule and batches.
-        plain = ClassifierModule(model_cfg, train_cfg, ["fresh", "rotten"], "text")
-        plain.load_state_dict(state)
-        plain.to(device).train()
-        optimizer = instantiate(train_cfg["optimizer"], parameter_groups(plain.model, train_cfg["encoder_lr"], train_cfg["head_lr"]), lr=train_cfg["head_lr"])
-        scheduler = instantiate(train_cfg["scheduler"], optimizer=optimizer, total_steps=total)
-        loss_fn = torch.nn.CrossEntropyLoss()
-        # The same determinism Lightning's `deterministic=` set (it also leaves CUBLAS_WORKSPACE_CONFIG and cudnn flags set).
-        torch.use_deterministic_algorithms(True, warn_only=hardware.deterministic == "warn")
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        step, rows_timed, plain_steps, window_start, cpu_start = 0, 0, [], 0.0, 0.0
-        epoch = 0
-        while step < total:
-            loader = datamodule.train_dataloader()
-            loader.batch_sampler.set_epoch(epoch)
-            for batch in loader:
-                batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-                if step == args.warmup:
-                    if cuda:
-                        torch.cuda.synchronize()
-                    window_start, cpu_start = time.perf_counter(), time.process_time()
-                started = time.perf_counter()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and hardware.precision == "bf16-mixed"):
-                    logits = plain(batch)
-                loss = loss_fn(logits.float(), batch["labels"])
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(plain.parameters(), train_cfg["gradient_clip_val"])
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                if step > args.warmup:
-                    plain_steps.append(time.perf_counter() - started)
-                    rows_timed += len(batch["labels"])
-                if step >= total:
-                    break
-            epoch += 1
-        if cuda:
-            torch.cuda.synchronize()
-        plain_rate, plain_cpu = rows_timed / (time.perf_counter() - window_start), time.process_time() - cpu_start
-        plain_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
-
-    def median_ms(seconds: list[float]) -> str:
-        # On CUDA a step's Python time is not its GPU time (kernels run asynchronously): only the window counts there.
-        return "" if cuda else f"   median step {1000 * statistics.median(seconds):.1f} ms"
-
-    peak = (lambda mib: f"   peak GPU memory {mib:.0f} MiB") if cuda else (lambda mib: "")
-    ratio = lightning_rate / plain_rate
+    lightning, plain = results["lightning"], results["plain"]
+    rate = {side: statistics.median(run.rate for run in runs) for side, runs in results.items()}
+    ratio = statistics.median(l.rate / p.rate for l, p in zip(lightning, plain))
     print(f"DataModule alone:     {loader_rate:9.1f} batches/s ({loader_rate * args.batch_size:.0f} rows/s)")
-    print(f"Lightning (tunepipe): {lightning_rate:9.1f} rows/s{median_ms(lightning_steps)}{peak(lightning_peak)}")
-    print(f"plain PyTorch loop:   {plain_rate:9.1f} rows/s{median_ms(plain_steps)}{peak(plain_peak)}")
-    print(f"Lightning / plain:    {ratio:9.3f}  ({'within 5%' if ratio >= 0.95 else 'more than 5% slower'})")
+    for label, side in (("Lightning (tunepipe)", "lightning"), ("plain PyTorch loop  ", "plain")):
+        runs = results[side]
+        extra = f"   peak GPU memory {max(run.peak_mib for run in runs):.0f} MiB" if cuda else \
+            f"   median step {1000 * statistics.median(t for run in runs for t in run.steps):.1f} ms"
+        print(f"{label}: {rate[side]:9.1f} rows/s{extra}")
+    print(f"Lightning / plain:    {ratio:9.3f}  ({'within 5%' if ratio >= 0.95 else 'more than 5% slower'})"
+          + (f"   per round: {', '.join(f'{l.rate / p.rate:.3f}' for l, p in zip(lightning, plain))}" if args.rounds > 1 else ""))
     if not cuda:
         # Same batches in the same order on both sides: the median per-step ratio resists load spikes on a shared CPU.
-        step_ratio = statistics.median(p / l for p, l in zip(plain_steps, lightning_steps))
+        step_ratio = statistics.median(p / l for lr, pr in zip(lightning, plain) for p, l in zip(pr.steps, lr.steps))
+        cpu_ratio = statistics.median(pr.cpu / lr.cpu for lr, pr in zip(lightning, plain))
         print(f"  per-step median:    {step_ratio:9.3f}  (plain step time / Lightning step time, same batch)")
-        print(f"  CPU time:           {plain_cpu / lightning_cpu:9.3f}  (plain / Lightning process CPU seconds for the same steps)")
+        print(f"  CPU time:           {cpu_ratio:9.3f}  (plain / Lightning process CPU seconds for the same steps)")
     return 0
 
 
