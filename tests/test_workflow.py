@@ -228,6 +228,8 @@ def test_a_2x2_sweep_with_2_fold_cv_trains_the_selected_variant(tmp_path, tiny_m
         "train": {"max_epochs": 1, "batch_size": 16, "head_init": "random"},
         "sweep": {"method": "grid", "parameters": {"train.head_lr": [1.0e-3, 1.0e-2], "model.dropout": [0.0, 0.2]}},
     }))
+    default_plan = snakemake(project, "results/report.html", "-n")
+    assert planned_rules(default_plan) == set(RULES)  # no sweep, no folds: the DAG has no sweep jobs
     plan = snakemake(project, "results/report.html", "-n", "--configfile", "sweep.yaml")
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert re.search(r"^cv_fold\s+8$", plan.stdout, flags=re.M) and re.search(r"^select\s+1$", plan.stdout, flags=re.M)
