@@ -144,3 +144,14 @@ def test_gradient_accumulation_reaches_the_trainer_and_the_schedule_length(tmp_p
 def test_model_dropout_reaches_the_head_dropout(tiny_model_cfg, default_params):
     module = ClassifierModule(dict(tiny_model_cfg, dropout=0.37), default_params["train"], ["neg", "pos"])
     assert module.model.dropout.p == 0.37
+
+
+def test_early_stopping_ends_training_once_the_monitor_stops_improving(tmp_path, labelled_rows, tiny_model_cfg, default_params):
+    from tunepipe.training import fit
+
+    labels = [0 if row["label"] == "neg" else 1 for row in labelled_rows]
+    # Learning rates so small that predictions (hence val_f1_macro) cannot change: no epoch after the first improves.
+    cfg = dict(default_params["train"], max_epochs=6, batch_size=12, early_stopping_patience=2, encoder_lr=1e-12, head_lr=1e-12, head_init="random")
+    result = fit(train_rows=labelled_rows[:36], train_labels=labels[:36], val_rows=labelled_rows[36:], val_labels=labels[36:],
+                 label_names=["neg", "pos"], model_cfg=tiny_model_cfg, train_cfg=cfg, seed=1, work_dir=tmp_path)
+    assert result.summary["epochs_run"] == 3 and result.summary["best_epoch"] == 1
