@@ -101,3 +101,12 @@ def train_sweep_args(input):
     if not SWEEP:
         return ""
     return " ".join(["", f"--in selection={input.selection}", repeated("trial", input.get("trials", []))]).rstrip()
+
+
+def train_gpus():
+    """GPUs a training job (train, trial, cv_fold) asks the scheduler for, only when params ask for a GPU:
+    train.devices when it is a count, else 1. `auto` asks for none (see workflow/profiles/slurm)."""
+    train = config["train"]
+    if train["accelerator"] not in ("gpu", "cuda"):
+        return 0
+    return train["devices"] if isinstance(train["devices"], int) and train["devices"] > 0 else 1

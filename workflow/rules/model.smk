@@ -22,11 +22,8 @@ rule train:
     resources:
         mem_mb=6000,
         runtime=120,
-        # GPUs to ask the scheduler for (SLURM profile: sbatch --gpus=N), only when params ask for a GPU:
-        # train.devices when it is a count, else 1. `auto` asks for none (see workflow/profiles/slurm).
-        gpu=(config["train"]["devices"] if isinstance(config["train"]["devices"], int) and config["train"]["devices"] > 0 else 1)
-        if config["train"]["accelerator"] in ("gpu", "cuda")
-        else 0,
+        # GPUs to ask the scheduler for (SLURM profile: sbatch --gpus=N); see train_gpus() in common.smk.
+        gpu=train_gpus(),
     conda:
         "../../envs/train.yaml"
     shell:

@@ -19,7 +19,7 @@ rule trial:
     resources:
         mem_mb=6000,
         runtime=120,
-        gpu=1 if config["train"]["accelerator"] in ("gpu", "cuda") else 0,
+        gpu=train_gpus(),
     conda:
         "../../envs/train.yaml"
     shell:
@@ -44,7 +44,7 @@ rule cv_fold:
     resources:
         mem_mb=6000,
         runtime=120,
-        gpu=1 if config["train"]["accelerator"] in ("gpu", "cuda") else 0,
+        gpu=train_gpus(),
     conda:
         "../../envs/train.yaml"
     shell:
