@@ -1,4 +1,4 @@
-# tunepipe: clean -> split -> augment -> fine-tune -> evaluate -> prune -> export -> report.
+# tunepipe: clean -> split -> augment -> [sweep/CV -> select] -> fine-tune -> evaluate -> prune -> export -> report.
 # This file is the table of contents; each phase's rules live in workflow/rules/.
 
 configfile: "params.yaml"
@@ -6,6 +6,7 @@ configfile: "params.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/sweep.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/optimize.smk"
 include: "workflow/rules/report.smk"

@@ -240,3 +240,45 @@ def test_editing_the_users_dataset_reruns_the_pipeline(tmp_path):
         handle.write("a brand new review,pos\n")
     again = snakemake(project, "results/split/summary.json", "-n", "--configfile", "mine.yaml")
     assert {"prepare", "clean", "split"} <= planned_rules(again)
+
+
+def test_a_2x2_sweep_with_2_fold_cv_trains_the_selected_variant(tmp_path, tiny_model_dir):
+    """Each variant and fold is its own job; `select` ranks the CV means; the final model carries the winner's overrides."""
+    project = scratch_project(tmp_path / "project")
+    (project / "sweep.yaml").write_text(yaml.safe_dump({
+        "split": {"max_rows": 80, "val_fraction": 0.2, "test_fraction": 0.25, "folds": 2},
+        "augment": {"multiplier": 0.0},
+        "model": {"pretrained": str(tiny_model_dir), "max_length": 16},
+        "train": {"max_epochs": 1, "batch_size": 16, "head_init": "random"},
+        "sweep": {"method": "grid", "parameters": {"train.head_lr": [1.0e-3, 1.0e-2], "model.dropout": [0.0, 0.2]}},
+    }))
+    default_plan = snakemake(project, "results/report.html", "-n")
+    assert planned_rules(default_plan) == set(RULES)  # no sweep, no folds: the DAG has no sweep jobs
+    plan = snakemake(project, "results/report.html", "-n", "--configfile", "sweep.yaml")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert re.search(r"^cv_fold\s+8$", plan.stdout, flags=re.M) and re.search(r"^select\s+1$", plan.stdout, flags=re.M)
+    assert "trial" not in planned_rules(plan)  # with CV, no whole-split run per variant
+
+    result = snakemake(project, "results/train/summary.json", "--cores", "2", "--set-threads", "cv_fold=1", "--configfile", "sweep.yaml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    results = project / "results"
+    selection = json.loads((results / "select" / "selection.json").read_text())
+    variants = {v["name"]: v for v in selection["variants"]}
+    assert set(variants) == {f"dropout-{d}__head_lr-{lr}" for d in ("0.0", "0.2") for lr in ("0.001", "0.01")}
+    for name, variant in variants.items():
+        scores = []
+        for fold in (0, 1):
+            trial = json.loads((results / "sweep" / name / f"fold{fold}" / "summary.json").read_text())
+            assert trial["fold"] == fold and trial["variant"] == name
+            scores.append(trial["metrics_at_best_epoch"]["val_f1_macro"])
+        assert variant["scores"] == scores and variant["mean"] == pytest.approx(sum(scores) / 2)
+    best = max(selection["variants"], key=lambda v: v["mean"])["mean"]
+    assert variants[selection["winner"]]["mean"] == best and variants[selection["winner"]]["rank"] == 1
+    assert not list((results / "sweep").rglob("*.ckpt"))  # CV runs keep no checkpoints
+    final = json.loads((results / "train" / "summary.json").read_text())
+    assert final["variant"] == selection["winner"] and final["train_rows"] == 44  # the whole training split, not a fold
+    config = yaml.safe_load((results / "train" / "config.yaml").read_text())
+    assert config["model"]["dropout"] == selection["overrides"]["model.dropout"]
+    assert config["train"]["head_lr"] == selection["overrides"]["train.head_lr"]
+    report_plan = snakemake(project, "results/report.html", "-n", "--configfile", "sweep.yaml")
+    assert "results/select/selection.json" in report_plan.stdout.split("rule report:")[1]  # the report's sweep section reads it

@@ -7,7 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
-STAGES = ("prepare", "clean", "split", "augment", "train", "baseline", "evaluate", "prune", "export", "report")
+STAGES = ("prepare", "clean", "split", "augment", "trial", "select", "train", "baseline", "evaluate", "prune", "export", "report")
 
 
 def _params(args: argparse.Namespace) -> int:

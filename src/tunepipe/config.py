@@ -71,7 +71,9 @@ def _coerce(instance: Any, schema: Mapping[str, Any]) -> Any:
     """
     if isinstance(instance, dict):
         props = schema.get("properties", {})
-        return {key: _coerce(value, props.get(key, {})) for key, value in instance.items()}
+        extra = schema.get("additionalProperties")
+        extra = extra if isinstance(extra, dict) else {}
+        return {key: _coerce(value, props.get(key, extra)) for key, value in instance.items()}
     if isinstance(instance, list):
         return [_coerce(item, schema.get("items", {})) for item in instance]
     if isinstance(instance, str):
@@ -147,8 +149,11 @@ def _check_cross_field(params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def validate_params(raw: Mapping[str, Any], source: str = "params.yaml") -> dict[str, Any]:
-    """Fill defaults and validate; raise ParamsError listing every problem with its key and what is allowed."""
+def validate_params(raw: Mapping[str, Any], source: str = "params.yaml", check_sweep: bool = True) -> dict[str, Any]:
+    """Fill defaults and validate; raise ParamsError listing every problem with its key and what is allowed.
+
+    With `check_sweep`, every sweep variant's params are validated too (tunepipe.sweep.expand_variants).
+    """
     schema = load_schema()
     params = _fill_defaults(_coerce(dict(raw), schema), schema)
     validator = jsonschema.Draft202012Validator(schema)
@@ -162,6 +167,13 @@ def validate_params(raw: Mapping[str, Any], source: str = "params.yaml") -> dict
             f"invalid parameters in {source} (or a --config/--configfile override):\n  - {listing}\n"
             "See README.md 'Parameters' or run `tunepipe params` for every key."
         )
+    if check_sweep:
+        from tunepipe.sweep import expand_variants
+
+        try:
+            expand_variants(params)
+        except ParamsError as exc:
+            raise ParamsError(f"invalid parameters in {source} (or a --config/--configfile override):\n  - {exc}") from None
     return params
 
 

@@ -40,6 +40,7 @@ class Hardware:
     devices: int | str
     precision: str
     deterministic: bool | str
+    strategy: str = "auto"
 
 
 @dataclass
@@ -59,8 +60,12 @@ def resolve_hardware(train_cfg: dict[str, Any]) -> Hardware:
     precision = train_cfg["precision"]
     if precision == "auto":
         precision = ("bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed") if on_gpu else "32-true"
+    devices = train_cfg["devices"] if on_gpu else 1
+    count = devices if isinstance(devices, int) else (torch.cuda.device_count() if on_gpu else 1)
+    # Several devices: one process per device with DistributedDataParallel (Lightning launches the others).
+    strategy = "ddp" if count > 1 else "auto"
     # Some CUDA kernels have no deterministic version: warn there instead of failing.
-    return Hardware(accelerator, train_cfg["devices"] if on_gpu else 1, precision, "warn" if on_gpu else True)
+    return Hardware(accelerator, devices, precision, "warn" if on_gpu else True, strategy)
 
 
 def cluster_environment() -> LightningEnvironment:
@@ -179,7 +184,9 @@ def fit(
     trainer = pl.Trainer(
         accelerator=hardware.accelerator,
         devices=hardware.devices,
+        strategy=hardware.strategy,
         precision=hardware.precision,
+        accumulate_grad_batches=train_cfg["accumulate_grad_batches"],
         max_epochs=train_cfg["max_epochs"],
         deterministic=hardware.deterministic,
         gradient_clip_val=train_cfg["gradient_clip_val"],
@@ -202,6 +209,11 @@ def fit(
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning leaves Ctrl-C ignored
         raise TrainingInterrupted(f"training was stopped by a signal before it finished; re-run to resume from {last}.") from exc
     fit_seconds = time.perf_counter() - fit_started
+    if trainer.world_size > 1 and not trainer.is_global_zero:
+        # DDP (train.devices > 1): Lightning started this process as another rank running the same command.
+        # Rank 0 alone writes the stage's outputs; this one ends here, its training done.
+        logging.shutdown()
+        os._exit(0)
     if trainer.interrupted or trainer.received_sigterm or not best_ckpt.best_model_path:
         raise TrainingInterrupted(f"training stopped before it finished; re-run to resume from {last}.")
 
@@ -231,5 +243,7 @@ def fit(
         "pretrained": model_cfg["pretrained"],
         "modality": modality,
         "parameters": sum(p.numel() for p in module.model.parameters()),
+        "frozen_parameters": module.frozen,
+        "strategy": hardware.strategy,
     }
     return TrainResult(Path(best_ckpt.best_model_path), progress.history, summary)

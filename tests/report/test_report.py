@@ -479,3 +479,28 @@ def test_worst_errors_of_an_image_run_are_thumbnails(tmp_path):
     evaluation = section(render(tmp_path, inputs, params=params), "evaluation")
     row = re.search(r"<tr><td class=\"n\">1</td>(.*?)</tr>", evaluation, re.S).group(1)
     assert '<img class="thumb" src="data:image/png;base64,' in row and "bag.png" in row and "Sandal" in row
+
+
+SELECTION = {
+    "method": "grid", "folds": 2, "metric": "val_f1_macro", "mode": "max", "winner": "head_lr-0.01",
+    "overrides": {"train.head_lr": 0.01}, "mean": 0.8, "std": 0.02,
+    "variants": [
+        {"name": "head_lr-0.01", "overrides": {"train.head_lr": 0.01}, "folds": [0, 1], "scores": [0.78, 0.82], "mean": 0.8, "std": 0.02828, "rank": 1, "winner": True},
+        {"name": "head_lr-0.001", "overrides": {"train.head_lr": 0.001}, "folds": [0, 1], "scores": [0.6, 0.7], "mean": 0.65, "std": 0.07071, "rank": 2, "winner": False},
+    ],
+}
+
+
+def test_sweep_table_shows_each_variant_its_params_and_cv_score_with_the_winner_highlighted(tmp_path):
+    html = render(tmp_path, dict(INPUTS, selection=SELECTION))
+    training = section(html, "training")
+    assert "Sweep and cross-validation" in training and "cross-validated on 2 folds" in training
+    winner_row = re.search(r'<tr class="selected"><td class="n">1</td><td><code>head_lr-0.01</code> \(winner\)</td>(.*?)</tr>', training, re.S)
+    assert winner_row and "<code>0.01</code>" in winner_row.group(1) and "0.8000 ± 0.0283" in winner_row.group(1)
+    assert "0.6500 ± 0.0707" in training and '<th>train.head_lr</th>' in training
+    assert 'aria-label="Sweep: validation score per variant"' in training
+
+
+def test_without_a_sweep_the_section_says_so(tmp_path):
+    training = section(render(tmp_path), "training")
+    assert "No sweep or cross-validation ran" in training and "fig-sweep" not in training

@@ -1,4 +1,5 @@
 # Shared helpers: validate params once, before any job runs, and describe each rule's code inputs.
+import json
 import os
 import sys
 from pathlib import Path
@@ -7,11 +8,22 @@ from snakemake.exceptions import WorkflowError
 
 from tunepipe.config import sections, validate_params
 from tunepipe.errors import ParamsError
+from tunepipe.sweep import NAME_PATTERN, expand_variants, fold_indices, sweep_enabled
 
 try:
     config.update(validate_params(config))
 except ParamsError as error:
     raise WorkflowError(str(error)) from None
+
+# Sweep variants and cross-validation folds (workflow/rules/sweep.smk); none of either: the DAG has no sweep jobs.
+SWEEP = sweep_enabled(config)
+VARIANTS = {variant.name: variant.overrides for variant in expand_variants(config)}
+FOLDS = fold_indices(config)
+
+
+wildcard_constraints:
+    variant=NAME_PATTERN,
+    fold=r"\d+",
 
 SRC = Path("src/tunepipe")
 
@@ -59,3 +71,56 @@ def params_for(*names):
 def timing(rule_name):
     """The rule's `benchmark:` file (wall time, peak memory), shown per rule in the report's provenance."""
     return f"results/benchmarks/{rule_name}.tsv"
+
+
+def trial_params(wildcards):
+    """A trial's params: what train reads, plus the variant's overrides and fold (applied by the trial stage)."""
+    variant = {"name": wildcards.variant, "overrides": VARIANTS[wildcards.variant], "fold": int(wildcards.fold) if "fold" in wildcards.keys() else None}
+    return json.dumps({**json.loads(params_for("seed", "data", "model", "train")), "variant": variant}, sort_keys=True)
+
+
+def trial_summaries():
+    """Every trial's summary: one per variant, or one per variant and fold with cross-validation."""
+    if not FOLDS:
+        return expand("results/sweep/{variant}/summary.json", variant=VARIANTS)
+    return expand("results/sweep/{variant}/fold{fold}/summary.json", variant=VARIANTS, fold=FOLDS)
+
+
+def repeated(key, paths):
+    """`--in KEY=PATH` once per path, for a stage input given several times."""
+    return " ".join(f"--in {key}={path}" for path in paths)
+
+
+def sweep_inputs():
+    """The selection (and, without folds, every variant's run, the winner's reused) as train's inputs; none without a sweep."""
+    if not SWEEP:
+        return {}
+    inputs = {"selection": "results/select/selection.json"}
+    if not FOLDS:
+        inputs["trials"] = expand("results/sweep/{variant}/best.ckpt", variant=VARIANTS)
+    return inputs
+
+
+def train_sweep_args(input):
+    """train's extra `--in` arguments with a sweep: the selection and (without folds) every variant's run."""
+    if not SWEEP:
+        return ""
+    return " ".join(["", f"--in selection={input.selection}", repeated("trial", input.get("trials", []))]).rstrip()
+
+
+def train_gpus():
+    """GPUs a training job (train, trial, cv_fold) asks the scheduler for, only when params ask for a GPU:
+    train.devices when it is a count, else 1. `auto` asks for none (see workflow/profiles/slurm)."""
+    train = config["train"]
+    if train["accelerator"] not in ("gpu", "cuda"):
+        return 0
+    return train["devices"] if isinstance(train["devices"], int) and train["devices"] > 0 else 1
+
+
+def timings():
+    """The benchmark files of every rule the report describes (the sweep's jobs only when a sweep runs)."""
+    files = [timing(name) for name in ("prepare", "clean", "split", "augment", "train", "baseline", "evaluate", "prune", "export")]
+    if SWEEP:
+        jobs = [f"{variant}/fold{fold}" for variant in VARIANTS for fold in FOLDS] if FOLDS else list(VARIANTS)
+        files += [timing(f"{'cv_fold' if FOLDS else 'trial'}/{job}") for job in jobs] + [timing("select")]
+    return files

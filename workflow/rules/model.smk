@@ -6,6 +6,7 @@ rule train:
         train=rules.augment.output.train,
         val=rules.split.output.val,
         code=code("stages/train.py", "training.py", "models", "data/datamodule.py", "data/images.py", "data/labels.py"),
+        **sweep_inputs(),
     output:
         best="results/train/best.ckpt",
         history="results/train/history.csv",
@@ -13,23 +14,24 @@ rule train:
         summary="results/train/summary.json",
     log:
         "results/logs/train.log",
+    benchmark:
+        timing("train")
     params:
         cfg=params_for("seed", "data", "model", "train"),
+        # With a sweep: the selection, and without folds every variant's run (the winner's is reused).
+        sweep=lambda wildcards, input: train_sweep_args(input),
     threads: workflow.cores
     resources:
         mem_mb=6000,
         runtime=120,
-        # GPUs to ask the scheduler for (SLURM profile: sbatch --gpus=N), only when params ask for a GPU:
-        # train.devices when it is a count, else 1. `auto` asks for none (see workflow/profiles/slurm).
-        gpu=(config["train"]["devices"] if isinstance(config["train"]["devices"], int) and config["train"]["devices"] > 0 else 1)
-        if config["train"]["accelerator"] in ("gpu", "cuda")
-        else 0,
+        # GPUs to ask the scheduler for (SLURM profile: sbatch --gpus=N); see train_gpus() in common.smk.
+        gpu=train_gpus(),
     conda:
         "../../envs/train.yaml"
     shell:
         "python -m tunepipe.stages.train --params {params.cfg:q} --threads {threads}"
         " --in train={input.train} --in val={input.val} --out best={output.best} --out history={output.history}"
-        " --out config={output.config} --out summary={output.summary} 2>&1 | tee {log}"
+        " --out config={output.config} --out summary={output.summary}{params.sweep} 2>&1 | tee {log}"
 
 
 rule baseline:
@@ -42,6 +44,8 @@ rule baseline:
         predictions="results/baseline/predictions.csv",
     log:
         "results/logs/baseline.log",
+    benchmark:
+        timing("baseline")
     params:
         cfg=params_for("seed", "data", "baseline"),
     threads: 1
@@ -73,6 +77,8 @@ rule evaluate:
         details="results/evaluate/details.json",
     log:
         "results/logs/evaluate.log",
+    benchmark:
+        timing("evaluate")
     params:
         cfg=params_for("seed", "evaluate"),
     threads: workflow.cores

@@ -12,6 +12,8 @@ rule prune:
         levels="results/prune/levels.json",
     log:
         "results/logs/prune.log",
+    benchmark:
+        timing("prune")
     params:
         cfg=params_for("prune", "evaluate"),
     threads: workflow.cores
@@ -35,6 +37,8 @@ rule export:
         parity="results/export/parity.json",
     log:
         "results/logs/export.log",
+    benchmark:
+        timing("export")
     params:
         cfg=params_for("export"),
     threads: workflow.cores

@@ -15,7 +15,10 @@ rule report:
         worst_errors=rules.evaluate.output.worst_errors,
         prune=rules.prune.output.levels,
         export=rules.export.output.parity,
+        timings=timings(),
         code=code("stages/report.py", "report"),
+        # The sweep/CV section's data, only when a sweep or cross-validation ran.
+        **({"selection": "results/select/selection.json"} if SWEEP else {}),
     output:
         html=report("results/report.html", category="Report", labels={"file": "tunepipe report"}),
     log:
@@ -24,6 +27,8 @@ rule report:
         timing("report")
     params:
         cfg=params_for(*sorted(config)),
+        sweep=lambda wildcards, input: f" --in selection={input.selection}" if SWEEP else "",
+        timings=lambda wildcards, input: repeated("timings", input.timings),
     threads: 1
     resources:
         mem_mb=1000,
@@ -34,5 +39,5 @@ rule report:
         " --in prepare={input.prepare} --in clean={input.clean} --in split={input.split}"
         " --in augment={input.augment} --in history={input.history} --in train={input.train}"
         " --in metrics={input.metrics} --in confusion={input.confusion} --in details={input.details}"
-        " --in worst_errors={input.worst_errors} --in prune={input.prune}"
-        " --in export={input.export} --out html={output.html} 2>&1 | tee {log}"
+        " --in worst_errors={input.worst_errors} --in prune={input.prune} --in export={input.export}"
+        "{params.sweep} {params.timings} --out html={output.html} 2>&1 | tee {log}"

@@ -97,3 +97,26 @@ def assert_no_leakage(splits: dict[str, pd.DataFrame]) -> None:
                 if other != name:
                     what = f"group {value!r}" if kind == "group" else f"row {row_id} ({value[:60]!r})"
                     raise DataError(f"leakage: {what} is in both {other} and {name}.")
+
+
+def cv_partition(rows: list[dict], fold: int) -> tuple[list[dict], list[dict]]:
+    """(training rows, held-out rows) of one cross-validation fold of the augmented training split.
+
+    Training: every row of the other folds, with the augmented copies of those rows (they take their
+    source's fold). Held out: the original rows of `fold` only; augmented copies are never validated on.
+    """
+    fold_of = {row["id"]: row.get("fold") for row in rows if not row.get("augmented")}
+    if any(value is None for value in fold_of.values()):
+        raise DataError("cross-validation needs fold numbers on the training rows: the split was made with split.folds < 2; rerun split.")
+    train, held_out = [], []
+    for row in rows:
+        number = fold_of.get(row["source_id"]) if row.get("augmented") else row["fold"]
+        if number is None:
+            raise DataError(f"augmented row {row['id']} comes from {row.get('source_id')!r}, which is not in the training split.")
+        if number != fold:
+            train.append(row)
+        elif not row.get("augmented"):
+            held_out.append(row)
+    if not held_out or not train:
+        raise DataError(f"fold {fold} leaves {len(train)} training and {len(held_out)} held-out rows; lower split.folds.")
+    return train, held_out

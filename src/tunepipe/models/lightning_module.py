@@ -41,6 +41,7 @@ class ClassifierModule(pl.LightningModule):
         # from_pretrained returns the encoder in eval mode and Lightning keeps submodule modes: without this the
         # encoder would be fine-tuned with its dropout off.
         self.model.train()
+        self.frozen = freeze_layers(self.model, train_cfg.get("freeze_layers", 0))
         self.loss = nn.CrossEntropyLoss()
         self.val_metrics = _val_metrics(len(label_names))
 
@@ -65,15 +66,67 @@ class ClassifierModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         cfg = self.hparams.train_cfg
-        groups = [
-            {"params": [p for p in self.model.encoder.parameters() if p.requires_grad], "lr": cfg["encoder_lr"]},
-            {"params": list(self.model.head.parameters()), "lr": cfg["head_lr"]},
-        ]
+        groups = parameter_groups(self.model, cfg["encoder_lr"], cfg["head_lr"])
         optimizer = instantiate(cfg["optimizer"], groups, lr=cfg["head_lr"])
         if not cfg.get("scheduler"):
             return optimizer
         scheduler = instantiate(cfg["scheduler"], optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def parameter_groups(model: nn.Module, encoder_lr: float, head_lr: float) -> list[dict[str, Any]]:
+    """Encoder and head at their own learning rates; biases and norm weights (1-D) without weight decay.
+
+    Decaying biases and LayerNorm/BatchNorm scales only pulls them towards 0 (the BERT recipe exempts them);
+    the optimizer's own `weight_decay` applies to the other groups. Frozen parameters are left out.
+    """
+    groups = []
+    for part, lr in ((model.encoder, encoder_lr), (model.head, head_lr)):
+        trainable = [p for p in part.parameters() if p.requires_grad]
+        decay = [p for p in trainable if p.ndim > 1]
+        no_decay = [p for p in trainable if p.ndim <= 1]
+        if decay:
+            groups.append({"params": decay, "lr": lr})
+        if no_decay:
+            groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0})
+    return groups
+
+
+def _encoder_layers(encoder: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
+    """(stem: embeddings or conv stem, ordered layers/blocks) of a Hugging Face transformer or an EfficientNet."""
+    if hasattr(encoder, "_blocks"):  # efficientnet_lite_pytorch
+        return [m for m in (getattr(encoder, "_conv_stem", None), getattr(encoder, "_bn0", None)) if m is not None], list(encoder._blocks)
+    for path in ("encoder.layer", "transformer.layer", "layers", "encoder.layers"):
+        node: Any = encoder
+        for part in path.split("."):
+            node = getattr(node, part, None)
+        if isinstance(node, nn.ModuleList):
+            stem = getattr(encoder, "embeddings", None)
+            if stem is None:
+                stem = encoder.get_input_embeddings()
+            return [stem], list(node)
+    raise ValueError(f"train.freeze_layers: cannot find the layers of {type(encoder).__name__}")
+
+
+def freeze_layers(model: nn.Module, count: int) -> int:
+    """Freeze the stem (embeddings) and the first `count` layers/blocks of the encoder; returns the frozen parameter count."""
+    from tunepipe.errors import ParamsError
+
+    if not count:
+        return 0
+    try:
+        stem, layers = _encoder_layers(model.encoder)
+    except ValueError as exc:
+        raise ParamsError(str(exc)) from None
+    if count > len(layers):
+        raise ParamsError(f"train.freeze_layers is {count} but the encoder has only {len(layers)} layers; use at most {len(layers)}.")
+    frozen = 0
+    for module in [*stem, *layers[:count]]:
+        for parameter in module.parameters():
+            if parameter.requires_grad:
+                parameter.requires_grad_(False)
+                frozen += parameter.numel()
+    return frozen
 
 
 class RNGState(pl.Callback):

@@ -28,7 +28,7 @@ MAX_EXAMPLE_CHARS = 400
 #: Input keys the report reads; `history` is CSV, every other one JSON.
 #: Headline metrics compared with earlier commits in the history section.
 HISTORY_METRICS = ("accuracy", "f1_macro", "baseline_accuracy", "baseline_f1_macro")
-INPUT_KEYS = ("prepare", "clean", "split", "augment", "history", "train", "metrics", "confusion", "details", "worst_errors", "prune", "export")
+INPUT_KEYS = ("prepare", "clean", "split", "augment", "history", "train", "metrics", "confusion", "details", "worst_errors", "prune", "export", "selection")
 #: Evaluation table rows: metrics.json key, name, format, whether lower is better. `*_ci_low/high` keys give intervals.
 METRICS = (
     ("accuracy", "Accuracy", "pct", False),
@@ -86,7 +86,10 @@ def read_timings(paths: list[Path]) -> list[dict[str, Any]]:
             except ValueError:
                 return None  # Snakemake writes NA where it could not measure
 
-        rows.append({"rule": path.stem, "seconds": number("s"), "max_rss_mb": number("max_rss")})
+        # results/benchmarks/train.tsv -> "train"; results/benchmarks/trial/<variant>.tsv -> "trial/<variant>"
+        parts = path.with_suffix("").parts
+        label = "/".join(parts[parts.index("benchmarks") + 1:]) if "benchmarks" in parts[:-1] else path.stem
+        rows.append({"rule": label, "seconds": number("s"), "max_rss_mb": number("max_rss")})
     return rows
 
 
@@ -372,6 +375,37 @@ def _training(inputs: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _sweep(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The sweep/CV table and plot from results/select/selection.json; `ran` is False when there was none."""
+    from tunepipe.report import plots
+
+    selection = _dict(inputs.get("selection"))
+    variants = [v for v in _list(selection.get("variants")) if isinstance(v, dict)]
+    keys: list[str] = []
+    for variant in variants:
+        keys += [key for key in _dict(variant.get("overrides")) if key not in keys]
+    rows = [{
+        "name": v.get("name"),
+        "rank": v.get("rank"),
+        "winner": v.get("name") == selection.get("winner"),
+        "values": [json.dumps(_dict(v.get("overrides"))[key]) if key in _dict(v.get("overrides")) else "" for key in keys],
+        "mean": v.get("mean"),
+        "std": v.get("std"),
+        "runs": len(_list(v.get("scores"))),
+    } for v in variants]
+    return {
+        "ran": bool(variants),
+        "method": selection.get("method"),
+        "folds": selection.get("folds"),
+        "metric": selection.get("metric"),
+        "mode": selection.get("mode"),
+        "winner": selection.get("winner"),
+        "keys": keys,
+        "rows": rows,
+        "figure": plots.sweep_scores(variants, selection.get("metric"), selection.get("winner")) if variants else None,
+    }
+
+
 def _evaluation(inputs: Mapping[str, Any], examples: int) -> dict[str, Any]:
     """The evaluation section: metrics with bootstrap intervals beside the baseline's, confusion, curves,
     calibration, per-class scores and the most confident errors (results/evaluate/*)."""
@@ -611,6 +645,7 @@ def build_report(
         "data": _data(params, inputs, examples),
         "augment": _augment(inputs, examples),
         "training": _training(inputs),
+        "sweep": _sweep(inputs),
         "evaluation": _evaluation(inputs, examples),
         "pruning": pruning,
         "export": export,

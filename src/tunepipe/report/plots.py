@@ -366,3 +366,29 @@ def pruning_curve(
             return figure_to_svg(fig, "fig-pruning", "Accuracy against sparsity")
         finally:
             _close(fig)
+
+
+def sweep_scores(variants: Sequence[Mapping[str, Any]], metric: str | None = None, winner: str | None = None) -> str | None:
+    """One row per sweep variant: its score per fold (small dots), the mean (large dot) and ± std; winner in green."""
+    import matplotlib
+
+    rows = [v for v in variants if isinstance(v, Mapping) and _number(v.get("mean")) is not None]
+    if not rows:
+        return None
+    with matplotlib.rc_context(_rc("sweep")):
+        fig = _new_figure(6.4, 0.9 + 0.32 * len(rows))
+        try:
+            ax = fig.add_subplot()
+            for y, row in enumerate(reversed(rows)):
+                colour = _GREEN if row.get("name") == winner else _BLUE
+                scores = [s for s in (_number(x) for x in row.get("scores") or []) if s is not None]
+                ax.plot(scores, [y] * len(scores), linestyle="none", marker="o", markersize=3, color=_GREY, alpha=0.7)
+                std = _number(row.get("std")) or 0.0
+                ax.errorbar([_number(row["mean"])], [y], xerr=[std], fmt="o", markersize=6, color=colour, capsize=3, linewidth=1.2)
+            ax.set_yticks(range(len(rows)))
+            ax.set_yticklabels([str(row.get("name")) for row in reversed(rows)])
+            ax.set_xlabel(f"{metric or 'score'} (mean ± std; grey: per fold)")
+            ax.grid(axis="y", visible=False)
+            return figure_to_svg(fig, "fig-sweep", "Sweep: validation score per variant")
+        finally:
+            _close(fig)

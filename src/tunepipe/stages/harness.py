@@ -13,7 +13,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,12 @@ from tunepipe.io import commit_partial, partial_path
 @dataclass(frozen=True)
 class StageContext:
     params: dict[str, Any]
-    inputs: dict[str, Any]  # a Path per key; a list of Paths for the stage's repeatable keys
+    inputs: dict[str, Path]
     outputs: dict[str, Path]
     threads: int
     log: logging.Logger
+    #: Every path of a repeatable input (`--in KEY=A --in KEY=B`), in the order given.
+    many: dict[str, list[Path]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -39,37 +41,35 @@ class Stage:
     outputs: Mapping[str, str]
     run: Callable[[StageContext], None]
     params_help: str = ""
-    # Input keys given zero or more times (`--in timings=a.tsv --in timings=b.tsv`): a list in ctx.inputs.
-    repeatable: tuple[str, ...] = ()
+    #: Inputs/outputs that may be left out (a rule passes them only in some configurations).
+    optional: frozenset[str] = frozenset()
+    #: Inputs that may be given several times; all their paths are in `StageContext.many`.
+    repeatable: frozenset[str] = frozenset()
 
 
-def _pairs(
-    values: list[str], allowed: Mapping[str, str], kind: str, parser: argparse.ArgumentParser, repeatable: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    result: dict[str, Any] = {key: [] for key in repeatable}
+def _pairs(values: list[str], allowed: Mapping[str, str], kind: str, parser: argparse.ArgumentParser,
+           optional: frozenset[str] = frozenset(), repeatable: frozenset[str] = frozenset()) -> tuple[dict[str, Path], dict[str, list[Path]]]:
+    result: dict[str, Path] = {}
+    many: dict[str, list[Path]] = {}
     for item in values:
         key, sep, path = item.partition("=")
         if not sep or not path:
             parser.error(f"--{kind} expects KEY=PATH, got {item!r}")
         if key not in allowed:
             parser.error(f"unknown {kind} {key!r}; this stage takes: {', '.join(allowed)}")
-        if key in repeatable:
-            result[key].append(Path(path))
-        elif key in result:
-            parser.error(f"--{kind} {key} is given twice")
-        else:
-            result[key] = Path(path)
-    missing = [key for key in allowed if key not in result]
+        if key in result and key not in repeatable:
+            parser.error(f"--{kind} {key} given twice")
+        result.setdefault(key, Path(path))
+        many.setdefault(key, []).append(Path(path))
+    missing = [key for key in allowed if key not in result and key not in optional]
     if missing:
         parser.error(f"missing --{kind} for: {', '.join(missing)}")
-    return result
+    return result, {key: paths for key, paths in many.items() if key in repeatable}
 
 
 def build_parser(stage: Stage) -> argparse.ArgumentParser:
     def describe(items: Mapping[str, str]) -> str:
-        return "\n".join(
-            f"  {key:<12} {text}" + (" (repeatable)" if key in stage.repeatable else "") for key, text in items.items()
-        )
+        return "\n".join(f"  {key:<12} {text}" for key, text in items.items())
 
     epilog = f"inputs (--in KEY=PATH):\n{describe(stage.inputs)}\n\noutputs (--out KEY=PATH):\n{describe(stage.outputs)}"
     if stage.params_help:
@@ -90,15 +90,14 @@ def build_parser(stage: Stage) -> argparse.ArgumentParser:
 def main(stage: Stage, argv: list[str] | None = None) -> int:
     parser = build_parser(stage)
     args = parser.parse_args(argv)
-    inputs = _pairs(args.inputs, stage.inputs, "in", parser, stage.repeatable)
-    outputs = _pairs(args.outputs, stage.outputs, "out", parser)
+    inputs, many = _pairs(args.inputs, stage.inputs, "in", parser, stage.optional, stage.repeatable)
+    outputs, _ = _pairs(args.outputs, stage.outputs, "out", parser, stage.optional)
     try:
         params = json.loads(args.params)
     except json.JSONDecodeError as exc:
         parser.error(f"--params is not valid JSON: {exc}")
 
-    given = [(key, path) for key, value in inputs.items() for path in (value if isinstance(value, list) else [value])]
-    absent = [f"{key}={path}" for key, path in given if not path.exists()]
+    absent = [f"{key}={path}" for key, paths in {**{k: [p] for k, p in inputs.items()}, **many}.items() for path in paths if not path.exists()]
     if absent:
         print(f"tunepipe {stage.name}: error: input file(s) not found: {', '.join(absent)}", file=sys.stderr)
         return 2
@@ -111,7 +110,7 @@ def main(stage: Stage, argv: list[str] | None = None) -> int:
         path.unlink(missing_ok=True)
     started = time.perf_counter()
     try:
-        stage.run(StageContext(params=params, inputs=inputs, outputs=partials, threads=args.threads, log=log))
+        stage.run(StageContext(params=params, inputs=inputs, outputs=partials, threads=args.threads, log=log, many=many))
         not_written = [key for key, path in partials.items() if not path.exists()]
         if not_written:
             raise RuntimeError(f"stage {stage.name} did not write outputs: {', '.join(not_written)}")

@@ -12,7 +12,7 @@ def run(ctx: StageContext) -> None:
     from tunepipe.report.build import build_report, load_inputs
     from tunepipe.report.provenance import collect
 
-    inputs = load_inputs(ctx.inputs)
+    inputs = load_inputs({**ctx.inputs, "timings": ctx.many.get("timings", [])})
     # Earlier runs come from git and the local DVC cache, like the provenance's commit: read at run time.
     earlier = history.collect(Path.cwd(), current=inputs.get("metrics"), current_params=ctx.params)
     ctx.log.info("history: %s", f"{len(earlier['entries'])} earlier run(s)" if earlier["available"] else earlier["reason"])
@@ -38,14 +38,16 @@ STAGE = Stage(
         "worst_errors": "results/evaluate/worst_errors.json (the most confident wrong predictions)",
         "prune": "results/prune/levels.json (sparsity levels and the selected one)",
         "export": "results/export/parity.json (ONNX parity and latency)",
-        "timings": "results/benchmarks/<rule>.tsv, once per rule (Snakemake's `benchmark:` files: wall time, memory)",
+        "selection": "optional: results/select/selection.json (sweep/CV variants, scores and winner)",
+        "timings": "optional, repeatable: results/benchmarks/<rule>.tsv, once per rule (Snakemake's `benchmark:` files)",
     },
-    repeatable=("timings",),
     outputs={"html": "results/report.html"},
     run=run,
     params_help="report.title     page title\n"
     "report.examples  examples shown per cleaning reason and for augmentation\n"
     "(all sections are shown in the provenance section; export.max_abs_logit_diff sets the parity verdict)",
+    optional=frozenset({"selection", "timings"}),
+    repeatable=frozenset({"timings"}),
 )
 
 

