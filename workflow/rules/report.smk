@@ -13,6 +13,7 @@ rule report:
         confusion=rules.evaluate.output.confusion,
         prune=rules.prune.output.levels,
         export=rules.export.output.parity,
+        variants=rules.export.output.variants,
         code=code("stages/report.py", "report"),
     output:
         html="results/report.html",
@@ -30,4 +31,4 @@ rule report:
         " --in prepare={input.prepare} --in clean={input.clean} --in split={input.split}"
         " --in augment={input.augment} --in history={input.history} --in train={input.train}"
         " --in metrics={input.metrics} --in confusion={input.confusion} --in prune={input.prune}"
-        " --in export={input.export} --out html={output.html} 2>&1 | tee {log}"
+        " --in export={input.export} --in variants={input.variants} --out html={output.html} 2>&1 | tee {log}"

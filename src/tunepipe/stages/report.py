@@ -36,6 +36,7 @@ STAGE = Stage(
         "confusion": "results/evaluate/confusion.json (labels and confusion matrix)",
         "prune": "results/prune/levels.json (sparsity levels and the selected one)",
         "export": "results/export/parity.json (ONNX parity and latency)",
+        "variants": "results/export/variants.json (dense fp32, pruned fp32, INT8: size, accuracy, latency)",
     },
     outputs={"html": "results/report.html"},
     run=run,
