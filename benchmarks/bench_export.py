@@ -30,13 +30,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime intra-op threads (default 2)")
     parser.add_argument("--checkpoint", type=Path, help="a train-stage checkpoint to measure instead of a quick fine-tune")
     parser.add_argument("--split-dir", type=Path, help="folder with train/val/test.jsonl matching --checkpoint (e.g. results/split)")
-    parser.add_argument("--rows", type=int, default=300, help="val rows and test rows each (default 300)")
-    parser.add_argument("--train-rows", type=int, default=2000, help="training rows for the quick fine-tunes (default 2000)")
-    parser.add_argument("--train-steps", type=int, default=150, help="quick fine-tune of the dense model without --checkpoint (default 150)")
-    parser.add_argument("--ratios", default="0.2,0.3,0.4,0.5", help="structured pruning ratios to try (default 0.2,0.3,0.4,0.5)")
-    parser.add_argument("--finetune-steps", type=int, default=60, help="recovery fine-tune steps after each structured level (default 60; 0 = none)")
+    parser.add_argument("--rows", type=int, default=400, help="val rows and test rows each (default 400)")
+    parser.add_argument("--train-rows", type=int, default=1600, help="training rows for the quick fine-tunes (default 1600)")
+    parser.add_argument("--train-steps", type=int, default=100, help="quick fine-tune of the dense model without --checkpoint (default 100)")
+    parser.add_argument("--ratios", default="0.25,0.5", help="structured pruning ratios to try (default 0.25,0.5)")
+    parser.add_argument("--finetune-steps", type=int, default=40, help="recovery fine-tune steps after each structured level (default 40; 0 = none)")
     parser.add_argument("--max-drop", type=float, default=0.01, help="accuracy loss allowed for the pruned model (default 0.01 = 1 point)")
-    parser.add_argument("--runs", type=int, default=15, help="timed runs per latency figure, median reported (default 15)")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per latency figure, median reported (default 10)")
     parser.add_argument("--batch-sizes", default="1,64", help="latency batch sizes (default 1,64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
@@ -209,11 +209,14 @@ def main(argv: list[str] | None = None) -> int:
         ratios[f"ort_over_eager_b{b}"] = r
         print(f"ORT / eager latency, dense fp32, batch {b:>3}: {r:.3f}   [target <= 0.5: {verdict(r, 0.5)}]")
     if chosen:
+        loss = dense_acc["test"] - chosen["accuracy"]["test"]
+        # the target is a speed-up *at* <= max-drop loss: a level that only looked fine on validation misses it
+        held = loss <= args.max_drop + 1e-12
         for b in map(str, sizes):
             r = round(chosen["latency_ms"][b]["onnxruntime"] / dense_lat[b]["onnxruntime"], 3)
             ratios[f"structured_over_dense_b{b}"] = r
-            print(f"structured {chosen['ratio']:.2f} / dense latency (ORT), batch {b:>3}: {r:.3f}   [target <= 0.6: {verdict(r, 0.6)}]")
-        loss = dense_acc["test"] - chosen["accuracy"]["test"]
+            note = verdict(r, 0.6) if held else f"miss: test loss {loss * 100:.1f} points > {args.max_drop * 100:.1f}"
+            print(f"structured {chosen['ratio']:.2f} / dense latency (ORT), batch {b:>3}: {r:.3f}   [target <= 0.6: {note}]")
         ratios["structured_params_ratio"] = round(chosen["params"] / results["dense"]["params"], 3)
         ratios["structured_test_accuracy_loss"] = round(loss, 4)
         print(f"   params {chosen['params']:,} / {results['dense']['params']:,} = {ratios['structured_params_ratio']:.3f}; "

@@ -80,3 +80,9 @@ def test_int8_quantization_shrinks_the_model_and_stays_close(tmp_path, exported)
     fp32 = ort_logits(ort_session(path, threads=1), model.input_names, data, 4)
     int8 = ort_logits(ort_session(target, threads=1), model.input_names, data, 4)
     assert int8.shape == fp32.shape and np.abs(int8 - fp32).max() < 0.5
+
+
+def test_onnx_runtime_uses_the_declared_threads(exported):
+    _, _, path = exported
+    options = ort_session(path, threads=3).get_session_options()
+    assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
