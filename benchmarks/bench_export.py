@@ -224,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"structured / dense latency: no level within {args.max_drop * 100:.1f} points of dense val accuracy   [target <= 0.6: miss]")
         ratios["structured_over_dense_b1"] = None
+    for lv in levels:  # every level, for the record
+        b = str(sizes[0])
+        print(f"   structured {lv['ratio']:.2f}: latency (ORT, batch {b}) {lv['latency_ms'][b]['onnxruntime'] / dense_lat[b]['onnxruntime']:.3f} of dense, "
+              f"params {lv['params'] / results['dense']['params']:.3f}, val {lv['accuracy']['val'] - dense_acc['val']:+.4f}, test {lv['accuracy']['test'] - dense_acc['test']:+.4f}")
     size_ratio = round(results["int8"]["onnx_bytes"] / results["dense"]["onnx_bytes"], 3)
     ratios["int8_over_fp32_size"] = size_ratio
     print(f"INT8 / FP32 size ({mode}): {size_ratio:.3f}   [target <= 0.3: {verdict(size_ratio, 0.3)}]")

@@ -43,6 +43,7 @@ def export_onnx(model: torch.nn.Module, path: Path, sample: dict[str, torch.Tens
         # Tracing notes about Python-level branches in transformers; parity() below checks the graph for real.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*aten::index.*")
+        warnings.filterwarnings("ignore", message=".*Constant folding.*")  # Slice with steps != 1 (EfficientNet padding)
         torch.onnx.export(model, args, str(path), **kwargs)
     onnx.checker.check_model(str(path), full_check=True)
 
