@@ -67,7 +67,13 @@ def test_the_whole_chain_produces_a_report_with_real_numbers(tiny_run):
     split = json.loads((results / "split" / "summary.json").read_text())
     assert {k: v["rows"] for k, v in split["splits"].items()} == {"train": 132, "val": 48, "test": 60}
     levels = json.loads((results / "prune" / "levels.json").read_text())
-    assert [level["sparsity"] for level in levels["levels"]] == [0.0, 0.5]
+    assert [level["name"] for level in levels["levels"]] == ["dense", "unstructured-0.50", "structured-0.50"]
+    assert levels["levels"][2]["total_params"] < levels["levels"][0]["total_params"]  # structured really removes weights
+    variants = json.loads((results / "export" / "variants.json").read_text())
+    assert [row["variant"] for row in variants["variants"]] == ["dense-fp32", "pruned-fp32", "pruned-int8"]
+    assert variants["variants"][2]["quantization"]["mode"] == "dynamic" and variants["variants"][2]["size_ratio"] < 0.5
+    card = json.loads((results / "export" / "model_card.json").read_text())
+    assert card["labels"] == ["fresh", "rotten"] and card["model"]["pruning_level"] == levels["selected"]
     parity = json.loads((results / "export" / "parity.json").read_text())
     assert parity["prediction_agreement"] == 1.0 and parity["max_abs_logit_diff"] < 1e-3
     assert set(parity["latency_ms"]) == {"1", "8"}
@@ -228,6 +234,9 @@ def test_the_image_preset_runs_end_to_end(tmp_path):
     assert_renders_cleanly(view, min_figures=5)
     assert len([figure for figure in view.figures if figure.tag == "img"]) >= 2  # the augmentation thumbnails
     assert "Ankle boot" in view.text
+    variants = json.loads((results / "export" / "variants.json").read_text())
+    assert variants["variants"][2]["quantization"]["mode"] == "static"
+    assert "<svg" in (results / "report.html").read_text()
 
 
 def test_editing_the_users_dataset_reruns_the_pipeline(tmp_path):

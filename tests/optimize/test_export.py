@@ -53,3 +53,36 @@ def test_latency_reports_medians_for_each_batch_size(exported):
     timings = latency(model, ort_session(path, threads=1), data, [1, 2], runs=3)
     assert set(timings) == {"1", "2"}
     assert all(np.isfinite(v["onnxruntime"]) and v["eager"] > 0 for v in timings.values())
+
+
+def test_a_structurally_pruned_model_exports_with_dynamic_axes_and_matches(tmp_path, tiny_model_cfg):
+    from tunepipe.optimize.pruning import structured_prune
+
+    tokenizer = load_tokenizer(tiny_model_cfg["pretrained"])
+    data = EncodedTexts(TEXTS, None, tokenizer, 24)
+    sample = pad_batch([data[0], data[1]], data.pad_id)
+    pruned = structured_prune(build_classifier(tiny_model_cfg, num_labels=2).eval(), 0.5, sample)
+    path = tmp_path / "pruned.onnx"
+    export_onnx(pruned, path, sample, opset=17, dynamo=False)
+    report = parity(pruned, ort_session(path, threads=1), data, batch_size=3)
+    assert report["rows"] == len(TEXTS) and report["prediction_agreement"] == 1.0 and report["max_abs_logit_diff"] < 1e-4
+
+
+def test_int8_quantization_shrinks_the_model_and_stays_close(tmp_path, exported):
+    from tunepipe.optimize.onnx_export import ort_logits
+    from tunepipe.optimize.quantization import quantize_int8
+
+    model, data, path = exported
+    target = tmp_path / "model.int8.onnx"
+    info = quantize_int8(path, target, "dynamic")
+    assert info["mode"] == "dynamic"
+    assert target.stat().st_size < 0.35 * path.stat().st_size  # the embedding table dominates the tiny model: int8 is a quarter
+    fp32 = ort_logits(ort_session(path, threads=1), model.input_names, data, 4)
+    int8 = ort_logits(ort_session(target, threads=1), model.input_names, data, 4)
+    assert int8.shape == fp32.shape and np.abs(int8 - fp32).max() < 0.5
+
+
+def test_onnx_runtime_uses_the_declared_threads(exported):
+    _, _, path = exported
+    options = ort_session(path, threads=3).get_session_options()
+    assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1

@@ -1,12 +1,23 @@
-"""Magnitude pruning really zeroes weights, leaves the head alone, and the selection rule is right."""
+"""Pruning: unstructured zeroes weights, structured really removes them, pruned models still run and reload."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tunepipe.models.classifier import build_classifier
-from tunepipe.optimize.pruning import magnitude_prune, prunable_weights, select_level, sparsity_report
+from tunepipe.models.classifier import build_classifier, load_model, save_model
+from tunepipe.optimize.pruning import (
+    count_params,
+    magnitude_prune,
+    prunable_weights,
+    restore_structure,
+    select_level,
+    sparsity_report,
+    structure,
+    structured_prune,
+)
+
+TOKENS = {"input_ids": torch.tensor([[101, 2023, 2003, 1037, 3231, 102], [101, 2204, 102, 0, 0, 0]]), "attention_mask": torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]])}
 
 
 def test_pruning_zeroes_the_requested_fraction_of_encoder_linear_weights(tiny_model_cfg):
@@ -31,13 +42,82 @@ def test_the_smallest_weights_go_first(tiny_model_cfg):
     assert kept.min() >= threshold
 
 
-def test_select_level_picks_the_sparsest_within_the_allowed_drop():
-    levels = [
-        {"sparsity": 0.0, "val_accuracy": 0.80},
-        {"sparsity": 0.2, "val_accuracy": 0.80},
-        {"sparsity": 0.4, "val_accuracy": 0.792},
-        {"sparsity": 0.6, "val_accuracy": 0.70},
-    ]
-    assert select_level(levels, 0.01) == 0.4
-    assert select_level(levels, 0.0) == 0.2
-    assert select_level(levels, 0.2) == 0.6
+def test_finetune_after_unstructured_pruning_keeps_the_zeros(tiny_model_cfg):
+    dense = build_classifier(tiny_model_cfg, num_labels=2)
+
+    def finetune(model):
+        with torch.no_grad():  # stands in for optimizer steps: every weight moves
+            for module, name in prunable_weights(model):
+                getattr(module, f"{name}_orig").add_(1.0)
+
+    pruned = magnitude_prune(dense, 0.5, finetune)
+    assert sparsity_report(pruned)["actual_sparsity"] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_structured_pruning_removes_heads_and_ffn_neurons(tiny_model_cfg):
+    # tiny BERT: hidden 32, 2 layers, 2 heads of 16, FFN 64. At 0.5 each layer loses 1 head and 32 FFN neurons:
+    # q, k, v lose 16 rows (16*32 weights + 16 biases each), attention output loses 16 input columns (16*32);
+    # FFN in loses 32 rows (32*32 + 32), FFN out loses 32 input columns (32*32).
+    per_layer = 3 * (16 * 32 + 16) + 16 * 32 + (32 * 32 + 32) + 32 * 32
+    dense = build_classifier(tiny_model_cfg, num_labels=2).eval()
+    pruned = structured_prune(dense, 0.5, TOKENS)
+    assert count_params(dense) - count_params(pruned) == 2 * per_layer
+    for layer in pruned.encoder.encoder.layer:
+        assert layer.attention.self.num_attention_heads == 1 and layer.attention.self.query.out_features == 16
+        assert layer.intermediate.dense.out_features == 32 and layer.output.dense.in_features == 32
+    assert pruned(**TOKENS).shape == (2, 2) and torch.isfinite(pruned(**TOKENS)).all()
+    assert count_params(dense) == count_params(build_classifier(tiny_model_cfg, num_labels=2))  # original untouched
+
+
+def test_structured_pruning_keeps_the_heads_with_the_largest_weights(tiny_model_cfg):
+    dense = build_classifier(tiny_model_cfg, num_labels=2).eval()
+    attn = dense.encoder.encoder.layer[0].attention.self
+    with torch.no_grad():
+        for name in ("query", "key", "value"):
+            getattr(attn, name).weight[:16].mul_(10.0)  # head 0 dominates
+    pruned = structured_prune(dense, 0.5, TOKENS)
+    assert torch.equal(pruned.encoder.encoder.layer[0].attention.self.query.weight, attn.query.weight[:16])
+
+
+def test_a_structurally_pruned_model_saves_and_reloads(tmp_path, tiny_model_cfg):
+    pruned = structured_prune(build_classifier(tiny_model_cfg, num_labels=2).eval(), 0.5, TOKENS)
+    path = tmp_path / "model.pt"
+    save_model(path, pruned, tiny_model_cfg, ["neg", "pos"], structure=structure(pruned))
+    reloaded, _ = load_model(path)
+    assert count_params(reloaded) == count_params(pruned)
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**TOKENS), pruned(**TOKENS), atol=1e-6)
+
+
+def test_channel_pruning_shrinks_the_cnn_and_it_still_runs():
+    cfg = {"pretrained": "efficientnet-lite0", "dropout": 0.0, "image_size": 32}
+    dense = build_classifier(cfg, num_labels=3, pretrained_weights=False, modality="image").eval()
+    pixels = {"pixels": torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)}
+    pruned = structured_prune(dense, 0.5, pixels)
+    convs = [m for m in pruned.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    dense_convs = [m for m in dense.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sum(c.out_channels for c in convs) < 0.6 * sum(c.out_channels for c in dense_convs)
+    assert count_params(pruned) < 0.5 * count_params(dense)
+    assert pruned.head.out_features == 3 and pruned.head.in_features < dense.head.in_features
+    assert pruned(**pixels).shape == (2, 3)
+    fresh = build_classifier(cfg, num_labels=3, pretrained_weights=False, modality="image")
+    restore_structure(fresh, structure(pruned), pruned.state_dict()).load_state_dict(pruned.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(fresh.eval()(**pixels), pruned(**pixels), atol=1e-5)
+
+
+LEVELS = [
+    {"name": "dense", "method": "dense", "val_accuracy": 0.80, "nonzero_params": 1000, "latency_ms": 10.0},
+    {"name": "unstructured-0.20", "method": "unstructured", "val_accuracy": 0.80, "nonzero_params": 800, "latency_ms": 10.0},
+    {"name": "unstructured-0.40", "method": "unstructured", "val_accuracy": 0.792, "nonzero_params": 600, "latency_ms": 10.1},
+    {"name": "structured-0.20", "method": "structured", "val_accuracy": 0.795, "nonzero_params": 700, "latency_ms": 7.0},
+    {"name": "unstructured-0.60", "method": "unstructured", "val_accuracy": 0.70, "nonzero_params": 400, "latency_ms": 10.0},
+]
+
+
+def test_select_level_picks_the_smallest_or_fastest_within_the_allowed_drop():
+    assert select_level(LEVELS, 0.01)["name"] == "unstructured-0.40"
+    assert select_level(LEVELS, 0.01, "fastest")["name"] == "structured-0.20"
+    assert select_level(LEVELS, 0.0)["name"] == "unstructured-0.20"
+    assert select_level(LEVELS, 0.0, "fastest")["name"] == "dense"  # dense and unstructured-0.20 tie (10 ms, 0.80): the first listed wins
+    assert select_level(LEVELS, 0.2)["name"] == "unstructured-0.60"

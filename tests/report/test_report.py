@@ -121,6 +121,17 @@ INPUTS = {
         "opset": 17, "onnx_bytes": 90000000, "rows": 800, "max_abs_logit_diff": 2.1e-6, "prediction_agreement": 1.0,
         "threads": 2, "latency_ms": {"1": {"onnxruntime": 3.1, "eager": 8.2}, "32": {"onnxruntime": 40.0, "eager": 95.0}},
     },
+    "variants": {
+        "threads": 2, "selected": "pruned-fp32",
+        "variants": [
+            {"variant": "dense-fp32", "precision": "fp32", "pruning_level": "dense", "onnx_bytes": 90000000, "test_accuracy": 0.7825,
+             "size_ratio": 1.0, "accuracy_delta": 0.0, "latency_ms": {"1": {"onnxruntime": 3.1, "eager": 8.2}}, "latency_ratio": {"1": 1.0}},
+            {"variant": "pruned-fp32", "precision": "fp32", "pruning_level": "structured-0.40", "onnx_bytes": 60000000, "test_accuracy": 0.776,
+             "size_ratio": 0.667, "accuracy_delta": -0.0065, "latency_ms": {"1": {"onnxruntime": 1.9, "eager": 5.0}}, "latency_ratio": {"1": 0.613}},
+            {"variant": "pruned-int8", "precision": "int8", "pruning_level": "structured-0.40", "onnx_bytes": 16000000, "test_accuracy": 0.77,
+             "size_ratio": 0.178, "accuracy_delta": -0.0125, "latency_ms": {"1": {"onnxruntime": 1.5}}, "latency_ratio": {"1": 0.484}},
+        ],
+    },
 }
 
 SECTIONS = ["Summary", "Data", "Augmentation", "Training", "Evaluation", "Pruning", "Export", "History", "Provenance"]
@@ -504,3 +515,25 @@ def test_sweep_table_shows_each_variant_its_params_and_cv_score_with_the_winner_
 def test_without_a_sweep_the_section_says_so(tmp_path):
     training = section(render(tmp_path), "training")
     assert "No sweep or cross-validation ran" in training and "fig-sweep" not in training
+def test_structured_levels_latency_curve_and_variants_table(tmp_path):
+    inputs = copy.deepcopy(INPUTS)
+    inputs["prune"] = {
+        "max_accuracy_drop": 0.01, "select": "smallest", "selected": "structured-0.40", "selected_sparsity": 0.4, "threads": 2,
+        "levels": [
+            {"name": "dense", "method": "dense", "sparsity": 0.0, "total_params": 1000, "nonzero_params": 1000, "val_accuracy": 0.80, "test_accuracy": 0.79, "latency_ms": 10.0},
+            {"name": "unstructured-0.40", "method": "unstructured", "sparsity": 0.4, "total_params": 1000, "nonzero_params": 600, "val_accuracy": 0.80, "test_accuracy": 0.79, "latency_ms": 10.0},
+            {"name": "structured-0.40", "method": "structured", "sparsity": 0.4, "total_params": 550, "nonzero_params": 550, "val_accuracy": 0.795, "test_accuracy": 0.78, "latency_ms": 6.0},
+        ],
+    }
+    html = render(tmp_path, inputs)
+    pruning = section(html, "pruning")
+    selected = re.findall(r'<tr class="selected">(.*?)</tr>', pruning, re.S)
+    # the structured level (same sparsity as an unstructured one) is the one highlighted, with its latency ratio 6/10
+    assert len(selected) == 1 and "structured" in selected[0] and "unstructured" not in selected[0] and "0.60×" in selected[0]
+    assert 'id="fig-pruning-latency' in pruning or "fig-pruning-latency" in pruning
+    export = section(html, "export")
+    rows = re.findall(r"<tr(?: class=\"selected\")?>\s*<td>(dense-fp32|pruned-fp32|pruned-int8)</td>(.*?)</tr>", export, re.S)
+    assert [name for name, _ in rows] == ["dense-fp32", "pruned-fp32", "pruned-int8"]
+    int8 = dict(rows)["pruned-int8"]
+    assert "16.0 MB" in int8 and "0.18×" in int8 and "0.48×" in int8 and "-1.2 pts" in int8
+    assert re.search(r'<tr class="selected">\s*<td>pruned-fp32</td>', export)

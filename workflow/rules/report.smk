@@ -15,6 +15,7 @@ rule report:
         worst_errors=rules.evaluate.output.worst_errors,
         prune=rules.prune.output.levels,
         export=rules.export.output.parity,
+        variants=rules.export.output.variants,
         timings=timings(),
         code=code("stages/report.py", "report"),
         # The sweep/CV section's data, only when a sweep or cross-validation ran.
@@ -40,4 +41,4 @@ rule report:
         " --in augment={input.augment} --in history={input.history} --in train={input.train}"
         " --in metrics={input.metrics} --in confusion={input.confusion} --in details={input.details}"
         " --in worst_errors={input.worst_errors} --in prune={input.prune} --in export={input.export}"
-        "{params.sweep} {params.timings} --out html={output.html} 2>&1 | tee {log}"
+        " --in variants={input.variants}{params.sweep} {params.timings} --out html={output.html} 2>&1 | tee {log}"

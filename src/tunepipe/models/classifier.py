@@ -47,6 +47,10 @@ def load_model(path) -> tuple[nn.Module, dict[str, Any]]:
     payload = torch.load(path, map_location="cpu", weights_only=True)
     modality = payload.get("modality", "text")
     model = build_classifier(payload["model_cfg"], len(payload["label_names"]), pretrained_weights=False, modality=modality)
+    if payload.get("structure"):  # structurally pruned: give the modules their pruned shapes first
+        from tunepipe.optimize.pruning import restore_structure
+
+        restore_structure(model, payload["structure"], payload["state_dict"])
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, dict(payload, modality=modality)

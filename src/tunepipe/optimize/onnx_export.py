@@ -43,6 +43,7 @@ def export_onnx(model: torch.nn.Module, path: Path, sample: dict[str, torch.Tens
         # Tracing notes about Python-level branches in transformers; parity() below checks the graph for real.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*aten::index.*")
+        warnings.filterwarnings("ignore", message=".*Constant folding.*")  # Slice with steps != 1 (EfficientNet padding)
         torch.onnx.export(model, args, str(path), **kwargs)
     onnx.checker.check_model(str(path), full_check=True)
 
@@ -61,10 +62,25 @@ def _feeds(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, 
     return {name: tensor.numpy() for name, tensor in model_inputs(model, batch).items()}
 
 
-def parity(model: torch.nn.Module, session, dataset: Dataset, batch_size: int) -> dict[str, Any]:
-    """Run every text through both; the largest logit difference and how often the predicted class agrees."""
+def ort_logits(session, input_names: Sequence[str], dataset: Dataset, batch_size: int) -> np.ndarray:
+    """ONNX Runtime logits for every row, in row order."""
+    out = None
+    for indices in BucketBatchSampler(dataset.lengths(), batch_size, seed=0, shuffle=False):
+        batch = dataset.collate([dataset[i] for i in indices])
+        logits = session.run(["logits"], {name: batch[name].numpy() for name in input_names})[0]
+        out = np.empty((len(dataset), logits.shape[1]), dtype=np.float32) if out is None else out
+        out[indices] = logits
+    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+def parity(model: torch.nn.Module, session, dataset: Dataset, batch_size: int, keep_logits: bool = False) -> dict[str, Any]:
+    """Run every row through both; the largest logit difference and how often the predicted class agrees.
+
+    With `keep_logits`, ONNX Runtime's logits (row order) come back under "logits" (not JSON: pop it).
+    """
     max_diff, agree, total = 0.0, 0, 0
     model = model.eval().cpu()
+    kept = None
     with torch.inference_mode():
         for indices in BucketBatchSampler(dataset.lengths(), batch_size, seed=0, shuffle=False):
             batch = dataset.collate([dataset[i] for i in indices])
@@ -73,7 +89,13 @@ def parity(model: torch.nn.Module, session, dataset: Dataset, batch_size: int) -
             max_diff = max(max_diff, float(np.abs(eager - onnx_out).max()))
             agree += int((eager.argmax(1) == onnx_out.argmax(1)).sum())
             total += len(indices)
-    return {"rows": total, "max_abs_logit_diff": max_diff, "prediction_agreement": agree / total if total else 1.0}
+            if keep_logits:
+                kept = np.empty((len(dataset), onnx_out.shape[1]), dtype=np.float32) if kept is None else kept
+                kept[indices] = onnx_out
+    report: dict[str, Any] = {"rows": total, "max_abs_logit_diff": max_diff, "prediction_agreement": agree / total if total else 1.0}
+    if keep_logits:
+        report["logits"] = kept
+    return report
 
 
 def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float:
@@ -87,17 +109,22 @@ def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def latency(model: torch.nn.Module, session, dataset: Dataset, batch_sizes: Sequence[int], runs: int) -> dict[str, dict[str, float]]:
-    """Median milliseconds per batch, ONNX Runtime vs eager PyTorch, on real rows of the test split."""
+def latency(model: torch.nn.Module | None, session, dataset: Dataset, batch_sizes: Sequence[int], runs: int, input_names: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """Median milliseconds per batch, ONNX Runtime vs eager PyTorch (`model` None: ONNX Runtime only), on real test rows."""
     result = {}
-    model = model.eval().cpu()
+    names = list(input_names or model.input_names)
+    if model is not None:
+        model = model.eval().cpu()
     for size in batch_sizes:
         batch = dataset.collate([dataset[i % len(dataset)] for i in range(size)])
-        feeds, inputs = _feeds(model, batch), model_inputs(model, batch)
-        with torch.inference_mode():
-            eager_ms = median_ms(lambda: model(**inputs), runs)
-        ort_ms = median_ms(lambda: session.run(["logits"], feeds), runs)
-        result[str(size)] = {"onnxruntime": round(ort_ms, 3), "eager": round(eager_ms, 3), "ratio": round(ort_ms / eager_ms, 3)}
+        feeds = {name: batch[name].numpy() for name in names}
+        row: dict[str, float] = {"onnxruntime": round(median_ms(lambda: session.run(["logits"], feeds), runs), 3)}
+        if model is not None:
+            inputs = {name: batch[name] for name in names}
+            with torch.inference_mode():
+                row["eager"] = round(median_ms(lambda: model(**inputs), runs), 3)
+            row["ratio"] = round(row["onnxruntime"] / row["eager"], 3)
+        result[str(size)] = row
     return result
 
 

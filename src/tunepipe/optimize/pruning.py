@@ -1,18 +1,31 @@
-"""Global magnitude pruning of the encoder's Linear and Conv2d weights (torch.nn.utils.prune), made permanent.
+"""Pruning the fine-tuned classifier: unstructured (zeroed weights) and structured (removed weights).
 
-Unstructured sparsity shrinks a compressed model but gives no speed-up in dense runtimes; structured
-pruning is what buys latency (a later stage).
+Unstructured global magnitude pruning (torch.nn.utils.prune) shrinks a compressed model but gives no
+speed-up in dense runtimes. Structured pruning removes whole units, so the model really gets smaller and
+faster: attention heads and FFN neurons of a BERT-style encoder (L1-ranked), or channels of a CNN
+(torch-pruning, which follows residual links and depthwise convolutions).
+
+A structurally pruned model no longer fits its class's default shapes: `structure()` records the shapes
+that changed and `restore_structure()` rebuilds them before `load_state_dict` (plain tensors and ints, so
+files still load with `weights_only=True`).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils import prune
+
+from tunepipe.errors import ParamsError
+
+Finetune = Callable[[nn.Module], None]
+
+# Integer attributes that define a module's shapes (torch and transformers' BERT attention).
+SHAPE_ATTRS = ("in_features", "out_features", "in_channels", "out_channels", "groups", "num_features", "num_attention_heads", "all_head_size")
 
 
 def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -21,31 +34,203 @@ def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
     return [(module, "weight") for module in encoder.modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
 
 
-def magnitude_prune(model: nn.Module, sparsity: float) -> nn.Module:
-    """Return a copy with the `sparsity` fraction of smallest-magnitude encoder Linear weights set to zero."""
+def magnitude_prune(model: nn.Module, sparsity: float, finetune: Finetune | None = None) -> nn.Module:
+    """Return a copy with the `sparsity` fraction of smallest-magnitude encoder weights set to zero.
+
+    `finetune` runs while the masks are attached, so zeroed weights stay zero.
+    """
     pruned = copy.deepcopy(model)
     targets = prunable_weights(pruned)
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=sparsity)
+    if finetune is not None:
+        finetune(pruned)
     for module, name in targets:
         prune.remove(module, name)
     return pruned
 
 
-def sparsity_report(model: nn.Module) -> dict[str, Any]:
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def sparsity_report(model: nn.Module, dense_params: int | None = None) -> dict[str, Any]:
+    """Zeroed fraction of the prunable weights, and the parameter counts; `removed_fraction` against `dense_params`."""
     weights = [getattr(module, name) for module, name in prunable_weights(model)]
     total = sum(w.numel() for w in weights)
     zeros = sum(int((w == 0).sum()) for w in weights)
-    all_params = sum(p.numel() for p in model.parameters())
+    all_params = count_params(model)
     all_zeros = sum(int((p == 0).sum()) for p in model.parameters())
-    return {
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    report = {
         "actual_sparsity": round(zeros / total, 6) if total else 0.0,
         "nonzero_params": int(all_params - all_zeros),
         "total_params": int(all_params),
+        "size_bytes": int(sum(p.numel() * p.element_size() for p in model.parameters()) + buffers),
     }
+    if dense_params:
+        report["removed_fraction"] = round(1 - all_params / dense_params, 6)
+    return report
 
 
-def select_level(levels: Sequence[dict[str, Any]], max_accuracy_drop: float) -> float:
-    """The sparsest level whose validation accuracy is within `max_accuracy_drop` of the dense model's."""
-    dense = next(level for level in levels if level["sparsity"] == 0.0)
-    ok = [level for level in levels if level["val_accuracy"] >= dense["val_accuracy"] - max_accuracy_drop - 1e-12]
-    return max(level["sparsity"] for level in ok)
+# ---------------------------------------------------------------- structured: transformer heads and FFN neurons
+
+
+def _bert_layers(model: nn.Module) -> list[nn.Module]:
+    encoder = getattr(model, "encoder", model)
+    layers = [m for m in encoder.modules() if all(hasattr(m, a) for a in ("attention", "intermediate", "output"))]
+    return [m for m in layers if hasattr(m.attention, "self") and hasattr(m.attention.self, "query")]
+
+
+def _keep_linear(layer: nn.Linear, keep: torch.Tensor, dim: int) -> nn.Linear:
+    """A new Linear holding only the rows (dim 0) or input columns (dim 1) in `keep`."""
+    weight = layer.weight.detach().index_select(dim, keep).clone()
+    bias = None if layer.bias is None else (layer.bias.detach()[keep] if dim == 0 else layer.bias.detach()).clone()
+    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if bias is not None:
+            new.bias.copy_(bias)
+    return new
+
+
+def _n_removed(total: int, ratio: float) -> int:
+    """How many of `total` units to remove at `ratio`, always keeping at least one."""
+    return min(total - 1, int(round(total * ratio)))
+
+
+def prune_transformer(model: nn.Module, ratio: float) -> None:
+    """In place: remove the `ratio` fraction of attention heads and FFN neurons in every layer, smallest L1 first."""
+    layers = _bert_layers(model)
+    if not layers:
+        raise ParamsError("prune.method structured needs a BERT-style encoder (layers with attention.self.query, intermediate, output).")
+    for layer in layers:
+        attn, out = layer.attention.self, layer.attention.output.dense
+        heads, size = attn.num_attention_heads, attn.attention_head_size
+        drop = _n_removed(heads, ratio)
+        if drop:
+            per_head = sum(getattr(attn, n).weight.detach().abs().view(heads, size, -1).sum(dim=(1, 2)) for n in ("query", "key", "value"))
+            per_head = per_head + out.weight.detach().abs().view(out.out_features, heads, size).sum(dim=(0, 2))
+            kept_heads = per_head.argsort(descending=True)[: heads - drop].sort().values
+            keep = (kept_heads[:, None] * size + torch.arange(size)).flatten()
+            for name in ("query", "key", "value"):
+                setattr(attn, name, _keep_linear(getattr(attn, name), keep, 0))
+            layer.attention.output.dense = _keep_linear(out, keep, 1)
+            attn.num_attention_heads = heads - drop
+            attn.all_head_size = attn.num_attention_heads * size
+        inner, outer = layer.intermediate.dense, layer.output.dense
+        drop = _n_removed(inner.out_features, ratio)
+        if drop:
+            score = inner.weight.detach().abs().sum(dim=1) + outer.weight.detach().abs().sum(dim=0)
+            keep = score.argsort(descending=True)[: inner.out_features - drop].sort().values
+            layer.intermediate.dense = _keep_linear(inner, keep, 0)
+            layer.output.dense = _keep_linear(outer, keep, 1)
+
+
+# ---------------------------------------------------------------- structured: CNN channels
+
+
+def prune_channels(model: nn.Module, ratio: float, example: dict[str, torch.Tensor]) -> None:
+    """In place: remove the `ratio` fraction of the encoder's conv channels (L1 magnitude, torch-pruning), head's outputs kept."""
+    import torch_pruning as tp
+
+    inputs = tuple(example[name] for name in model.input_names)
+    pruner = tp.pruner.MetaPruner(
+        model,
+        example_inputs=inputs,
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=ratio,
+        ignored_layers=[model.head],
+        round_to=8,  # SIMD-friendly widths
+    )
+    pruner.step()
+
+
+def structured_prune(model: nn.Module, ratio: float, example: dict[str, torch.Tensor], finetune: Finetune | None = None) -> nn.Module:
+    """A copy with whole units removed: heads + FFN neurons (transformer) or channels (CNN), then an optional fine-tune."""
+    pruned = copy.deepcopy(model).eval()
+    if _bert_layers(pruned):
+        prune_transformer(pruned, ratio)
+    elif any(isinstance(m, nn.Conv2d) for m in pruned.encoder.modules()):
+        prune_channels(pruned, ratio, example)
+    else:
+        raise ParamsError("prune.method structured supports BERT-style encoders and convolutional encoders only.")
+    if finetune is not None:
+        finetune(pruned)
+    return pruned.eval()
+
+
+def structure(model: nn.Module) -> dict[str, dict[str, int]]:
+    """The shape attributes of every module (saved with a pruned model's state dict)."""
+    result = {}
+    for name, module in model.named_modules():
+        attrs = {a: getattr(module, a) for a in SHAPE_ATTRS if isinstance(getattr(module, a, None), int)}
+        if attrs:
+            result[name] = attrs
+    return result
+
+
+def restore_structure(model: nn.Module, shapes: dict[str, dict[str, int]], state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """Give a freshly built dense model the shapes of a pruned one, so that `load_state_dict(state_dict)` fits."""
+    modules = dict(model.named_modules())
+    for name, attrs in shapes.items():
+        if name in modules:
+            for attr, value in attrs.items():
+                setattr(modules[name], attr, value)
+    for key, tensor in state_dict.items():
+        owner, _, leaf = key.rpartition(".")
+        module = modules.get(owner)
+        if module is None:
+            continue
+        if leaf in module._parameters and module._parameters[leaf] is not None and module._parameters[leaf].shape != tensor.shape:
+            module._parameters[leaf] = nn.Parameter(torch.empty_like(tensor))
+        elif leaf in module._buffers and module._buffers[leaf] is not None and module._buffers[leaf].shape != tensor.shape:
+            module._buffers[leaf] = torch.empty_like(tensor)
+    return model
+
+
+# ---------------------------------------------------------------- fine-tune, selection
+
+
+def finetune_steps(model: nn.Module, dataset, steps: int, lr: float, batch_size: int, seed: int) -> None:
+    """A short recovery fine-tune (AdamW, cross-entropy) on training rows after pruning; `steps` optimizer steps."""
+    from tunepipe.data.datamodule import BucketBatchSampler
+    from tunepipe.models.inference import model_inputs
+
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    done, epoch = 0, 0
+    while done < steps:
+        sampler = BucketBatchSampler(dataset.lengths(), batch_size, seed=seed)
+        sampler.set_epoch(epoch)
+        for indices in sampler:
+            batch = dataset.collate([dataset[i] for i in indices])
+            loss = nn.functional.cross_entropy(model(**model_inputs(model, batch)), batch["labels"])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            done += 1
+            if done >= steps:
+                break
+        epoch += 1
+    model.eval()
+
+
+def qualifying(levels: Sequence[dict[str, Any]], max_accuracy_drop: float) -> list[dict[str, Any]]:
+    dense = next(level for level in levels if level["method"] == "dense")
+    return [level for level in levels if level["val_accuracy"] >= dense["val_accuracy"] - max_accuracy_drop - 1e-12]
+
+
+def select_level(levels: Sequence[dict[str, Any]], max_accuracy_drop: float, select: str = "smallest") -> dict[str, Any]:
+    """Among levels whose validation accuracy is within `max_accuracy_drop` of the dense model's, the smallest
+    (fewest non-zero parameters) or the fastest (lowest eager batch-1 latency); ties go to the higher val accuracy."""
+    ok = qualifying(levels, max_accuracy_drop)
+    if select == "fastest":
+        key = lambda level: (level["latency_ms"], -level["val_accuracy"])  # noqa: E731
+    else:
+        key = lambda level: (level["nonzero_params"], -level["val_accuracy"])  # noqa: E731
+    return min(ok, key=key)
+
+
+def level_name(method: str, ratio: float) -> str:
+    return "dense" if method == "dense" else f"{method}-{ratio:.2f}"

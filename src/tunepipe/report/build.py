@@ -28,7 +28,7 @@ MAX_EXAMPLE_CHARS = 400
 #: Input keys the report reads; `history` is CSV, every other one JSON.
 #: Headline metrics compared with earlier commits in the history section.
 HISTORY_METRICS = ("accuracy", "f1_macro", "baseline_accuracy", "baseline_f1_macro")
-INPUT_KEYS = ("prepare", "clean", "split", "augment", "history", "train", "metrics", "confusion", "details", "worst_errors", "prune", "export", "selection")
+INPUT_KEYS = ("prepare", "clean", "split", "augment", "history", "train", "metrics", "confusion", "details", "worst_errors", "prune", "export", "variants", "selection")
 #: Evaluation table rows: metrics.json key, name, format, whether lower is better. `*_ci_low/high` keys give intervals.
 METRICS = (
     ("accuracy", "Accuracy", "pct", False),
@@ -472,23 +472,64 @@ def _is_selected(sparsity: Any, selected: Any) -> bool:
     return a is not None and b is not None and math.isclose(a, b, abs_tol=1e-9)
 
 
+_METHOD_ORDER = {"dense": 0, "unstructured": 1, "structured": 2}
+
+
+def _level_method(level: dict[str, Any]) -> str:
+    """levels.json from before structured pruning had no `method`: sparsity 0 was dense, the rest unstructured."""
+    method = level.get("method")
+    if isinstance(method, str):
+        return method
+    return "dense" if _num(level.get("sparsity")) == 0.0 else "unstructured"
+
+
 def _pruning(inputs: Mapping[str, Any]) -> dict[str, Any]:
     from tunepipe.report import plots
 
     prune = _dict(inputs.get("prune"))
     selected = prune.get("selected_sparsity")
-    levels = [level for level in _list(prune.get("levels")) if isinstance(level, dict)]
-    levels.sort(key=lambda level: _num(level.get("sparsity")) if _num(level.get("sparsity")) is not None else math.inf)
-    rows = [{**level, "selected": _is_selected(level.get("sparsity"), selected)} for level in levels]
+    selected_name = prune.get("selected")
+    levels = [{**level, "method": _level_method(level)} for level in _list(prune.get("levels")) if isinstance(level, dict)]
+    levels.sort(key=lambda level: (_METHOD_ORDER.get(level["method"], 9), _num(level.get("sparsity")) if _num(level.get("sparsity")) is not None else math.inf))
+    dense = next((level for level in levels if level["method"] == "dense"), None)
+    dense_latency = _num(dense.get("latency_ms")) if dense else None
+    rows = []
+    for level in levels:
+        chosen = level.get("name") == selected_name if isinstance(selected_name, str) else _is_selected(level.get("sparsity"), selected)
+        latency = _num(level.get("latency_ms"))
+        rows.append({**level, "selected": chosen, "latency_ratio": latency / dense_latency if latency is not None and dense_latency else None})
     selected_row = next((row for row in rows if row["selected"]), None)
     return {
-        "has_selected": "selected_sparsity" in prune,
+        "has_selected": "selected_sparsity" in prune or "selected" in prune,
         "selected_sparsity": selected,
+        "selected_name": selected_name if isinstance(selected_name, str) else None,
         "selected": selected_row,
+        "select": prune.get("select"),
+        "threads": prune.get("threads"),
         "max_accuracy_drop": prune.get("max_accuracy_drop"),
         "levels": rows,
-        "figure": plots.pruning_curve(levels, selected, prune.get("max_accuracy_drop")) if levels else None,
+        "has_latency": any(row.get("latency_ms") is not None for row in rows),
+        "has_params": any(row.get("total_params") is not None for row in rows),
+        "figure": plots.pruning_curve(rows, selected, prune.get("max_accuracy_drop")) if rows else None,
+        "latency_figure": plots.pruning_latency(rows, prune.get("max_accuracy_drop")) if rows else None,
     }
+
+
+def _variants(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """results/export/variants.json: dense fp32, pruned fp32 and INT8, one row each."""
+    data = _dict(inputs.get("variants"))
+    rows = []
+    batches: list[str] = []
+    for row in _list(data.get("variants")):
+        if not isinstance(row, dict):
+            continue
+        latency = _dict(row.get("latency_ms"))
+        for batch in latency:
+            if batch not in batches:
+                batches.append(batch)
+        rows.append({**row, "latency": latency, "latency_ratio": _dict(row.get("latency_ratio"))})
+    batches.sort(key=lambda b: _num(float(b)) if b.isdigit() else math.inf)
+    return {"rows": rows, "batches": batches, "selected": data.get("selected"), "threads": data.get("threads")}
 
 
 def _export(params: dict[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -532,6 +573,8 @@ def _export(params: dict[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]
         "verdict": verdict,
         "ok": ok,
         "latency": latency,
+        "pruning_level": export.get("pruning_level"),
+        "variants": _variants(inputs),
     }
 
 

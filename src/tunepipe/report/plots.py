@@ -320,14 +320,26 @@ def reliability_diagram(
             _close(fig)
 
 
+def _method(row: Mapping[str, Any]) -> str:
+    method = row.get("method")
+    if isinstance(method, str):
+        return method
+    return "dense" if _number(row.get("sparsity")) == 0.0 else "unstructured"
+
+
+_METHOD_STYLE = {"unstructured": ("o", "-"), "structured": ("s", "--")}
+
+
 def pruning_curve(
     levels: Sequence[Mapping[str, Any]],
     selected_sparsity: Any = None,
     max_accuracy_drop: Any = None,
 ) -> str | None:
-    """Validation/test accuracy against sparsity, with the selected level and the allowed-drop floor marked.
+    """Validation/test accuracy against sparsity, one line per pruning method (each starts at the dense model),
+    with the selected level and the allowed-drop floor marked.
 
-    The floor is drawn at the dense model's validation accuracy minus `max_accuracy_drop`.
+    The floor is drawn at the dense model's validation accuracy minus `max_accuracy_drop`. Rows carrying a
+    `selected` flag mark that point; otherwise a vertical line marks `selected_sparsity`.
     """
     import matplotlib
 
@@ -338,30 +350,40 @@ def pruning_curve(
     series = [("val_accuracy", "val accuracy", _ORANGE), ("test_accuracy", "test accuracy", _BLUE), ("test_f1_macro", "test macro F1", _GREEN)]
     if not any(_number(row.get(key)) is not None for row in rows for key, _, _ in series):
         return None
+    dense = [r for r in rows if _method(r) == "dense"]
+    methods = [m for m in _METHOD_STYLE if any(_method(r) == m for r in rows)]
+    several = len(methods) > 1
     with matplotlib.rc_context(_rc("pruning")):
-        fig = _new_figure(6.0, 3.0)
+        fig = _new_figure(6.0, 3.2)
         try:
             ax = fig.add_subplot()
-            for key, label, colour in series:
-                points = [(_number(r.get("sparsity")), _number(r.get(key))) for r in rows]
-                points = [(x * 100, y) for x, y in points if y is not None]
-                if points:
-                    ax.plot(
-                        [p[0] for p in points], [p[1] for p in points],
-                        linestyle="-" if len(points) > 1 else "none", marker="o", markersize=4.5,
-                        color=colour, linewidth=1.5, label=label,
-                    )
-            dense = next((r for r in rows if _number(r.get("sparsity")) == 0.0), None)
+            for method in methods:
+                marker, style = _METHOD_STYLE[method]
+                line = dense + [r for r in rows if _method(r) == method]
+                for key, label, colour in series:
+                    if several and key == "test_f1_macro":
+                        continue  # keep the chart readable: accuracy only when methods are compared
+                    points = [(_number(r.get("sparsity")), _number(r.get(key))) for r in line]
+                    points = [(x * 100, y) for x, y in points if y is not None]
+                    if points:
+                        ax.plot(
+                            [p[0] for p in points], [p[1] for p in points],
+                            linestyle=style if len(points) > 1 else "none", marker=marker, markersize=4.5,
+                            color=colour, linewidth=1.5, label=f"{label} ({method})" if several else label,
+                        )
             drop = _number(max_accuracy_drop)
-            dense_val = _number(dense.get("val_accuracy")) if dense else None
+            dense_val = _number(dense[0].get("val_accuracy")) if dense else None
             if drop is not None and dense_val is not None:
                 ax.axhline(dense_val - drop, color=_GREY, linestyle=":", linewidth=1.0, label="dense val − max drop")
-            selected = _number(selected_sparsity)
-            if selected is not None:
-                ax.axvline(selected * 100, color="#dc2626", linestyle="--", linewidth=1.0, label="selected")
-            ax.set_xlabel("target sparsity (%)")
+            picked = [r for r in rows if r.get("selected") is True]
+            if picked and _number(picked[0].get("val_accuracy")) is not None:
+                ax.plot([_number(picked[0]["sparsity"]) * 100], [_number(picked[0]["val_accuracy"])], marker="o", markersize=11,
+                        markerfacecolor="none", markeredgecolor="#dc2626", linestyle="none", label="selected")
+            elif _number(selected_sparsity) is not None:
+                ax.axvline(_number(selected_sparsity) * 100, color="#dc2626", linestyle="--", linewidth=1.0, label="selected")
+            ax.set_xlabel("target sparsity / pruning ratio (%)")
             ax.set_ylabel("score")
-            ax.set_xticks([_number(r.get("sparsity")) * 100 for r in rows])
+            ax.set_xticks(sorted({_number(r.get("sparsity")) * 100 for r in rows}))
             ax.legend(loc="best")
             return figure_to_svg(fig, "fig-pruning", "Accuracy against sparsity")
         finally:
@@ -390,5 +412,43 @@ def sweep_scores(variants: Sequence[Mapping[str, Any]], metric: str | None = Non
             ax.set_xlabel(f"{metric or 'score'} (mean ± std; grey: per fold)")
             ax.grid(axis="y", visible=False)
             return figure_to_svg(fig, "fig-sweep", "Sweep: validation score per variant")
+        finally:
+            _close(fig)
+
+
+def pruning_latency(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any = None) -> str | None:
+    """Validation accuracy against eager batch-1 latency, one marker style per method; the selected level ringed."""
+    import matplotlib
+
+    rows = [r for r in levels if isinstance(r, Mapping) and _number(r.get("latency_ms")) is not None and _number(r.get("val_accuracy")) is not None]
+    if not rows:
+        return None
+    colours = {"dense": _GREY, "unstructured": _BLUE, "structured": _ORANGE}
+    with matplotlib.rc_context(_rc("pruning-latency")):
+        fig = _new_figure(6.0, 3.2)
+        try:
+            ax = fig.add_subplot()
+            for method in ("dense", "unstructured", "structured"):
+                points = [r for r in rows if _method(r) == method]
+                if points:
+                    ax.plot([_number(r["latency_ms"]) for r in points], [_number(r["val_accuracy"]) for r in points],
+                            linestyle="none", marker=_METHOD_STYLE.get(method, ("D", ""))[0], markersize=6,
+                            color=colours[method], label=method)
+                    for r in points:
+                        if method != "dense" and _number(r.get("sparsity")) is not None:
+                            ax.annotate(f"{_number(r['sparsity']) * 100:.0f}%", (_number(r["latency_ms"]), _number(r["val_accuracy"])),
+                                        textcoords="offset points", xytext=(4, 3), fontsize=7, color=colours[method])
+            dense = next((r for r in rows if _method(r) == "dense"), None)
+            drop = _number(max_accuracy_drop)
+            if dense is not None and drop is not None:
+                ax.axhline(_number(dense["val_accuracy"]) - drop, color=_GREY, linestyle=":", linewidth=1.0, label="dense val − max drop")
+            picked = [r for r in rows if r.get("selected") is True]
+            if picked:
+                ax.plot([_number(picked[0]["latency_ms"])], [_number(picked[0]["val_accuracy"])], marker="o", markersize=12,
+                        markerfacecolor="none", markeredgecolor="#dc2626", linestyle="none", label="selected")
+            ax.set_xlabel("eager latency, batch 1 (ms)")
+            ax.set_ylabel("val accuracy")
+            ax.legend(loc="best")
+            return figure_to_svg(fig, "fig-pruning-latency", "Validation accuracy against latency")
         finally:
             _close(fig)

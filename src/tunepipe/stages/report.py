@@ -38,6 +38,7 @@ STAGE = Stage(
         "worst_errors": "results/evaluate/worst_errors.json (the most confident wrong predictions)",
         "prune": "results/prune/levels.json (sparsity levels and the selected one)",
         "export": "results/export/parity.json (ONNX parity and latency)",
+        "variants": "results/export/variants.json (dense fp32, pruned fp32, INT8: size, accuracy, latency)",
         "selection": "optional: results/select/selection.json (sweep/CV variants, scores and winner)",
         "timings": "optional, repeatable: results/benchmarks/<rule>.tsv, once per rule (Snakemake's `benchmark:` files)",
     },

@@ -1,0 +1,116 @@
+"""prune -> export through the stage CLIs, for a text model (tiny BERT) and an image model (EfficientNet-Lite0)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from tunepipe.io import write_jsonl
+from tunepipe.models.classifier import build_classifier, load_model
+from tunepipe.optimize.onnx_export import ort_session
+from tunepipe.stages import export as export_stage
+from tunepipe.stages import prune as prune_stage
+from tunepipe.stages.harness import main
+
+NAMES = ["neg", "pos"]
+
+
+def checkpoint(path, model, model_cfg, modality):
+    """What the train stage writes, as far as load_checkpoint reads it."""
+    state = {f"model.{key}": value for key, value in model.state_dict().items()}
+    torch.save({"hyper_parameters": {"model_cfg": model_cfg, "label_names": NAMES, "modality": modality}, "state_dict": state}, path)
+
+
+def run_prune_and_export(tmp_path, ckpt, rows, prune_cfg, quantize="auto"):
+    splits = {}
+    for name, part in zip(("train", "val", "test"), (rows[:16], rows[16:32], rows[32:])):
+        splits[name] = tmp_path / f"{name}.jsonl"
+        write_jsonl(splits[name], part)
+    params = {"seed": 0, "evaluate": {"batch_size": 8}, "prune": {"max_accuracy_drop": 1.0, "select": "smallest", "finetune_steps": 2, "finetune_lr": 1e-4, "finetune_batch_size": 4, "latency_runs": 2, **prune_cfg}}
+    out = tmp_path / "out"
+    code = main(prune_stage.STAGE, ["--params", json.dumps(params), "--in", f"best={ckpt}", *[f"--in={k}={v}" for k, v in splits.items()], "--out", f"model={out / 'model.pt'}", "--out", f"levels={out / 'levels.json'}"])
+    assert code == 0
+    export_params = {"export": {"opset": 17, "dynamo": False, "latency_batch_sizes": [1, 4], "latency_runs": 2, "max_abs_logit_diff": 1e-3, "quantize": quantize, "calibration_rows": 8}}
+    outputs = {"onnx": "model.onnx", "int8": "model.int8.onnx", "parity": "parity.json", "variants": "variants.json", "card": "model_card.json"}
+    code = main(
+        export_stage.STAGE,
+        ["--params", json.dumps(export_params), "--in", f"model={out / 'model.pt'}", "--in", f"best={ckpt}", "--in", f"val={splits['val']}", "--in", f"test={splits['test']}", *[f"--out={k}={out / v}" for k, v in outputs.items()]],
+    )
+    assert code == 0
+    return out
+
+
+def check_outputs(out, dense_params, input_names):
+    levels = json.loads((out / "levels.json").read_text())
+    by_name = {level["name"]: level for level in levels["levels"]}
+    structured = by_name["structured-0.50"]
+    # structured pruning really removed parameters; unstructured only zeroed them
+    assert structured["total_params"] < dense_params and structured["removed_fraction"] > 0
+    assert by_name["unstructured-0.50"]["total_params"] == dense_params
+    assert by_name["unstructured-0.50"]["nonzero_params"] < dense_params
+    assert all(level["latency_ms"] > 0 for level in levels["levels"])
+    # max_accuracy_drop 1.0 lets every level qualify: "smallest" is the one with the fewest non-zero params
+    assert levels["selected"] == min(levels["levels"], key=lambda level: level["nonzero_params"])["name"]
+
+    model, payload = load_model(out / "model.pt")
+    assert payload["pruning_level"] == levels["selected"]
+    assert sum(p.numel() for p in model.parameters()) == by_name[levels["selected"]]["total_params"]
+
+    onnx.checker.check_model(str(out / "model.onnx"))
+    variants = {row["variant"]: row for row in json.loads((out / "variants.json").read_text())["variants"]}
+    assert set(variants) == {"dense-fp32", "pruned-fp32", "pruned-int8"}
+    assert variants["dense-fp32"]["params"] == dense_params
+    assert variants["pruned-fp32"]["prediction_agreement"] == 1.0 and variants["pruned-fp32"]["max_abs_logit_diff"] < 1e-3
+    assert variants["pruned-int8"]["onnx_bytes"] == (out / "model.int8.onnx").stat().st_size
+    assert variants["pruned-int8"]["size_ratio"] < 0.5  # int8 weights: a quarter of fp32, plus graph overhead
+    assert set(variants["pruned-int8"]["latency_ms"]) == {"1", "4"}
+    int8 = ort_session(out / "model.int8.onnx", threads=1)
+    assert [i.name for i in int8.get_inputs()] == input_names
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["labels"] == NAMES and [i["name"] for i in card["inputs"]] == input_names
+    assert card["metrics"]["accuracy"] == variants["pruned-fp32"]["test_accuracy"]
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["pruning_level"] == levels["selected"] and parity["onnx_bytes"] == (out / "model.onnx").stat().st_size
+
+
+def test_text_model_prunes_exports_and_quantizes(tmp_path, tiny_model_cfg, labelled_rows):
+    model = build_classifier(tiny_model_cfg, num_labels=2)
+    ckpt = tmp_path / "best.ckpt"
+    checkpoint(ckpt, model, tiny_model_cfg, "text")
+    rows = [{**row, "label": row["label"]} for row in labelled_rows]
+    out = run_prune_and_export(tmp_path, ckpt, rows, {"method": "both", "sparsities": [0.5]})
+    check_outputs(out, sum(p.numel() for p in model.parameters()), ["input_ids", "attention_mask"])
+    variants = {row["variant"]: row for row in json.loads((out / "variants.json").read_text())["variants"]}
+    assert variants["pruned-int8"]["quantization"]["mode"] == "dynamic"
+
+
+@pytest.fixture
+def image_rows(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(44):
+        label = NAMES[i % 2]
+        base = 200 if label == "pos" else 40
+        pixels = np.clip(rng.normal(base, 30, size=(20, 20, 3)), 0, 255).astype(np.uint8)
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(pixels).save(path)
+        rows.append({"id": f"r{i}", "path": str(path), "label": label})
+    return rows
+
+
+def test_image_model_prunes_channels_exports_and_quantizes_statically(tmp_path, image_rows):
+    model_cfg = {"pretrained": "efficientnet-lite0", "dropout": 0.1, "image_size": 32, "allow_download": False}
+    model = build_classifier(model_cfg, num_labels=2, modality="image")
+    ckpt = tmp_path / "best.ckpt"
+    checkpoint(ckpt, model, model_cfg, "image")
+    out = run_prune_and_export(tmp_path, ckpt, image_rows, {"method": "both", "sparsities": [0.5]})
+    check_outputs(out, sum(p.numel() for p in model.parameters()), ["pixels"])
+    variants = {row["variant"]: row for row in json.loads((out / "variants.json").read_text())["variants"]}
+    assert variants["pruned-int8"]["quantization"]["mode"] == "static"
+    assert variants["pruned-int8"]["quantization"]["calibration_rows"] == 8
