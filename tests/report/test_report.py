@@ -172,6 +172,7 @@ def test_cli_writes_self_contained_report(tmp_path):
     # headline numbers from metrics.json, with the difference to the baseline in points
     summary = section(html, "summary")
     assert "78.5%" in summary and "70.0%" in summary and "+8.5 pts" in summary
+    assert "95% CI 75.6% – 81.2%" in summary  # the bootstrap interval of the headline accuracy
     assert "77.3%" in summary and "69.0%" in summary and "+8.3 pts" in summary
     assert "40%" in summary and "pass" in summary and "cpu" in summary
     # every section, in order
