@@ -40,6 +40,9 @@ CHECKPOINT_OUTS = (
     "results/train/best.ckpt", "results/train/config.yaml", "results/train/summary.json", "results/train/history.csv",
 )
 METADATA = ".snakemake/metadata"
+#: Snakemake's `benchmark:` files are outputs of their rules: a restored rule output without its benchmark file
+#: would look incomplete and rerun. Restored with the rest when the revision versions them.
+BENCHMARKS = "results/benchmarks"
 TRAIN_SUMMARY = "results/train/summary.json"
 #: Model files whose bytes are compared with the revision's (reported, not part of the verdict).
 MODEL_FILES = ("results/train/best.ckpt", "results/prune/model.pt", "results/export/model.onnx")
@@ -334,6 +337,8 @@ def reproduce(
 
         targets = list(CHECKPOINT_OUTS if from_checkpoints else RAW_DATA) + [METADATA]
         recorded_outs = _lock_outs(revision.lock)
+        if BENCHMARKS in recorded_outs:
+            targets.append(BENCHMARKS)
         missing = [t for t in targets if t not in recorded_outs and not any(t.startswith(p + "/") for p in recorded_outs)]
         if missing:
             raise ReproduceError(f"{LOCK_FILE} at {revision.short} does not version {', '.join(missing)}, so it cannot be restored")
