@@ -21,8 +21,8 @@ FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]
-# What counts as a figure: inline SVG charts and embedded images (thumbnails).
-FIGURES = "figure svg, figure img, svg.plot, img"
+# What counts as a figure: the inline SVG charts (each in a <figure>) and embedded images (thumbnails).
+FIGURES = "figure svg, img"
 
 
 def chromium_path() -> str:
@@ -110,8 +110,6 @@ def open_report(path: Path, width: int = 1280) -> PageView:
             view.screenshot = page.screenshot(full_page=True)
         finally:
             browser.close()
-    # An svg inside a figure is matched twice by FIGURES ("figure svg" and "svg.plot"): query_selector_all
-    # already returns each element once.
     return view
 
 

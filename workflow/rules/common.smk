@@ -79,11 +79,16 @@ def trial_params(wildcards):
     return json.dumps({**json.loads(params_for("seed", "data", "model", "train")), "variant": variant}, sort_keys=True)
 
 
+def per_trial(single, per_fold):
+    """One path per sweep job: `single` per variant, or `per_fold` per variant and fold with cross-validation."""
+    if not FOLDS:
+        return expand(single, variant=VARIANTS)
+    return expand(per_fold, variant=VARIANTS, fold=FOLDS)
+
+
 def trial_summaries():
     """Every trial's summary: one per variant, or one per variant and fold with cross-validation."""
-    if not FOLDS:
-        return expand("results/sweep/{variant}/summary.json", variant=VARIANTS)
-    return expand("results/sweep/{variant}/fold{fold}/summary.json", variant=VARIANTS, fold=FOLDS)
+    return per_trial("results/sweep/{variant}/summary.json", "results/sweep/{variant}/fold{fold}/summary.json")
 
 
 def repeated(key, paths):
@@ -121,6 +126,5 @@ def timings():
     """The benchmark files of every rule the report describes (the sweep's jobs only when a sweep runs)."""
     files = [timing(name) for name in ("prepare", "clean", "split", "augment", "train", "baseline", "evaluate", "prune", "export")]
     if SWEEP:
-        jobs = [f"{variant}/fold{fold}" for variant in VARIANTS for fold in FOLDS] if FOLDS else list(VARIANTS)
-        files += [timing(f"{'cv_fold' if FOLDS else 'trial'}/{job}") for job in jobs] + [timing("select")]
+        files += per_trial(timing("trial/{variant}"), timing("cv_fold/{variant}/fold{fold}")) + [timing("select")]
     return files

@@ -157,6 +157,12 @@ class RNGState(pl.Callback):
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def is_logged_step(batch_idx: int, every_n_steps: int, batches: int) -> bool:
+    """Every `every_n_steps`-th step of an epoch, and its last one (train.log_every_n_steps)."""
+    step = batch_idx + 1
+    return step % every_n_steps == 0 or step == batches
+
+
 class DivergenceGuard(pl.Callback):
     """Stop with a clear error when the training loss stops being a finite number.
 
@@ -169,7 +175,7 @@ class DivergenceGuard(pl.Callback):
         self.precision = precision
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if (batch_idx + 1) % self.every and batch_idx + 1 != trainer.num_training_batches:
+        if not is_logged_step(batch_idx, self.every, trainer.num_training_batches):
             return
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None and not torch.isfinite(loss.detach()).all():
@@ -195,7 +201,7 @@ class ProgressLog(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._seen += len(batch["labels"])
         step, total = batch_idx + 1, trainer.num_training_batches
-        if step % self.every and step != total:
+        if not is_logged_step(batch_idx, self.every, total):
             return
         elapsed = time.perf_counter() - self._epoch_start
         rate = step / elapsed if elapsed else 0.0

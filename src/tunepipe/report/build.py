@@ -631,11 +631,11 @@ def _since_last(history: Any, inputs: Mapping[str, Any]) -> dict[str, Any] | Non
 def _timings(inputs: Mapping[str, Any]) -> dict[str, Any]:
     rows = [row for row in _list(inputs.get("timings")) if isinstance(row, dict)]
     seconds = [_num(row.get("seconds")) for row in rows]
-    total = sum(value for value in seconds if value is not None) if rows else None
-    slowest = max((value for value in seconds if value is not None), default=None)
+    measured = [value for value in seconds if value is not None]
+    slowest = max(measured, default=None)
     return {
-        "rows": [dict(row, share=(_num(row.get("seconds")) / slowest if slowest and _num(row.get("seconds")) is not None else None)) for row in rows],
-        "total": total,
+        "rows": [dict(row, share=value / slowest if value is not None and slowest else None) for row, value in zip(rows, seconds)],
+        "total": sum(measured) if rows else None,
     }
 
 
