@@ -83,3 +83,17 @@ def test_stratified_sample_keeps_proportions():
     sample = stratified_sample(rows(600, 400), 100, seed=0)
     assert len(sample) == 100 and sample["label"].value_counts().to_dict() == {"pos": 60, "neg": 40}
     assert stratified_sample(rows(), None, seed=0).shape[0] == 100
+
+
+def test_rows_without_a_group_are_each_their_own_group():
+    """A missing group id (None, or NaN after pandas) is no group: such rows are split one by one, not as one group."""
+    frame = rows().assign(group=[f"movie{i // 5}" if i % 2 else (None if i % 4 else float("nan")) for i in range(100)])
+    parts = split_rows(frame, val_fraction=0.1, test_fraction=0.2, seed=5)
+    ungrouped = {name: int(part["group"].isna().sum()) for name, part in parts.items()}
+    assert sum(ungrouped.values()) == 50 and all(ungrouped.values()), ungrouped  # in every split, not all in one
+
+
+def test_rows_without_a_group_in_two_splits_are_no_leakage():
+    a = pd.DataFrame([{"id": "1", "text": "one", "label": "pos", "group": None}])
+    b = pd.DataFrame([{"id": "2", "text": "two", "label": "pos", "group": None}])
+    assert_no_leakage({"train": a, "test": b})

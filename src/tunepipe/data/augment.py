@@ -3,6 +3,7 @@ transforms, colour jitter and erasing (kornia) for images."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 
@@ -45,6 +46,13 @@ def augment_rows(rows: list[dict], *, multiplier: float, p_delete: float, p_swap
     return new_rows
 
 
+def image_seed(seed: int, row_id: str, n: int) -> int:
+    """The torch seed of one augmented image: a hash of the whole (seed, row, copy) string, so every part of
+    it (the global seed included) changes the image."""
+    digest = hashlib.sha256(f"{seed}:{row_id}:{n}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**63)
+
+
 def image_augmenter(cfg: dict):
     """A kornia pipeline from `augment.image` params (no torchvision)."""
     import kornia.augmentation as K
@@ -72,8 +80,7 @@ def augment_images(rows: list[dict], *, multiplier: float, cfg: dict, seed: int,
     for n, source in enumerate(pick_sources(rows, multiplier, seed)):
         image = np.asarray(open_image(source["path"]).convert("RGB"), dtype=np.float32) / 255.0
         tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
-        generator_seed = int.from_bytes(f"{seed}:{source['id']}:{n}".encode()[-8:].ljust(8, b"0"), "little") % (2**63)
-        torch.manual_seed(generator_seed)
+        torch.manual_seed(image_seed(seed, source["id"], n))
         with torch.no_grad():
             augmented = augmenter(tensor)[0].clamp(0, 1)
         path = out_dir / f"{source['id']}-aug{n}.png"

@@ -15,8 +15,11 @@ import pandas as pd
 from tunepipe.data.text import dedup_key, has_invalid_encoding, normalise_whitespace, word_count
 from tunepipe.errors import DataError
 
+# Examples kept per removal reason (and by augment); the report shows report.examples of them, so changing
+# how many it shows does not rerun cleaning.
+MAX_EXAMPLES = 20
 TEXT_REASONS = ("empty", "invalid_encoding", "missing_label", "undeclared_label", "too_short", "too_long", "conflicting_label", "duplicate", "near_duplicate")
-IMAGE_REASONS = ("unreadable", "unsupported_mode", "too_small", "missing_label", "undeclared_label", "conflicting_label", "duplicate", "near_duplicate")
+IMAGE_REASONS = ("unreadable", "too_large", "unsupported_mode", "too_small", "missing_label", "undeclared_label", "conflicting_label", "duplicate", "near_duplicate")
 
 
 @dataclass
@@ -121,7 +124,7 @@ def clean_texts(
     max_words: int | None = None,
     drop_duplicates: bool = True,
     drop_conflicting_labels: bool = True,
-    max_examples: int = 5,
+    max_examples: int = MAX_EXAMPLES,
     source: str = "dataset",
 ) -> tuple[pd.DataFrame, CleanReport]:
     """Return the kept rows (whitespace-normalised text, plus `key`) and the per-reason report."""
@@ -142,12 +145,15 @@ def clean_texts(
 
 def inspect_images(paths: pd.Series, min_size: int) -> pd.DataFrame:
     """Per image: the first problem found (or ""), the exact pixel hash and the perceptual hash."""
-    from tunepipe.data.images import SUPPORTED_MODES, difference_hash, open_image, pixel_hash
+    from tunepipe.data.images import SUPPORTED_MODES, ImageTooLarge, difference_hash, open_image, pixel_hash
 
     records = []
     for path in paths:
         try:
             image = open_image(path)
+        except ImageTooLarge:
+            records.append({"problem": "too_large", "exact": f"large:{path}", "key": f"large:{path}"})
+            continue
         except DataError:
             records.append({"problem": "unreadable", "exact": f"unreadable:{path}", "key": f"unreadable:{path}"})
             continue
@@ -167,13 +173,13 @@ def clean_images(
     min_size: int,
     drop_duplicates: bool = True,
     drop_conflicting_labels: bool = True,
-    max_examples: int = 5,
+    max_examples: int = MAX_EXAMPLES,
     source: str = "dataset",
 ) -> tuple[pd.DataFrame, CleanReport]:
     rows = frame.copy()
     rows["label"] = rows["label"].map(lambda value: str(value).strip())
     info = inspect_images(rows["path"], min_size)
     rows["exact"], rows["key"] = info["exact"], info["key"]
-    early = [(name, info["problem"] == name) for name in ("unreadable", "unsupported_mode", "too_small")]
+    early = [(name, info["problem"] == name) for name in ("unreadable", "too_large", "unsupported_mode", "too_small")]
     return _clean(rows, early, [], reasons=IMAGE_REASONS, example_column="path", labels=labels, drop_duplicates=drop_duplicates,
                   drop_conflicting_labels=drop_conflicting_labels, max_examples=max_examples, source=source)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +60,28 @@ def folder_tree(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+class ImageTooLarge(DataError):
+    """More pixels than Pillow's MAX_IMAGE_PIXELS: refused before decoding (a small file can hold a huge image)."""
+
+
 def open_image(path: str | Path) -> Image.Image:
-    """Open and fully decode an image (a truncated file fails here, not later in training)."""
+    """Open and fully decode an image (a truncated file fails here, not later in training).
+
+    Pillow raises DecompressionBombError above twice MAX_IMAGE_PIXELS but between once and twice it only
+    warns and decodes hundreds of MB, so the size is checked from the header before anything is decoded.
+    """
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, so no warning needed
+            image = Image.open(path)
+        with image:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and image.width * image.height > limit:
+                raise ImageTooLarge(f"{path}: {image.width}x{image.height} pixels, more than the {limit} that Pillow decodes safely. Shrink or remove the image.")
             image.load()
             return image.copy()
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"{path}: too large to decode safely ({exc}). Shrink or remove the image.") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: not a readable image ({exc}). Remove or replace the file.") from exc
 

@@ -25,7 +25,6 @@ class DataSource:
     format: str
     text_column: str
     label_column: str
-    modality: str = "text"
     image_column: str = "path"
     group_column: str | None = None
 
@@ -46,8 +45,7 @@ def bundled_rotten_tomatoes() -> Path:
 
 
 def resolve_source(data: dict) -> DataSource:
-    modality = data.get("modality", "text")
-    columns = dict(text_column=data["text_column"], label_column=data["label_column"], modality=modality,
+    columns = dict(text_column=data["text_column"], label_column=data["label_column"],
                    image_column=data.get("image_column", "path"), group_column=data.get("group_column"))
     if data["source"] == "rotten_tomatoes":
         return DataSource("rotten_tomatoes", bundled_rotten_tomatoes(), "csv", **columns)
@@ -95,25 +93,11 @@ def _read_table(source: DataSource) -> pd.DataFrame:
         raise DataError(f"{path}: could not be read as {source.format.upper()}: {exc}. Check data.format and the file.") from exc
 
 
-def read_rows(source: DataSource, image_dir: Path | None = None) -> pd.DataFrame:
-    """The raw rows of any source; bundled images are written as PNG files into `image_dir`."""
-    if source.kind == "fashion_mnist":
-        return _fashion_mnist_rows(source, image_dir)
-    if source.kind == "folder":
-        from tunepipe.data.images import folder_tree
-
-        tree = folder_tree(source.path)
-        return pd.DataFrame({"id": [str(i) for i in range(len(tree))], "path": tree["path"], "label": tree["label"]})
-    if source.modality == "image":
-        return _image_table_rows(source)
-    return read_labelled_texts(source)
-
-
-def _fashion_mnist_rows(source: DataSource, image_dir: Path | None) -> pd.DataFrame:
+def read_fashion_mnist(source: DataSource, image_dir: Path) -> pd.DataFrame:
+    """All Fashion-MNIST rows, their paths in `image_dir`; the pixels ride along in `attrs` until
+    write_bundled_images writes the rows that were kept."""
     from tunepipe.data.images import FASHION_MNIST_LABELS, fashion_mnist
 
-    if image_dir is None:
-        raise ValueError("image_dir is required for bundled image datasets")
     images, labels = fashion_mnist(source.path)
     rows = []
     for index in range(len(images)):
@@ -122,6 +106,14 @@ def _fashion_mnist_rows(source: DataSource, image_dir: Path | None) -> pd.DataFr
     frame = pd.DataFrame(rows)
     frame.attrs["pixels"] = images
     return frame
+
+
+def read_image_folder(source: DataSource) -> pd.DataFrame:
+    """A folder-per-class tree: the sub-folder's name is the label."""
+    from tunepipe.data.images import folder_tree
+
+    tree = folder_tree(source.path)
+    return pd.DataFrame({"id": [str(i) for i in range(len(tree))], "path": tree["path"], "label": tree["label"]})
 
 
 def write_bundled_images(frame: pd.DataFrame) -> None:
@@ -148,11 +140,28 @@ def _read_checked_table(source: DataSource, input_column: str, setting: str, emp
     return table
 
 
-def _image_table_rows(source: DataSource) -> pd.DataFrame:
+def _is_missing(value) -> bool:
+    """An empty cell as each format gives it: None (JSONL null, Parquet), NaN (a numeric column with gaps)."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _cell_text(value) -> str:
+    """A label or text cell as a string; a missing one is "" (clean counts it as missing), never "nan"/"None"."""
+    return "" if _is_missing(value) else str(value)
+
+
+def _group_id(value) -> str | None:
+    """A group cell as a string, or None for no group (a missing or empty cell: CSV gives ""), so rows without
+    a group are never joined into one group called "nan" or "None"."""
+    return None if _is_missing(value) or str(value) == "" else str(value)
+
+
+def read_image_table(source: DataSource) -> pd.DataFrame:
+    """A CSV/JSONL/Parquet table of image paths (relative ones are taken from the table's folder) and labels."""
     table = _read_checked_table(source, source.image_column, "data.image_column", "Add rows of image path and label.")
     base = source.path.parent
     paths = [str((base / str(p)).resolve()) if not Path(str(p)).is_absolute() else str(p) for p in table[source.image_column]]
-    frame = pd.DataFrame({"id": [str(i) for i in range(len(table))], "path": paths, "label": table[source.label_column].astype(str)})
+    frame = pd.DataFrame({"id": [str(i) for i in range(len(table))], "path": paths, "label": table[source.label_column].map(_cell_text)})
     return _with_group(frame, table, source)
 
 
@@ -161,16 +170,17 @@ def _with_group(frame: pd.DataFrame, table: pd.DataFrame, source: DataSource) ->
         return frame
     if source.group_column not in table.columns:
         raise DataError(f"{source.path}: group column {source.group_column!r} (data.group_column) not found; the file has: {', '.join(map(str, table.columns))}.")
-    return frame.assign(group=table[source.group_column].astype(str).values)
+    return frame.assign(group=pd.Series([_group_id(value) for value in table[source.group_column]], index=frame.index, dtype=object))
 
 
-def read_labelled_texts(source: DataSource) -> pd.DataFrame:
+def read_text_table(source: DataSource) -> pd.DataFrame:
+    """A CSV/JSONL/Parquet table of texts and labels."""
     table = _read_checked_table(source, source.text_column, "data.text_column", "Add labelled rows.")
     frame = pd.DataFrame(
         {
             "id": [f"{i}" for i in range(len(table))],
-            "text": table[source.text_column].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v)),
-            "label": table[source.label_column].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v)),
+            "text": table[source.text_column].map(_cell_text),
+            "label": table[source.label_column].map(_cell_text),
         }
     )
     return _with_group(frame, table, source)

@@ -29,8 +29,15 @@ def leakage_keys(frame: pd.DataFrame) -> pd.Series:
     return frame["text"].map(dedup_key)
 
 
+def group_ids(frame: pd.DataFrame) -> pd.Series:
+    """Each row's group id as a string, None for a row without a group (a missing value is no group, not a
+    group called "None" or "nan" that would join every such row)."""
+    return pd.Series([None if pd.isna(value) else str(value) for value in frame["group"]], index=frame.index, dtype=object)
+
+
 def connected_groups(frame: pd.DataFrame) -> pd.Series:
-    """Rows linked by an equal key or an equal group id form one component (union-find)."""
+    """Rows linked by an equal key or an equal group id form one component (union-find); a row without a
+    group is linked by its key only."""
     parent = list(range(len(frame)))
 
     def find(i: int) -> int:
@@ -39,10 +46,12 @@ def connected_groups(frame: pd.DataFrame) -> pd.Series:
             i = parent[i]
         return i
 
-    columns = [leakage_keys(frame)] + ([frame["group"].astype(str)] if "group" in frame else [])
+    columns = [leakage_keys(frame)] + ([group_ids(frame)] if "group" in frame else [])
     for column in columns:
         first: dict[str, int] = {}
         for position, value in enumerate(column):
+            if value is None:
+                continue
             if value in first:
                 parent[find(position)] = find(first[value])
             else:
@@ -90,9 +99,11 @@ def assign_folds(train: pd.DataFrame, folds: int, seed: int) -> pd.Series:
 def assert_no_leakage(splits: dict[str, pd.DataFrame]) -> None:
     seen: dict[tuple[str, str], str] = {}
     for name, part in splits.items():
-        columns = [("near-duplicate of", leakage_keys(part))] + ([("group", part["group"].astype(str))] if "group" in part else [])
+        columns = [("near-duplicate of", leakage_keys(part))] + ([("group", group_ids(part))] if "group" in part else [])
         for kind, values in columns:
             for value, row_id in zip(values, part["id"]):
+                if value is None:
+                    continue
                 other = seen.setdefault((kind, value), name)
                 if other != name:
                     what = f"group {value!r}" if kind == "group" else f"row {row_id} ({value[:60]!r})"
