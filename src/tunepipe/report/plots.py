@@ -2,17 +2,18 @@
 
 Figures are built with `matplotlib.figure.Figure` (no pyplot, so no GUI backend and no global figure
 registry); rasterising goes through Agg and vector output through the SVG backend. Text is drawn as paths
-(no font needed by the reader), the SVG id hash salt is fixed so the same data give the same bytes, and
+(no font needed by the reader) and never parsed as mathtext, the SVG id hash salt is fixed so the same data give the same bytes, and
 every id is prefixed per figure so several figures can live in one HTML page.
 """
 
 from __future__ import annotations
 
 import io
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from tunepipe.report.format import number as _number
 
 _BLUE = "#2563eb"
 _ORANGE = "#ea580c"
@@ -20,6 +21,8 @@ _GREEN = "#16a34a"
 _GREY = "#6b7280"
 
 _RC = {
+    # Labels and variant names are dataset text: draw "$5 off$" as written, never as mathtext.
+    "text.parse_math": False,
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
     "font.size": 9,
@@ -40,13 +43,6 @@ _COMMENT = re.compile(r"<!--.*?-->\s*", re.S)
 _ID = re.compile(r'\bid="([^"]+)"')
 _HREF = re.compile(r'(xlink:href|href)="#([^"]+)"')
 _URL = re.compile(r"url\(#([^)]+)\)")
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _rc(salt: str) -> dict[str, Any]:
@@ -320,26 +316,14 @@ def reliability_diagram(
             _close(fig)
 
 
-def _method(row: Mapping[str, Any]) -> str:
-    method = row.get("method")
-    if isinstance(method, str):
-        return method
-    return "dense" if _number(row.get("sparsity")) == 0.0 else "unstructured"
-
-
 _METHOD_STYLE = {"unstructured": ("o", "-"), "structured": ("s", "--")}
 
 
-def pruning_curve(
-    levels: Sequence[Mapping[str, Any]],
-    selected_sparsity: Any = None,
-    max_accuracy_drop: Any = None,
-) -> str | None:
+def pruning_curve(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any = None) -> str | None:
     """Validation/test accuracy against sparsity, one line per pruning method (each starts at the dense model),
-    with the selected level and the allowed-drop floor marked.
+    with the selected level (the row whose `selected` flag is set) ringed and the allowed-drop floor marked.
 
-    The floor is drawn at the dense model's validation accuracy minus `max_accuracy_drop`. Rows carrying a
-    `selected` flag mark that point; otherwise a vertical line marks `selected_sparsity`.
+    The floor is drawn at the dense model's validation accuracy minus `max_accuracy_drop`.
     """
     import matplotlib
 
@@ -350,8 +334,8 @@ def pruning_curve(
     series = [("val_accuracy", "val accuracy", _ORANGE), ("test_accuracy", "test accuracy", _BLUE), ("test_f1_macro", "test macro F1", _GREEN)]
     if not any(_number(row.get(key)) is not None for row in rows for key, _, _ in series):
         return None
-    dense = [r for r in rows if _method(r) == "dense"]
-    methods = [m for m in _METHOD_STYLE if any(_method(r) == m for r in rows)]
+    dense = [r for r in rows if r.get("method") == "dense"]
+    methods = [m for m in _METHOD_STYLE if any(r.get("method") == m for r in rows)]
     several = len(methods) > 1
     with matplotlib.rc_context(_rc("pruning")):
         fig = _new_figure(6.0, 3.2)
@@ -359,7 +343,7 @@ def pruning_curve(
             ax = fig.add_subplot()
             for method in methods:
                 marker, style = _METHOD_STYLE[method]
-                line = dense + [r for r in rows if _method(r) == method]
+                line = dense + [r for r in rows if r.get("method") == method]
                 for key, label, colour in series:
                     if several and key == "test_f1_macro":
                         continue  # keep the chart readable: accuracy only when methods are compared
@@ -379,8 +363,6 @@ def pruning_curve(
             if picked and _number(picked[0].get("val_accuracy")) is not None:
                 ax.plot([_number(picked[0]["sparsity"]) * 100], [_number(picked[0]["val_accuracy"])], marker="o", markersize=11,
                         markerfacecolor="none", markeredgecolor="#dc2626", linestyle="none", label="selected")
-            elif _number(selected_sparsity) is not None:
-                ax.axvline(_number(selected_sparsity) * 100, color="#dc2626", linestyle="--", linewidth=1.0, label="selected")
             ax.set_xlabel("target sparsity / pruning ratio (%)")
             ax.set_ylabel("score")
             ax.set_xticks(sorted({_number(r.get("sparsity")) * 100 for r in rows}))
@@ -429,7 +411,7 @@ def pruning_latency(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any 
         try:
             ax = fig.add_subplot()
             for method in ("dense", "unstructured", "structured"):
-                points = [r for r in rows if _method(r) == method]
+                points = [r for r in rows if r.get("method") == method]
                 if points:
                     ax.plot([_number(r["latency_ms"]) for r in points], [_number(r["val_accuracy"]) for r in points],
                             linestyle="none", marker=_METHOD_STYLE.get(method, ("D", ""))[0], markersize=6,
@@ -438,7 +420,7 @@ def pruning_latency(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any 
                         if method != "dense" and _number(r.get("sparsity")) is not None:
                             ax.annotate(f"{_number(r['sparsity']) * 100:.0f}%", (_number(r["latency_ms"]), _number(r["val_accuracy"])),
                                         textcoords="offset points", xytext=(4, 3), fontsize=7, color=colours[method])
-            dense = next((r for r in rows if _method(r) == "dense"), None)
+            dense = next((r for r in rows if r.get("method") == "dense"), None)
             drop = _number(max_accuracy_drop)
             if dense is not None and drop is not None:
                 ax.axhline(_number(dense["val_accuracy"]) - drop, color=_GREY, linestyle=":", linewidth=1.0, label="dense val − max drop")

@@ -1,0 +1,77 @@
+"""Section 7: the ONNX export: parity as export judged it (results/export/parity.json), latency, and the
+dense/pruned/INT8 variants (results/export/variants.json)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from tunepipe.report.format import number
+from tunepipe.report.sections import as_dict, as_list
+
+
+def _verdict(parity: dict[str, Any]) -> tuple[str | None, bool | None]:
+    """parity.json's own verdict (`passed`, `tolerance`) in words; the report never re-judges it."""
+    diff, tolerance, passed = number(parity.get("max_abs_logit_diff")), number(parity.get("tolerance")), parity.get("passed")
+    if diff is None:
+        return None, None
+    if not isinstance(passed, bool):
+        return f"max |Δ logit| {diff:.2e} (no verdict recorded)", None
+    if tolerance is None:
+        return f"max |Δ logit| {diff:.2e}", passed
+    return f"max |Δ logit| {diff:.2e} {'≤' if passed else '>'} {tolerance:.0e}", passed
+
+
+def _latency(parity: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for batch, timings in as_dict(parity.get("latency_ms")).items():
+        timings = as_dict(timings)
+        ort, eager = number(timings.get("onnxruntime")), number(timings.get("eager"))
+        try:
+            batch_size: float = float(batch)
+        except (TypeError, ValueError):
+            batch_size = math.inf
+        rows.append({
+            "batch": str(batch),
+            "order": batch_size,
+            "onnxruntime": ort,
+            "eager": eager,
+            "speedup": eager / ort if ort and eager is not None else None,
+            "ort_per_row": ort / batch_size if ort is not None and math.isfinite(batch_size) and batch_size > 0 else None,
+        })
+    rows.sort(key=lambda row: (row["order"], row["batch"]))
+    return rows
+
+
+def _variants(record: dict[str, Any]) -> dict[str, Any]:
+    """Dense fp32, pruned fp32 and INT8, one row each, with every batch size any of them was timed at."""
+    rows = []
+    batches: list[str] = []
+    for row in as_list(record.get("variants")):
+        if not isinstance(row, dict):
+            continue
+        latency = as_dict(row.get("latency_ms"))
+        batches += [batch for batch in latency if batch not in batches]
+        rows.append({**row, "latency": latency, "latency_ratio": as_dict(row.get("latency_ratio"))})
+    batches.sort(key=lambda b: float(b) if b.isdigit() else math.inf)
+    return {"rows": rows, "batches": batches, "selected": record.get("selected"), "threads": record.get("threads")}
+
+
+def export(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    parity = as_dict(inputs.get("parity"))
+    verdict, ok = _verdict(parity)
+    return {
+        "opset": parity.get("opset"),
+        "onnx_bytes": parity.get("onnx_bytes"),
+        "rows": parity.get("rows"),
+        "max_abs_logit_diff": parity.get("max_abs_logit_diff"),
+        "tolerance": number(parity.get("tolerance")),
+        "prediction_agreement": number(parity.get("prediction_agreement")),
+        "threads": parity.get("threads"),
+        "verdict": verdict,
+        "ok": ok,
+        "latency": _latency(parity),
+        "pruning_level": parity.get("pruning_level"),
+        "variants": _variants(as_dict(inputs.get("variants"))),
+    }

@@ -1,0 +1,30 @@
+"""Section 1: the headline cards (test accuracy and macro F1 beside the baseline's, device, precision)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tunepipe.report.sections import as_dict, difference
+
+
+def summary(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    metrics = as_dict(inputs.get("metrics"))
+    train = as_dict(inputs.get("train"))
+    return {
+        # the baseline stage names what it fitted; the report does not guess it from the modality
+        "baseline_name": as_dict(inputs.get("baseline")).get("model"),
+        "accuracy": metrics.get("accuracy"),
+        "baseline_accuracy": metrics.get("baseline_accuracy"),
+        "accuracy_diff": difference(metrics.get("accuracy"), metrics.get("baseline_accuracy")),
+        "f1": metrics.get("f1_macro"),
+        "baseline_f1": metrics.get("baseline_f1_macro"),
+        "f1_diff": difference(metrics.get("f1_macro"), metrics.get("baseline_f1_macro")),
+        "accuracy_ci": (metrics.get("accuracy_ci_low"), metrics.get("accuracy_ci_high")),
+        "f1_ci": (metrics.get("f1_macro_ci_low"), metrics.get("f1_macro_ci_high")),
+        "variant": train.get("variant"),
+        "test_rows": metrics.get("test_rows"),
+        "device": train.get("device"),
+        "accelerator": train.get("accelerator"),
+        "precision": train.get("precision"),
+    }

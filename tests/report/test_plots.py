@@ -1,0 +1,41 @@
+"""Report figures drawn from dataset text: a label is shown as written, never parsed as markup."""
+
+from __future__ import annotations
+
+import re
+
+from tunepipe.report import plots
+
+# `$...$` is matplotlib's mathtext: "$5 off$" would lose its dollar signs, "cost $x^$" is a parse error.
+LABELS = ["$5 off$", "cost $x^$", "plain"]
+
+
+def drawn_glyph(char: str) -> re.Pattern[str]:
+    """The id of `char`'s glyph in an SVG whose text is drawn as paths (matplotlib names it font + glyph index)."""
+    from matplotlib.font_manager import FontProperties, findfont
+    from matplotlib.ft2font import FT2Font
+
+    font = FT2Font(findfont(FontProperties(family="DejaVu Sans")))
+    return re.compile(rf'id="[^"]*-{re.escape(font.postscript_name)}-{font.get_char_index(ord(char)):x}"')
+
+
+DOLLAR_GLYPH = drawn_glyph("$")
+
+
+def test_confusion_matrix_shows_labels_with_dollar_signs_as_written():
+    svg = plots.confusion_matrix(LABELS, [[5, 1, 0], [2, 7, 1], [0, 0, 9]])
+
+    assert svg is not None and svg.startswith("<svg")
+    assert DOLLAR_GLYPH.search(svg)  # the "$" is drawn, not swallowed as a math delimiter
+    assert "Oblique" not in svg  # and no mathtext italics
+
+
+def test_per_label_curves_show_labels_with_dollar_signs_as_written():
+    curves = {
+        "roc": [{"class": label, "fpr": x, "tpr": y} for label in LABELS for x, y in ((0, 0), (0.2, 0.7), (1, 1))],
+        "pr": [{"class": label, "recall": x, "precision": y} for label in LABELS for x, y in ((0, 1), (0.7, 0.8), (1, 0.4))],
+    }
+
+    svg = plots.roc_pr_curves(curves, curves, {"auroc": 0.8})
+
+    assert svg is not None and DOLLAR_GLYPH.search(svg) and "Oblique" not in svg
