@@ -9,7 +9,7 @@ import torch
 from tunepipe.data.datamodule import EncodedTexts, pad_batch
 from tunepipe.errors import TunepipeError
 from tunepipe.models.backbone import load_tokenizer
-from tunepipe.models.classifier import build_classifier
+from tunepipe.modalities import get_modality
 from tunepipe.optimize.onnx_export import export_onnx, latency, ort_session, parity, require_parity
 
 TEXTS = ["a fine film", "a dull film with a long and winding plot that goes nowhere", "ok", "great acting and a clever script"]
@@ -17,7 +17,7 @@ TEXTS = ["a fine film", "a dull film with a long and winding plot that goes nowh
 
 @pytest.fixture
 def exported(tmp_path, tiny_model_cfg):
-    model = build_classifier(tiny_model_cfg, num_labels=2).eval()
+    model = get_modality("text").build_classifier(tiny_model_cfg, num_labels=2).eval()
     tokenizer = load_tokenizer(tiny_model_cfg["pretrained"])
     data = EncodedTexts(TEXTS, None, tokenizer, 24)
     path = tmp_path / "model.onnx"
@@ -61,7 +61,7 @@ def test_a_structurally_pruned_model_exports_with_dynamic_axes_and_matches(tmp_p
     tokenizer = load_tokenizer(tiny_model_cfg["pretrained"])
     data = EncodedTexts(TEXTS, None, tokenizer, 24)
     sample = pad_batch([data[0], data[1]], data.pad_id)
-    pruned = structured_prune(build_classifier(tiny_model_cfg, num_labels=2).eval(), 0.5, sample)
+    pruned = structured_prune(get_modality("text").build_classifier(tiny_model_cfg, num_labels=2).eval(), 0.5, sample)
     path = tmp_path / "pruned.onnx"
     export_onnx(pruned, path, sample, opset=17, dynamo=False)
     report = parity(pruned, ort_session(path, threads=1), data, batch_size=3)
@@ -86,3 +86,10 @@ def test_onnx_runtime_uses_the_declared_threads(exported):
     _, _, path = exported
     options = ort_session(path, threads=3).get_session_options()
     assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
+
+
+def test_auto_quantization_takes_the_modality_default_and_an_explicit_mode_wins():
+    from tunepipe.optimize.quantization import quantization_mode
+
+    assert [quantization_mode("auto", get_modality(name).default_quantization) for name in ("text", "image")] == ["dynamic", "static"]
+    assert quantization_mode("dynamic", get_modality("image").default_quantization) == "dynamic"

@@ -9,8 +9,9 @@ import onnx
 import pytest
 import torch
 
+from tunepipe.checkpoints import load_model
 from tunepipe.io import write_jsonl
-from tunepipe.models.classifier import build_classifier, load_model
+from tunepipe.modalities import get_modality
 from tunepipe.optimize.onnx_export import ort_session
 from tunepipe.stages import export as export_stage
 from tunepipe.stages import prune as prune_stage
@@ -30,18 +31,21 @@ def run_prune_and_export(tmp_path, ckpt, rows, prune_cfg, quantize="auto"):
     for name, part in zip(("train", "val", "test"), (rows[:16], rows[16:32], rows[32:])):
         splits[name] = tmp_path / f"{name}.jsonl"
         write_jsonl(splits[name], part)
-    params = {"seed": 0, "evaluate": {"batch_size": 8}, "prune": {"max_accuracy_drop": 1.0, "select": "smallest", "finetune_steps": 2, "finetune_lr": 1e-4, "finetune_batch_size": 4, "latency_runs": 2, **prune_cfg}}
+    params = {"seed": 0, "prune": {"batch_size": 8, "max_accuracy_drop": 1.0, "select": "smallest", "finetune_steps": 2, "finetune_lr": 1e-4, "finetune_batch_size": 4, "latency_runs": 2, **prune_cfg}}
     out = tmp_path / "out"
     code = main(prune_stage.STAGE, ["--params", json.dumps(params), "--in", f"best={ckpt}", *[f"--in={k}={v}" for k, v in splits.items()], "--out", f"model={out / 'model.pt'}", "--out", f"levels={out / 'levels.json'}"])
     assert code == 0
-    export_params = {"export": {"opset": 17, "dynamo": False, "latency_batch_sizes": [1, 4], "latency_runs": 2, "max_abs_logit_diff": 1e-3, "quantize": quantize, "calibration_rows": 8}}
+    assert run_export(out, ckpt, splits, quantize=quantize) == 0
+    return out
+
+
+def run_export(out, ckpt, splits, quantize="auto", max_abs_logit_diff=1e-3):
+    export_params = {"export": {"opset": 17, "dynamo": False, "latency_batch_sizes": [1, 4], "latency_runs": 2, "max_abs_logit_diff": max_abs_logit_diff, "quantize": quantize, "calibration_rows": 8}}
     outputs = {"onnx": "model.onnx", "int8": "model.int8.onnx", "parity": "parity.json", "variants": "variants.json", "card": "model_card.json"}
-    code = main(
+    return main(
         export_stage.STAGE,
         ["--params", json.dumps(export_params), "--in", f"model={out / 'model.pt'}", "--in", f"best={ckpt}", "--in", f"val={splits['val']}", "--in", f"test={splits['test']}", *[f"--out={k}={out / v}" for k, v in outputs.items()]],
     )
-    assert code == 0
-    return out
 
 
 def check_outputs(out, dense_params, input_names):
@@ -57,7 +61,9 @@ def check_outputs(out, dense_params, input_names):
     assert levels["selected"] == min(levels["levels"], key=lambda level: level["nonzero_params"])["name"]
 
     model, payload = load_model(out / "model.pt")
-    assert payload["pruning_level"] == levels["selected"]
+    selected = by_name[levels["selected"]]
+    assert payload["pruning_level"] == {"name": selected["name"], "method": selected["method"], "sparsity": selected["sparsity"]}
+    assert (levels["selected_method"], levels["selected_sparsity"]) == (selected["method"], selected["sparsity"])
     assert sum(p.numel() for p in model.parameters()) == by_name[levels["selected"]]["total_params"]
 
     onnx.checker.check_model(str(out / "model.onnx"))
@@ -73,12 +79,16 @@ def check_outputs(out, dense_params, input_names):
     card = json.loads((out / "model_card.json").read_text())
     assert card["labels"] == NAMES and [i["name"] for i in card["inputs"]] == input_names
     assert card["metrics"]["accuracy"] == variants["pruned-fp32"]["test_accuracy"]
+    # the card names the files a user deploys beside it, not the temporary names they had while export ran
+    assert (card["model"]["file"], card["model"]["int8_file"]) == ((out / "model.onnx").name, (out / "model.int8.onnx").name)
     parity = json.loads((out / "parity.json").read_text())
     assert parity["pruning_level"] == levels["selected"] and parity["onnx_bytes"] == (out / "model.onnx").stat().st_size
+    # the verdict is written once, here; nobody re-judges it with the params
+    assert parity["passed"] is True and parity["tolerance"] == 1e-3 and parity["max_abs_logit_diff"] <= parity["tolerance"]
 
 
 def test_text_model_prunes_exports_and_quantizes(tmp_path, tiny_model_cfg, labelled_rows):
-    model = build_classifier(tiny_model_cfg, num_labels=2)
+    model = get_modality("text").build_classifier(tiny_model_cfg, num_labels=2)
     ckpt = tmp_path / "best.ckpt"
     checkpoint(ckpt, model, tiny_model_cfg, "text")
     rows = [{**row, "label": row["label"]} for row in labelled_rows]
@@ -86,6 +96,14 @@ def test_text_model_prunes_exports_and_quantizes(tmp_path, tiny_model_cfg, label
     check_outputs(out, sum(p.numel() for p in model.parameters()), ["input_ids", "attention_mask"])
     variants = {row["variant"]: row for row in json.loads((out / "variants.json").read_text())["variants"]}
     assert variants["pruned-int8"]["quantization"]["mode"] == "dynamic"
+
+    # a parity failure stops export before anything is written: a parity.json on disk always passed
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    (failed / "model.pt").write_bytes((out / "model.pt").read_bytes())
+    splits = {name: tmp_path / f"{name}.jsonl" for name in ("val", "test")}
+    assert run_export(failed, ckpt, splits, max_abs_logit_diff=-1.0) == 2  # no graph is within a negative tolerance
+    assert sorted(path.name for path in failed.iterdir()) == ["model.pt"]
 
 
 @pytest.fixture
@@ -106,7 +124,7 @@ def image_rows(tmp_path):
 
 def test_image_model_prunes_channels_exports_and_quantizes_statically(tmp_path, image_rows):
     model_cfg = {"pretrained": "efficientnet-lite0", "dropout": 0.1, "image_size": 32, "allow_download": False}
-    model = build_classifier(model_cfg, num_labels=2, modality="image")
+    model = get_modality("image").build_classifier(model_cfg, num_labels=2)
     ckpt = tmp_path / "best.ckpt"
     checkpoint(ckpt, model, model_cfg, "image")
     out = run_prune_and_export(tmp_path, ckpt, image_rows, {"method": "both", "sparsities": [0.5]})

@@ -5,15 +5,15 @@ speed-up in dense runtimes. Structured pruning removes whole units, so the model
 faster: attention heads and FFN neurons of a BERT-style encoder (L1-ranked), or channels of a CNN
 (torch-pruning, which follows residual links and depthwise convolutions).
 
-A structurally pruned model no longer fits its class's default shapes: `structure()` records the shapes
-that changed and `restore_structure()` rebuilds them before `load_state_dict` (plain tensors and ints, so
-files still load with `weights_only=True`).
+A level is one `PruningLevel` record (name, method, sparsity), decided by prune and read as-is by export
+and the report. A structurally pruned model is saved with its shapes (`tunepipe.models.structure`).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,11 +21,37 @@ from torch import nn
 from torch.nn.utils import prune
 
 from tunepipe.errors import ParamsError
+from tunepipe.models.structure import structure
 
 Finetune = Callable[[nn.Module], None]
 
-# Integer attributes that define a module's shapes (torch and transformers' BERT attention).
-SHAPE_ATTRS = ("in_features", "out_features", "in_channels", "out_channels", "groups", "num_features", "num_attention_heads", "all_head_size")
+METHODS = ("dense", "unstructured", "structured")
+
+
+@dataclass(frozen=True)
+class PruningLevel:
+    """One pruning level: written by prune (levels.json, the model file), read by export and the report as it is."""
+
+    name: str
+    method: str
+    sparsity: float
+
+    @classmethod
+    def at(cls, method: str, sparsity: float) -> PruningLevel:
+        """The level of `method` at `sparsity` (the fraction of weights zeroed, or of units removed)."""
+        if method not in METHODS:
+            raise ValueError(f"unknown pruning method {method!r}; one of: {', '.join(METHODS)}")
+        return cls("dense" if method == "dense" else f"{method}-{sparsity:.2f}", method, sparsity)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "method": self.method, "sparsity": self.sparsity}
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> PruningLevel:
+        return cls(name=record["name"], method=record["method"], sparsity=record["sparsity"])
+
+
+DENSE = PruningLevel.at("dense", 0.0)
 
 
 def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -159,33 +185,18 @@ def structured_prune(model: nn.Module, ratio: float, example: dict[str, torch.Te
     return pruned.eval()
 
 
-def structure(model: nn.Module) -> dict[str, dict[str, int]]:
-    """The shape attributes of every module (saved with a pruned model's state dict)."""
-    result = {}
-    for name, module in model.named_modules():
-        attrs = {a: getattr(module, a) for a in SHAPE_ATTRS if isinstance(getattr(module, a, None), int)}
-        if attrs:
-            result[name] = attrs
-    return result
+def prune_at(dense: nn.Module, level: PruningLevel, example: dict[str, torch.Tensor], finetune: Finetune | None = None) -> nn.Module:
+    """The model at `level`: `dense` itself, or a pruned (and optionally fine-tuned) copy."""
+    if level.method == "dense":
+        return dense
+    if level.method == "unstructured":
+        return magnitude_prune(dense, level.sparsity, finetune)
+    return structured_prune(dense, level.sparsity, example, finetune)
 
 
-def restore_structure(model: nn.Module, shapes: dict[str, dict[str, int]], state_dict: dict[str, torch.Tensor]) -> nn.Module:
-    """Give a freshly built dense model the shapes of a pruned one, so that `load_state_dict(state_dict)` fits."""
-    modules = dict(model.named_modules())
-    for name, attrs in shapes.items():
-        if name in modules:
-            for attr, value in attrs.items():
-                setattr(modules[name], attr, value)
-    for key, tensor in state_dict.items():
-        owner, _, leaf = key.rpartition(".")
-        module = modules.get(owner)
-        if module is None:
-            continue
-        if leaf in module._parameters and module._parameters[leaf] is not None and module._parameters[leaf].shape != tensor.shape:
-            module._parameters[leaf] = nn.Parameter(torch.empty_like(tensor))
-        elif leaf in module._buffers and module._buffers[leaf] is not None and module._buffers[leaf].shape != tensor.shape:
-            module._buffers[leaf] = torch.empty_like(tensor)
-    return model
+def saved_structure(model: nn.Module, level: PruningLevel) -> dict[str, dict[str, int]] | None:
+    """The shapes to save with a model at `level`: only structured pruning changes them."""
+    return structure(model) if level.method == "structured" else None
 
 
 # ---------------------------------------------------------------- fine-tune, selection
@@ -230,7 +241,3 @@ def select_level(levels: Sequence[dict[str, Any]], max_accuracy_drop: float, sel
     else:
         key = lambda level: (level["nonzero_params"], -level["val_accuracy"])  # noqa: E731
     return min(ok, key=key)
-
-
-def level_name(method: str, ratio: float) -> str:
-    return "dense" if method == "dense" else f"{method}-{ratio:.2f}"

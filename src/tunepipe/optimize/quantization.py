@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 
 
-def quantization_mode(requested: str, modality: str) -> str:
-    if requested != "auto":
-        return requested
-    return "static" if modality == "image" else "dynamic"
+def quantization_mode(requested: str, default: str) -> str:
+    """`export.quantize` as asked, or for "auto" the modality's `default_quantization`."""
+    return default if requested == "auto" else requested
 
 
 class BatchReader:

@@ -1,0 +1,146 @@
+"""Prune at every level, score and time each one, select one: what the prune stage computes, without its files."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from tunepipe.optimize import pruning
+from tunepipe.optimize.pruning import DENSE, PruningLevel
+
+#: (class probabilities, integer targets) -> at least "accuracy" and "f1_macro" (tunepipe.evaluation's).
+Metrics = Callable[[torch.Tensor, torch.Tensor], Mapping[str, float]]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """The `prune` params section."""
+
+    method: str  # "unstructured", "structured" or "both"
+    sparsities: tuple[float, ...]
+    max_accuracy_drop: float
+    select: str  # "smallest" or "fastest"
+    finetune_steps: int
+    finetune_lr: float
+    finetune_batch_size: int
+    latency_runs: int
+    batch_size: int
+
+    @classmethod
+    def from_params(cls, section: Mapping[str, Any]) -> PruneSettings:
+        return cls(
+            method=section["method"],
+            sparsities=tuple(section["sparsities"]),
+            max_accuracy_drop=section["max_accuracy_drop"],
+            select=section["select"],
+            finetune_steps=section["finetune_steps"],
+            finetune_lr=section["finetune_lr"],
+            finetune_batch_size=section["finetune_batch_size"],
+            latency_runs=section["latency_runs"],
+            batch_size=section["batch_size"],
+        )
+
+    def plan(self) -> list[PruningLevel]:
+        """Dense first, then each method at each sparsity, lowest first."""
+        methods = ["unstructured", "structured"] if self.method == "both" else [self.method]
+        return [DENSE] + [PruningLevel.at(method, ratio) for method in methods for ratio in sorted(self.sparsities)]
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    rows: Dataset
+    targets: torch.Tensor
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    #: One row per level, in plan order: the level's record, its size, accuracy and latency (levels.json's "levels").
+    levels: list[dict[str, Any]]
+    selected: PruningLevel
+    #: The selected level's model, on CPU in eval mode.
+    model: nn.Module
+
+    @property
+    def structure(self) -> dict[str, dict[str, int]] | None:
+        return pruning.saved_structure(self.model, self.selected)
+
+
+def latency_ms(model: nn.Module, inputs: dict[str, torch.Tensor], runs: int) -> float:
+    """Median eager milliseconds of one forward pass on CPU."""
+    from tunepipe.optimize.onnx_export import median_ms
+
+    model.cpu().eval()
+    with torch.inference_mode():
+        return round(median_ms(lambda: model(**inputs), runs), 3)
+
+
+def score(model: nn.Module, splits: Mapping[str, LabelledSet], one_row: dict[str, torch.Tensor], *,
+          metrics: Metrics, batch_size: int, latency_runs: int, device: torch.device | str = "cpu") -> dict[str, float]:
+    """`<split>_accuracy` and `<split>_f1_macro` for each split, then the eager batch-1 `latency_ms`."""
+    from tunepipe.models.inference import model_inputs, predict_logits
+
+    result = {}
+    for name, split in splits.items():
+        logits = predict_logits(model, split.rows, batch_size, device)
+        values = metrics(logits.softmax(dim=-1), split.targets)
+        result[f"{name}_accuracy"], result[f"{name}_f1_macro"] = values["accuracy"], values["f1_macro"]
+    result["latency_ms"] = latency_ms(model, model_inputs(model, one_row), latency_runs)
+    return result
+
+
+def prune_and_select(dense: nn.Module, settings: PruneSettings, *, val: LabelledSet, test: LabelledSet, metrics: Metrics, seed: int,
+                     train: Dataset | None = None, device: torch.device | str = "cpu", log: logging.Logger = _log) -> PruneResult:
+    """Every level of `settings.plan()` scored on `val` (selection) and `test` (reported), timed on one test row;
+    the smallest or fastest within `max_accuracy_drop` of dense is selected. `train` (labelled rows) is needed only
+    for the recovery fine-tune (`finetune_steps` > 0)."""
+    one_row = test.rows.collate([test.rows[0]])
+    example = test.rows.collate([test.rows[i] for i in range(min(2, len(test.rows)))])
+    finetune = None
+    if settings.finetune_steps > 0:
+        if train is None:
+            raise ValueError("prune.finetune_steps > 0 needs the training rows")
+
+        def finetune(model: nn.Module) -> None:
+            pruning.finetune_steps(model, train, settings.finetune_steps, settings.finetune_lr, settings.finetune_batch_size, seed)
+
+    dense_params = pruning.count_params(dense)
+    splits = {"val": val, "test": test}
+    rows, models = [], {}
+    for level in settings.plan():
+        model = pruning.prune_at(dense, level, example, finetune)
+        row = {**level.as_dict(), **pruning.sparsity_report(model, dense_params),
+               **score(model, splits, one_row, metrics=metrics, batch_size=settings.batch_size, latency_runs=settings.latency_runs, device=device)}
+        row["finetune_steps"] = 0 if level.method == "dense" else settings.finetune_steps
+        rows.append(row)
+        models[level.name] = (level, model)
+        log.info(
+            "%-18s val acc %.4f  test acc %.4f  params %d (non-zero %d)  eager batch-1 %.2f ms",
+            level.name, row["val_accuracy"], row["test_accuracy"], row["total_params"], row["nonzero_params"], row["latency_ms"],
+        )
+    selected, model = models[pruning.select_level(rows, settings.max_accuracy_drop, settings.select)["name"]]
+    log.info("selected %s (%s within %.3f validation accuracy of dense)", selected.name, settings.select, settings.max_accuracy_drop)
+    return PruneResult(levels=rows, selected=selected, model=model.cpu().eval())
+
+
+def levels_record(result: PruneResult, settings: PruneSettings, threads: int) -> dict[str, Any]:
+    """results/prune/levels.json: every level, and the selected one by name (with its method and sparsity)."""
+    return {
+        "method": settings.method,
+        "select": settings.select,
+        "max_accuracy_drop": settings.max_accuracy_drop,
+        "selected": result.selected.name,
+        "selected_sparsity": result.selected.sparsity,
+        "selected_method": result.selected.method,
+        "selection_split": "val",
+        "latency_batch_size": 1,
+        "threads": threads,
+        "levels": result.levels,
+    }
