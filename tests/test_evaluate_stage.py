@@ -18,10 +18,10 @@ IMAGE_CFG = {"pretrained": "efficientnet-lite0", "allow_download": False, "dropo
 
 def fake_checkpoint(path: Path, model_cfg: dict, names: list[str], modality: str) -> None:
     """What train's checkpoint holds for load_checkpoint: hyper-parameters and the module's weights under `model.`."""
-    from tunepipe.models.classifier import build_classifier
+    from tunepipe.modalities import get_modality
 
     torch.manual_seed(0)
-    model = build_classifier(model_cfg, len(names), pretrained_weights=False, modality=modality)
+    model = get_modality(modality).build_classifier(model_cfg, len(names), pretrained_weights=False)
     state = {f"model.{key}": value for key, value in model.state_dict().items()}
     torch.save({"hyper_parameters": {"model_cfg": model_cfg, "label_names": names, "modality": modality}, "state_dict": state}, path)
 

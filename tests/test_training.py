@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tunepipe.errors import TunepipeError
-from tunepipe.models.classifier import load_checkpoint
+from tunepipe.checkpoints import load_checkpoint
 from tunepipe.training import fit, resolve_hardware
 
 
@@ -34,7 +34,7 @@ def test_fit_keeps_the_best_checkpoint_and_a_history_per_epoch(tmp_path, labelle
     best = max(row["val_f1_macro"] for row in result.history)
     assert result.summary["best_score"] == pytest.approx(best, abs=1e-6)
     model, meta = load_checkpoint(result.best_checkpoint)
-    assert meta["label_names"] == ["neg", "pos"] and isinstance(model, torch.nn.Module)
+    assert meta == {"model_cfg": tiny_model_cfg, "label_names": ["neg", "pos"], "modality": "text"} and not model.training
     assert (tmp_path / "ckpt" / "last.ckpt").exists()
 
 
@@ -72,9 +72,11 @@ def test_an_interrupted_training_fails_then_resumes_to_the_same_result(tmp_path,
 
 def test_the_encoder_is_fine_tuned_in_train_mode(tiny_model_cfg, default_params):
     # from_pretrained hands back an eval-mode encoder; fine-tuning it so would silently turn its dropout off.
+    from tunepipe.modalities import get_modality
     from tunepipe.models.lightning_module import ClassifierModule
 
-    module = ClassifierModule(tiny_model_cfg, default_params["train"], ["neg", "pos"])
+    model = get_modality("text").build_classifier(tiny_model_cfg, 2)
+    module = ClassifierModule(model, tiny_model_cfg, default_params["train"], ["neg", "pos"], "text")
     assert all(m.training for m in module.model.modules())
 
 

@@ -234,8 +234,9 @@ def worst_errors(probs: torch.Tensor, targets: torch.Tensor, count: int) -> list
 PROB_PREFIX = "prob:"
 
 
-def prediction_rows(rows: list[dict[str, Any]], names: list[str], probs: torch.Tensor) -> tuple[list[dict[str, Any]], list[str]]:
-    """One CSV row per test row: id, label, prediction, its confidence, the input (text or image path) and every class's probability.
+def prediction_rows(rows: list[dict[str, Any]], names: list[str], probs: torch.Tensor, input_field: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """One CSV row per test row: id, label, prediction, its confidence, the input (`row[input_field]`: the
+    modality's text or image path) and every class's probability.
 
     Probabilities are written at the precision of their dtype (shortest exact repr), so metrics computed from
     the file equal those computed in memory.
@@ -245,7 +246,7 @@ def prediction_rows(rows: list[dict[str, Any]], names: list[str], probs: torch.T
     table = []
     for row, p in zip(rows, array):
         best = int(p.argmax())
-        record = {"id": row["id"], "label": row["label"], "predicted": names[best], "confidence": str(p[best]), "input": row.get("text", row.get("path"))}
+        record = {"id": row["id"], "label": row["label"], "predicted": names[best], "confidence": str(p[best]), "input": row[input_field]}
         record.update({f"{PROB_PREFIX}{name}": str(value) for name, value in zip(names, p)})
         table.append(record)
     return table, fields

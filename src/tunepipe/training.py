@@ -1,4 +1,4 @@
-"""Fine-tune a pretrained encoder on labelled texts with Lightning: the library function behind the train stage.
+"""Fine-tune a pretrained encoder on labelled rows (any modality) with Lightning: the library behind train and trial.
 
 The run is seeded and deterministic; the best checkpoint (on a validation metric) is kept; a run that is
 killed resumes from `<work_dir>/last.ckpt` when re-run with the same settings.
@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 import warnings
@@ -20,14 +21,20 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import yaml
 from lightning_fabric.plugins.environments import LightningEnvironment
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-from tunepipe.data.datamodule import ClassificationDataModule, encode_rows, load_processor
+from tunepipe.data.datamodule import ClassificationDataModule
+from tunepipe.data.labels import encode, label_names as run_label_names
 from tunepipe.errors import TunepipeError
+from tunepipe.io import write_csv, write_json
+from tunepipe.modalities import get_modality
 from tunepipe.models.lightning_module import ClassifierModule, DivergenceGuard, ProgressLog, RNGState
 
 log = logging.getLogger("tunepipe.train")
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "val_f1_macro", "seconds"]
 
 
 class TrainingInterrupted(TunepipeError):
@@ -159,15 +166,17 @@ def fit(
             stale.unlink()
         marker.write_text(json.dumps({"run_id": run_id}) + "\n")
 
+    kind = get_modality(modality)
     pl.seed_everything(seed, workers=True, verbose=False)
-    processor = load_processor(modality, model_cfg)
-    train_set = encode_rows(modality, train_rows, train_labels, model_cfg, processor)
-    val_set = encode_rows(modality, val_rows, val_labels, model_cfg, processor)
-    module = ClassifierModule(model_cfg, train_cfg, label_names, modality)
+    # From here on the order is the random numbers' order (the head's init, the probe): keep it.
+    processor = kind.load_processor(model_cfg)
+    train_set = kind.encode(train_rows, train_labels, model_cfg, processor)
+    val_set = kind.encode(val_rows, val_labels, model_cfg, processor)
+    module = ClassifierModule(kind.build_classifier(model_cfg, len(label_names)), model_cfg, train_cfg, label_names, modality)
     probe_accuracy = None
     if train_cfg["head_init"] == "linear_probe" and not resume:
         rows = probe_rows if probe_rows is not None else list(range(len(train_rows)))
-        probe_set = encode_rows(modality, [train_rows[i] for i in rows], [train_labels[i] for i in rows], model_cfg, processor)
+        probe_set = kind.encode([train_rows[i] for i in rows], [train_labels[i] for i in rows], model_cfg, processor)
         log.info("linear probe on %d frozen embeddings to warm-start the head", len(probe_set))
         probe_accuracy = linear_probe_head(module, probe_set, batch_size=64)
         log.info("linear probe train accuracy %.4f", probe_accuracy)
@@ -247,3 +256,46 @@ def fit(
         "strategy": hardware.strategy,
     }
     return TrainResult(Path(best_ckpt.best_model_path), progress.history, summary)
+
+
+def train_model(params: dict[str, Any], train_rows: list[dict], val_rows: list[dict], outputs: dict[str, Path], work_dir: Path,
+                logger: logging.Logger, threads: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit on the given rows (params: seed, data, model, train); write `history`, `summary` and (when asked)
+    `best` and `config`; return the summary (with `extra` merged in)."""
+    from tunepipe import runtime
+
+    runtime.torch_threads(threads)
+    names = run_label_names(params["data"]["labels"], train_rows, val_rows)
+    result = fit(
+        train_rows=train_rows,
+        train_labels=encode(train_rows, names, "training rows"),
+        val_rows=val_rows,
+        val_labels=encode(val_rows, names, "validation rows"),
+        modality=params["data"]["modality"],
+        label_names=names,
+        model_cfg=params["model"],
+        train_cfg=params["train"],
+        seed=params["seed"],
+        work_dir=work_dir,
+        probe_rows=[i for i, row in enumerate(train_rows) if not row.get("augmented")],
+    )
+    best_row = next((row for row in result.history if row["epoch"] == result.summary["best_epoch"]), {})
+    metrics = {key: best_row[key] for key in ("val_f1_macro", "val_accuracy", "val_loss") if key in best_row}
+    summary = {**result.summary, "metrics_at_best_epoch": metrics, **(extra or {})}
+    if "best" in outputs:
+        shutil.copyfile(result.best_checkpoint, outputs["best"])
+    write_csv(outputs["history"], result.history, HISTORY_COLUMNS)
+    if "config" in outputs:
+        write_config(outputs["config"], params, names, summary)
+    write_json(outputs["summary"], summary)
+    logger.info("best %s %.4f at epoch %s", summary["monitor"], summary["best_score"], summary["best_epoch"])
+    return summary
+
+
+def write_config(path: Path, params: dict[str, Any], names: list[str], summary: dict[str, Any]) -> None:
+    """The resolved training config saved beside the checkpoint: what was trained, how, and on which hardware."""
+    resolved = {"seed": params["seed"], "modality": params["data"]["modality"], "label_names": names, "model": params["model"], "train": params["train"],
+                "resolved": {k: summary[k] for k in ("accelerator", "precision", "device", "threads")}}
+    if "variant" in summary:
+        resolved["variant"] = {"name": summary["variant"], "overrides": summary["overrides"]}
+    path.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")

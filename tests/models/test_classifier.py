@@ -8,8 +8,11 @@ import torch
 from tunepipe.data.datamodule import EncodedTexts, pad_batch
 from tunepipe.errors import TunepipeError
 from tunepipe.models.backbone import load_tokenizer, resolve_pretrained
-from tunepipe.models.classifier import build_classifier, load_model, save_model
+from tunepipe.checkpoints import load_model, save_model
+from tunepipe.modalities import get_modality
 from tunepipe.models.schedules import linear_warmup_decay
+
+build_classifier = get_modality("text").build_classifier
 
 
 def test_bundled_model_resolves_to_the_installed_package_folder():
@@ -38,9 +41,11 @@ def test_padding_does_not_change_the_prediction(tiny_model_cfg):
 
 def test_save_and_load_round_trip(tmp_path, tiny_model_cfg):
     model = build_classifier(tiny_model_cfg, num_labels=3).eval()
-    save_model(tmp_path / "m.pt", model, tiny_model_cfg, ["a", "b", "c"], sparsity=0.5)
+    level = {"name": "unstructured-0.50", "method": "unstructured", "sparsity": 0.5}
+    save_model(tmp_path / "m.pt", model, model_cfg=tiny_model_cfg, label_names=["a", "b", "c"], modality="text", pruning_level=level)
     loaded, payload = load_model(tmp_path / "m.pt")
-    assert payload["label_names"] == ["a", "b", "c"] and payload["sparsity"] == 0.5
+    assert payload["label_names"] == ["a", "b", "c"] and payload["pruning_level"] == level and payload["modality"] == "text"
+    assert not loaded.training
     ids = torch.tensor([[101, 2204, 102]])
     mask = torch.ones_like(ids)
     with torch.no_grad():

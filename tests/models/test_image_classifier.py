@@ -8,17 +8,18 @@ import pytest
 import torch
 from PIL import Image
 
-from tunepipe.data.datamodule import ImageTensors
 from tunepipe.errors import TunepipeError
-from tunepipe.models.classifier import build_classifier, load_model, save_model
+from tunepipe.checkpoints import load_model, save_model
+from tunepipe.modalities import get_modality
 from tunepipe.optimize.onnx_export import export_onnx, ort_session, parity
 
 CFG = {"pretrained": "efficientnet-lite0", "allow_download": False, "dropout": 0.1, "image_size": 32}
+build_classifier = get_modality("image").build_classifier
 
 
 @pytest.fixture(scope="module")
 def model():
-    return build_classifier(CFG, num_labels=3, modality="image")
+    return build_classifier(CFG, num_labels=3)
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +31,11 @@ def images(tmp_path_factory):
         path = folder / f"{i}.png"
         Image.fromarray(rng.integers(0, 255, (28 + i, 30, 3), dtype=np.uint8)).save(path)
         paths.append(str(path))
-    return ImageTensors(paths, [0, 1, 2, 0, 1], size=32)
+    return get_modality("image").encode([{"path": path} for path in paths], [0, 1, 2, 0, 1], CFG, None)
 
 
 def test_pretrained_weights_are_the_bundled_imagenet_ones(model):
-    random_init = build_classifier(CFG, num_labels=3, pretrained_weights=False, modality="image")
+    random_init = build_classifier(CFG, num_labels=3, pretrained_weights=False)
     stem = model.encoder._conv_stem.weight
     assert not torch.allclose(stem, random_init.encoder._conv_stem.weight)
     assert model.encoder._bn0.running_var.mean() != 1.0  # ImageNet statistics, not the initial ones
@@ -57,7 +58,8 @@ def test_images_are_decoded_resized_and_batched(images):
 
 
 def test_save_load_and_onnx_parity(tmp_path, model, images):
-    save_model(tmp_path / "m.pt", model, CFG, ["a", "b", "c"], modality="image")
+    save_model(tmp_path / "m.pt", model, model_cfg=CFG, label_names=["a", "b", "c"], modality="image",
+               pruning_level={"name": "dense", "method": "dense", "sparsity": 0.0})
     loaded, payload = load_model(tmp_path / "m.pt")
     assert payload["modality"] == "image"
     path = tmp_path / "model.onnx"
@@ -68,4 +70,4 @@ def test_save_load_and_onnx_parity(tmp_path, model, images):
 
 def test_unknown_image_model_is_a_clear_error():
     with pytest.raises(TunepipeError, match="not an image model tunepipe knows; use one of: efficientnet-lite0"):
-        build_classifier(dict(CFG, pretrained="resnet50"), num_labels=2, modality="image")
+        build_classifier(dict(CFG, pretrained="resnet50"), num_labels=2)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tunepipe.errors import ParamsError
+from tunepipe.modalities import get_modality
 from tunepipe.models.lightning_module import ClassifierModule, freeze_layers, parameter_groups
 from tunepipe.models.schedules import cosine_warmup
 from tunepipe.training import resolve_hardware
@@ -19,6 +20,11 @@ OPTIMIZERS = {
     "torch.optim.SGD": {"momentum": 0.9, "weight_decay": 0.01},
     "torch.optim.Adagrad": {"weight_decay": 0.01},
 }
+
+
+def text_module(model_cfg, train_cfg, names=("neg", "pos")):
+    model = get_modality("text").build_classifier(model_cfg, len(names))
+    return ClassifierModule(model, model_cfg, train_cfg, list(names), "text")
 
 
 def batch(n=4):
@@ -36,7 +42,7 @@ def one_step(module, optimizer):
 @pytest.mark.parametrize("target", sorted(OPTIMIZERS))
 def test_each_optimizer_is_built_from_its_target_and_updates_the_model(target, tiny_model_cfg, default_params):
     cfg = dict(default_params["train"], optimizer={"_target_": target, **OPTIMIZERS[target]}, scheduler=None)
-    module = ClassifierModule(tiny_model_cfg, cfg, ["neg", "pos"])
+    module = text_module(tiny_model_cfg, cfg)
     optimizer = module.configure_optimizers()
     assert type(optimizer).__name__ == target.rsplit(".", 1)[1]
     before = module.model.head.weight.detach().clone()
@@ -46,8 +52,23 @@ def test_each_optimizer_is_built_from_its_target_and_updates_the_model(target, t
     assert lrs == {cfg["encoder_lr"], cfg["head_lr"]}
 
 
+@pytest.mark.parametrize(("key", "target"), [
+    ("train.optimizer._target_", "os.system"),
+    ("train.scheduler._target_", "torch.optim.lr_scheduler.partial"),  # functools.partial, merely imported there
+])
+def test_a_target_outside_the_optimizer_modules_is_refused_naming_its_key_and_never_called(key, target, tiny_model_cfg, default_params,
+                                                                                            monkeypatch):
+    called = []
+    monkeypatch.setattr("os.system", lambda *a, **k: called.append(a))
+    section = key.split(".")[1]
+    cfg = dict(default_params["train"], **{section: dict(default_params["train"][section] or {}, _target_=target)})
+    with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
+        text_module(tiny_model_cfg, cfg).configure_optimizers()
+    assert not called
+
+
 def test_biases_and_norm_weights_get_no_weight_decay(tiny_model_cfg, default_params):
-    module = ClassifierModule(tiny_model_cfg, dict(default_params["train"], scheduler=None), ["neg", "pos"])
+    module = text_module(tiny_model_cfg, dict(default_params["train"], scheduler=None))
     optimizer = module.configure_optimizers()
     names = {id(p): n for n, p in module.model.named_parameters()}
     for group in optimizer.param_groups:
@@ -73,7 +94,7 @@ def test_cosine_warmup_rises_then_falls_to_the_floor():
 
 def test_freezing_n_layers_freezes_embeddings_and_those_layers_and_they_do_not_move(tiny_model_cfg, default_params):
     cfg = dict(default_params["train"], freeze_layers=1, optimizer={"_target_": "torch.optim.AdamW", "weight_decay": 0.1}, scheduler=None)
-    module = ClassifierModule(tiny_model_cfg, cfg, ["neg", "pos"])
+    module = text_module(tiny_model_cfg, cfg)
     named = dict(module.model.named_parameters())
     frozen = {n for n, p in named.items() if not p.requires_grad}
     assert frozen and all(n.startswith(("encoder.embeddings.", "encoder.encoder.layer.0.")) for n in frozen)
@@ -91,13 +112,11 @@ def test_freezing_n_layers_freezes_embeddings_and_those_layers_and_they_do_not_m
 
 def test_freezing_more_layers_than_the_encoder_has_names_the_key(tiny_model_cfg, default_params):
     with pytest.raises(ParamsError, match="train.freeze_layers is 3 but the encoder has only 2 layers"):
-        ClassifierModule(tiny_model_cfg, dict(default_params["train"], freeze_layers=3), ["neg", "pos"])
+        text_module(tiny_model_cfg, dict(default_params["train"], freeze_layers=3))
 
 
 def test_freezing_efficientnet_blocks():
-    from tunepipe.models.classifier import build_classifier
-
-    model = build_classifier({"pretrained": "efficientnet-lite0", "allow_download": False, "dropout": 0.1, "image_size": 32}, 3, modality="image")
+    model = get_modality("image").build_classifier({"pretrained": "efficientnet-lite0", "allow_download": False, "dropout": 0.1, "image_size": 32}, 3)
     frozen = freeze_layers(model, 2)
     assert frozen > 0
     assert not any(p.requires_grad for p in model.encoder._conv_stem.parameters())
@@ -142,7 +161,7 @@ def test_gradient_accumulation_reaches_the_trainer_and_the_schedule_length(tmp_p
 
 
 def test_model_dropout_reaches_the_head_dropout(tiny_model_cfg, default_params):
-    module = ClassifierModule(dict(tiny_model_cfg, dropout=0.37), default_params["train"], ["neg", "pos"])
+    module = text_module(dict(tiny_model_cfg, dropout=0.37), default_params["train"])
     assert module.model.dropout.p == 0.37
 
 

@@ -1,6 +1,7 @@
-"""Datasets for each modality (tokenised texts, decoded images), bucketed batches and the Lightning DataModule.
+"""Datasets of model inputs (tokenised texts, decoded images), bucketed batches and the Lightning DataModule.
 
-Every dataset has `collate(items) -> batch dict` (model inputs by name, plus `labels`) and `lengths()`.
+Every dataset has `collate(items) -> batch dict` (model inputs by name, plus `labels`) and `lengths()`; a
+modality's `encode` (tunepipe.modalities) builds the right one from rows.
 """
 
 from __future__ import annotations
@@ -57,21 +58,6 @@ class ImageTensors(Dataset):
 
     def collate(self, items: list[tuple[torch.Tensor, int]]) -> dict[str, torch.Tensor]:
         return {"pixels": torch.stack([pixels for pixels, _ in items]), "labels": torch.tensor([label for _, label in items], dtype=torch.long)}
-
-
-def load_processor(modality: str, model_cfg: dict):
-    """What turns raw rows into model inputs: a tokenizer for text, nothing for images."""
-    if modality == "image":
-        return None
-    from tunepipe.models.backbone import load_tokenizer
-
-    return load_tokenizer(model_cfg["pretrained"], model_cfg["allow_download"])
-
-
-def encode_rows(modality: str, rows: Sequence[dict], labels: Sequence[int] | None, model_cfg: dict, processor=None) -> Dataset:
-    if modality == "image":
-        return ImageTensors([row["path"] for row in rows], labels, model_cfg["image_size"])
-    return EncodedTexts([row["text"] for row in rows], labels, processor, model_cfg["max_length"])
 
 
 def pad_batch(items: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:

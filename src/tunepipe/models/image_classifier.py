@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 import torch
 from torch import nn
@@ -64,6 +63,6 @@ class ImageClassifier(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.embed(pixels)))
 
-
-def build_image_classifier(model_cfg: dict[str, Any], num_labels: int, pretrained_weights: bool = True) -> ImageClassifier:
-    return ImageClassifier(load_backbone(model_cfg["pretrained"], pretrained_weights), num_labels, model_cfg["dropout"])
+    def layers(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        """(stem: the conv stem and its BatchNorm, the MBConv blocks in order), for train.freeze_layers."""
+        return [self.encoder._conv_stem, self.encoder._bn0], list(self.encoder._blocks)

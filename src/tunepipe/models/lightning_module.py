@@ -1,4 +1,4 @@
-"""The LightningModule that fine-tunes a TextClassifier, and the callbacks training uses."""
+"""The LightningModule that fine-tunes a classifier (any modality's), and the callbacks training uses."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from hydra.utils import instantiate
 from torch import nn
 
 from tunepipe.errors import TunepipeError
-from tunepipe.models.classifier import build_classifier
 from tunepipe.models.inference import model_inputs
+from tunepipe.targets import resolve_target
 
 log = logging.getLogger("tunepipe.train")
 
@@ -34,10 +34,12 @@ def _val_metrics(num_labels: int) -> torchmetrics.MetricCollection:
 class ClassifierModule(pl.LightningModule):
     """Cross-entropy fine-tuning with separate learning rates for the pretrained encoder and the new head."""
 
-    def __init__(self, model_cfg: dict[str, Any], train_cfg: dict[str, Any], label_names: list[str], modality: str = "text") -> None:
+    def __init__(self, model: nn.Module, model_cfg: dict[str, Any], train_cfg: dict[str, Any], label_names: list[str], modality: str) -> None:
+        """`model` is the modality's classifier; the other arguments are kept as the checkpoint's hyper-parameters,
+        from which `tunepipe.checkpoints.load_checkpoint` rebuilds it."""
         super().__init__()
-        self.save_hyperparameters()
-        self.model: nn.Module = build_classifier(model_cfg, len(label_names), modality=modality)
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
         # from_pretrained returns the encoder in eval mode and Lightning keeps submodule modes: without this the
         # encoder would be fine-tuned with its dropout off.
         self.model.train()
@@ -66,6 +68,10 @@ class ClassifierModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         cfg = self.hparams.train_cfg
+        # Both are checked before anything is built: a `_target_` outside the allowed modules is never called.
+        resolve_target("train.optimizer._target_", cfg["optimizer"]["_target_"])
+        if cfg.get("scheduler"):
+            resolve_target("train.scheduler._target_", cfg["scheduler"]["_target_"])
         groups = parameter_groups(self.model, cfg["encoder_lr"], cfg["head_lr"])
         optimizer = instantiate(cfg["optimizer"], groups, lr=cfg["head_lr"])
         if not cfg.get("scheduler"):
@@ -92,30 +98,14 @@ def parameter_groups(model: nn.Module, encoder_lr: float, head_lr: float) -> lis
     return groups
 
 
-def _encoder_layers(encoder: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
-    """(stem: embeddings or conv stem, ordered layers/blocks) of a Hugging Face transformer or an EfficientNet."""
-    if hasattr(encoder, "_blocks"):  # efficientnet_lite_pytorch
-        return [m for m in (getattr(encoder, "_conv_stem", None), getattr(encoder, "_bn0", None)) if m is not None], list(encoder._blocks)
-    for path in ("encoder.layer", "transformer.layer", "layers", "encoder.layers"):
-        node: Any = encoder
-        for part in path.split("."):
-            node = getattr(node, part, None)
-        if isinstance(node, nn.ModuleList):
-            stem = getattr(encoder, "embeddings", None)
-            if stem is None:
-                stem = encoder.get_input_embeddings()
-            return [stem], list(node)
-    raise ValueError(f"train.freeze_layers: cannot find the layers of {type(encoder).__name__}")
-
-
 def freeze_layers(model: nn.Module, count: int) -> int:
-    """Freeze the stem (embeddings) and the first `count` layers/blocks of the encoder; returns the frozen parameter count."""
+    """Freeze the stem (embeddings) and the first `count` layers/blocks of the encoder (`model.layers()`); returns the frozen parameter count."""
     from tunepipe.errors import ParamsError
 
     if not count:
         return 0
     try:
-        stem, layers = _encoder_layers(model.encoder)
+        stem, layers = model.layers()
     except ValueError as exc:
         raise ParamsError(str(exc)) from None
     if count > len(layers):

@@ -1,26 +1,22 @@
-"""augment: add randomly edited copies (word deletion, adjacent swaps) of training rows."""
+"""augment: add randomly edited copies of training rows (word edits for texts, flips/affine/jitter for images)."""
 
 from __future__ import annotations
 
-from tunepipe.data.augment import augment_images, augment_rows
 from tunepipe.io import read_jsonl, write_json, write_jsonl
+from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 
 
 def run(ctx: StageContext) -> None:
-    cfg, seed = ctx.params["augment"], ctx.params["seed"]
-    rows = read_jsonl(ctx.inputs["train"])
-    if ctx.params["data"]["modality"] == "image":
-        from tunepipe import runtime
+    from tunepipe import runtime
+    from tunepipe.data.cleaning import MAX_EXAMPLES
 
-        runtime.torch_threads(ctx.threads)
-        image_dir = ctx.outputs["train"].parent / "images"
-        extra = augment_images(rows, multiplier=cfg["multiplier"], cfg=cfg["image"], seed=seed, out_dir=image_dir)
-        field = "path"
-    else:
-        extra = augment_rows(rows, multiplier=cfg["multiplier"], p_delete=cfg["p_delete"], p_swap=cfg["p_swap"], seed=seed,
-                             p_mask=cfg["p_mask"], mask_token=cfg["mask_token"])
-        field = "text"
+    cfg, seed = ctx.params["augment"], ctx.params["seed"]
+    modality = get_modality(ctx.params["data"]["modality"])
+    runtime.torch_threads(ctx.threads)
+    rows = read_jsonl(ctx.inputs["train"])
+    extra = modality.augment(rows, augment_cfg=cfg, seed=seed, out_dir=ctx.outputs["train"].parent / "images")
+    field = modality.input_field
     originals = {row["id"]: row[field] for row in rows}
     write_jsonl(ctx.outputs["train"], [dict(row, augmented=False) for row in rows] + extra)
     write_json(
@@ -29,8 +25,8 @@ def run(ctx: StageContext) -> None:
             "original_rows": len(rows),
             "augmented_rows": len(extra),
             "multiplier": cfg["multiplier"],
-            "modality": ctx.params["data"]["modality"],
-            "examples": [{"original": originals[row["source_id"]], "augmented": row[field]} for row in extra[: ctx.params["report"]["examples"]]],
+            "modality": modality.name,
+            "examples": [{"original": originals[row["source_id"]], "augmented": row[field]} for row in extra[:MAX_EXAMPLES]],
         },
     )
     ctx.log.info("%d training rows + %d augmented", len(rows), len(extra))
@@ -42,7 +38,7 @@ STAGE = Stage(
     inputs={"train": "JSONL rows of the train split"},
     outputs={"train": "JSONL: original + augmented training rows", "summary": "JSON: counts and before/after examples"},
     run=run,
-    params_help="seed, data.modality, augment.*, report.examples",
+    params_help="seed, data.modality, augment.*",
 )
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any
 from tunepipe.data.labels import encode
 from tunepipe.errors import DataError
 from tunepipe.io import read_jsonl, write_csv, write_json
+from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 
 
@@ -36,7 +37,7 @@ def read_probabilities(path: Path, names: list[str], ids: list[str]):
     return torch.tensor([by_id[i] for i in ids], dtype=torch.float64)
 
 
-def _worst(rows: list[dict[str, Any]], names: list[str], probs, targets, count: int) -> list[dict[str, Any]]:
+def _worst(rows: list[dict[str, Any]], names: list[str], probs, targets, count: int, input_field: str) -> list[dict[str, Any]]:
     from tunepipe.evaluation import worst_errors
 
     picked = []
@@ -50,7 +51,7 @@ def _worst(rows: list[dict[str, Any]], names: list[str], probs, targets, count: 
             "predicted": names[best],
             "confidence": round(float(p[best]), 6),
             "label_probability": round(float(p[int(targets[i])]), 6),
-            "input": row.get("text", row.get("path")),
+            "input": row[input_field],
         })
     return picked
 
@@ -59,18 +60,17 @@ def run(ctx: StageContext) -> None:
     import torch
 
     from tunepipe import runtime
-    from tunepipe.data.datamodule import encode_rows, load_processor
+    from tunepipe.checkpoints import load_checkpoint
     from tunepipe.evaluation import CI_NAMES, DETAILED_NAMES, curve_classes, evaluate_predictions, prediction_rows
-    from tunepipe.models.classifier import load_checkpoint
     from tunepipe.models.inference import pick_device, predict_logits
 
     cfg = ctx.params["evaluate"]
     runtime.torch_threads(ctx.threads)
     model, meta = load_checkpoint(ctx.inputs["best"])
-    names, model_cfg, modality = meta["label_names"], meta["model_cfg"], meta["modality"]
+    names, model_cfg, modality = meta["label_names"], meta["model_cfg"], get_modality(meta["modality"])
     rows = read_jsonl(ctx.inputs["test"])
     targets = torch.tensor(encode(rows, names, str(ctx.inputs["test"])))
-    dataset = encode_rows(modality, rows, None, model_cfg, load_processor(modality, model_cfg))
+    dataset = modality.encode(rows, None, model_cfg, modality.load_processor(model_cfg))
     probs = predict_logits(model, dataset, cfg["batch_size"], pick_device()).softmax(dim=-1).cpu()
     baseline_probs = read_probabilities(ctx.inputs["baseline_predictions"], names, [row["id"] for row in rows])
 
@@ -83,12 +83,12 @@ def run(ctx: StageContext) -> None:
     flat |= {f"baseline_{k}": base_eval["metrics"][k] for k in keys}
     write_json(ctx.outputs["metrics"], flat)
     write_json(ctx.outputs["confusion"], {"labels": names, "matrix": model_eval["confusion"], "normalized": model_eval["confusion_normalized"]})
-    write_csv(ctx.outputs["predictions"], *prediction_rows(rows, names, probs))
+    write_csv(ctx.outputs["predictions"], *prediction_rows(rows, names, probs, modality.input_field))
     write_csv(ctx.outputs["per_class"], model_eval["per_class"], ["label", "precision", "recall", "f1", "auroc", "average_precision", "support"])
     write_csv(ctx.outputs["roc"], model_eval["roc"], ["class", "fpr", "tpr"])
     write_csv(ctx.outputs["pr"], model_eval["pr"], ["class", "recall", "precision"])
     write_csv(ctx.outputs["calibration"], model_eval["calibration"], ["bin", "lower", "upper", "confidence", "accuracy", "count"])
-    write_json(ctx.outputs["worst_errors"], {"labels": names, "rows": _worst(rows, names, probs, targets, cfg["worst_examples"])})
+    write_json(ctx.outputs["worst_errors"], {"labels": names, "rows": _worst(rows, names, probs, targets, cfg["worst_examples"], modality.input_field)})
     write_json(ctx.outputs["details"], {
         "labels": names,
         "curve_labels": [names[c] for c in curve_classes(len(names))],

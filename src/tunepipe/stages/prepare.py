@@ -1,23 +1,26 @@
-"""prepare: read the raw dataset (bundled or the user's file) into rows of id, text, label."""
+"""prepare: read the raw dataset (bundled or the user's) into rows of id, input (text or image path), label."""
 
 from __future__ import annotations
 
-from tunepipe.data.readers import read_rows, resolve_source, write_bundled_images
-from tunepipe.data.splitting import stratified_sample
 from tunepipe.io import sha256_file, sha256_files, write_json, write_jsonl
+from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 
 
 def run(ctx: StageContext) -> None:
+    from tunepipe.data.readers import resolve_source, write_bundled_images
+    from tunepipe.data.splitting import stratified_sample
+
     data = ctx.params["data"]
+    modality = get_modality(data["modality"])
     source = resolve_source(data)
-    ctx.log.info("reading %s (%s, %s)", source.path, source.format, source.modality)
+    ctx.log.info("reading %s (%s, %s)", source.path, source.format, modality.name)
     image_dir = ctx.outputs["rows"].parent / "images"
-    frame = stratified_sample(read_rows(source, image_dir), data["max_rows"], ctx.params.get("seed", 0))
+    frame = stratified_sample(modality.read(data, image_dir), data["max_rows"], ctx.params.get("seed", 0))
     if data["max_rows"] is not None:
         ctx.log.info("kept a stratified sample of %d rows (data.max_rows)", len(frame))
     write_bundled_images(frame)
-    columns = ["id", "path" if data["modality"] == "image" else "text", "label"] + (["group"] if "group" in frame else [])
+    columns = ["id", modality.input_field, "label"] + (["group"] if "group" in frame else [])
     write_jsonl(ctx.outputs["rows"], frame[columns].to_dict(orient="records"))
     counts = frame["label"].value_counts()
     write_json(
@@ -25,7 +28,7 @@ def run(ctx: StageContext) -> None:
         {
             "source": source.kind,
             "path": str(source.path),
-            "modality": data["modality"],
+            "modality": modality.name,
             "sha256": sha256_file(source.path) if source.path.is_file() else sha256_files(sorted(frame["path"]) if "path" in frame else []),
             "rows": int(len(frame)),
             "labels": {str(k): int(v) for k, v in counts.items()},
@@ -36,9 +39,9 @@ def run(ctx: StageContext) -> None:
 
 STAGE = Stage(
     name="prepare",
-    summary="Read the raw labelled texts into results/prepare/rows.jsonl (columns id, text, label).",
+    summary="Read the raw labelled rows into results/prepare/rows.jsonl (columns id, text or path, label[, group]).",
     inputs={},
-    outputs={"rows": "JSONL rows: id, text, label", "summary": "JSON: source file, sha256, rows per label"},
+    outputs={"rows": "JSONL rows: id, text or path, label[, group]", "summary": "JSON: source file, sha256, rows per label"},
     run=run,
     params_help="seed, data.* (source, path, format, modality, columns, max_rows)",
 )

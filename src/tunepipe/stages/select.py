@@ -12,7 +12,7 @@ def run(ctx: StageContext) -> None:
 
     cfg = ctx.params["sweep"]
     trials = []
-    for path in ctx.many.get("trial", []):
+    for path in ctx.many.get("trials", []):
         summary = read_json(path)
         try:
             score = summary["metrics_at_best_epoch"][cfg["metric"]]
@@ -29,11 +29,11 @@ def run(ctx: StageContext) -> None:
 STAGE = Stage(
     name="select",
     summary="Pick the best sweep variant on sweep.metric (mean over cross-validation folds) and record every variant's scores.",
-    inputs={"trial": "repeatable: results/sweep/<variant>[/fold<k>]/summary.json of every trial"},
+    inputs={"trials": "repeatable: results/sweep/<variant>[/fold<k>]/summary.json of every trial"},
     outputs={"selection": "JSON: metric, mode, winner, its overrides, mean, std and every variant's scores and rank"},
     run=run,
     params_help="sweep.metric, sweep.mode, sweep.method, split.folds",
-    repeatable=frozenset({"trial"}),
+    repeatable=frozenset({"trials"}),
 )
 
 if __name__ == "__main__":

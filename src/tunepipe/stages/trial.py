@@ -13,12 +13,12 @@ from pathlib import Path
 
 from tunepipe.io import read_jsonl
 from tunepipe.stages.harness import Stage, StageContext, main
-from tunepipe.stages.train import train_model
 
 
 def run(ctx: StageContext) -> None:
     from tunepipe.data.splitting import cv_partition
     from tunepipe.sweep import apply_overrides
+    from tunepipe.training import train_model
 
     spec = ctx.params["variant"]
     base = {key: value for key, value in ctx.params.items() if key != "variant"}

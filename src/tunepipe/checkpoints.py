@@ -1,0 +1,56 @@
+"""The model files stages hand each other, each rebuilt through its modality.
+
+- train's Lightning checkpoint (`best.ckpt`): weights under `model.` and, as hyper-parameters, what rebuilds the
+  classifier (model_cfg, label_names, modality); read with `load_checkpoint`.
+- prune's portable file (`model.pt`): the state dict, the same three facts and the pruning level it was cut to
+  (plus its module shapes when pruned structurally); written with `save_model`, read with `load_model`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunepipe.modalities import get_modality
+
+
+def _rebuilt(model_cfg: dict[str, Any], label_names: list[str], modality: str) -> nn.Module:
+    """The classifier's architecture only: its weights come from the file."""
+    return get_modality(modality).build_classifier(model_cfg, len(label_names), pretrained_weights=False)
+
+
+def load_checkpoint(path: Path | str) -> tuple[nn.Module, dict[str, Any]]:
+    """The fine-tuned classifier (in eval mode) and meta = {model_cfg, label_names, modality}."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    meta = {"model_cfg": hparams["model_cfg"], "label_names": hparams["label_names"], "modality": hparams.get("modality", "text")}
+    model = _rebuilt(**meta)
+    model.load_state_dict({key.removeprefix("model."): value for key, value in checkpoint["state_dict"].items() if key.startswith("model.")})
+    model.eval()
+    return model, meta
+
+
+def save_model(path: Path | str, model: nn.Module, *, model_cfg: dict[str, Any], label_names: list[str], modality: str,
+               pruning_level: dict[str, Any], structure: dict[str, dict[str, int]] | None = None) -> None:
+    """`pruning_level` = {"name", "method" (dense|unstructured|structured), "sparsity"}; `structure` for a structurally pruned model."""
+    payload = {"model_cfg": model_cfg, "label_names": label_names, "modality": modality, "pruning_level": pruning_level,
+               "state_dict": model.state_dict()}
+    if structure:
+        payload["structure"] = structure
+    torch.save(payload, path)
+
+
+def load_model(path: Path | str) -> tuple[nn.Module, dict[str, Any]]:
+    """The model `save_model` wrote (in eval mode) and its payload (model_cfg, label_names, modality, pruning_level, ...)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    model = _rebuilt(payload["model_cfg"], payload["label_names"], payload["modality"])
+    if payload.get("structure"):  # structurally pruned: give the modules their pruned shapes first
+        from tunepipe.models.structure import restore_structure
+
+        restore_structure(model, payload["structure"], payload["state_dict"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload

@@ -1,0 +1,77 @@
+"""What depends on the kind of input (texts, images), as one object per modality behind one protocol.
+
+Stages, the library and the report ask `get_modality(name)` instead of branching on `data.modality`;
+adding a modality is one new module here (defining `MODALITY`) plus its tests. Importing this package is
+cheap (no torch, no pandas): stage modules import it at `--help` and DAG-build time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tunepipe.errors import ParamsError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from markupsafe import Markup
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from tunepipe.data.cleaning import CleanReport
+
+
+class Modality(Protocol):
+    name: str
+    #: The row field holding the input: "text" (the text itself) or "path" (an image file).
+    input_field: str
+    #: The model card's task, e.g. "text classification".
+    task: str
+    #: What the baseline is, as results/baseline/metrics.json and the report name it.
+    baseline_name: str
+    #: export.quantization `auto`: "dynamic" or "static" (calibrated) INT8.
+    default_quantization: str
+
+    def read(self, data_cfg: dict[str, Any], image_dir: Path) -> pd.DataFrame:
+        """The raw rows of `data.source`: id, <input_field>, label[, group]; bundled images go to `image_dir`."""
+
+    def clean(self, frame: pd.DataFrame, *, labels: list[str] | None, clean_cfg: dict[str, Any], source: str) -> tuple[pd.DataFrame, CleanReport]:
+        """The kept rows and the count of removals per reason (`source` names the file in errors)."""
+
+    def augment(self, rows: list[dict], *, augment_cfg: dict[str, Any], seed: int, out_dir: Path) -> list[dict]:
+        """New training rows (marked `augmented`, with `source_id`); files they need are written into `out_dir`."""
+
+    def load_processor(self, model_cfg: dict[str, Any]) -> Any:
+        """What `encode` needs to turn rows into model inputs (a tokenizer, or None)."""
+
+    def encode(self, rows: list[dict], labels: list[int] | None, model_cfg: dict[str, Any], processor: Any) -> Dataset:
+        """The rows as a dataset with `collate(items)` and `lengths()` (labels -1 when None)."""
+
+    def build_classifier(self, model_cfg: dict[str, Any], num_labels: int, pretrained_weights: bool = True) -> nn.Module:
+        """The classifier: `input_names`, `embed(**inputs)`, `encoder`, `head`, `layers()`."""
+
+    def baseline_probabilities(self, train_rows: list[dict], train_labels: list[int], test_rows: list[dict], *,
+                               baseline_cfg: dict[str, Any], seed: int, num_labels: int) -> np.ndarray:
+        """The simple baseline's class probabilities for `test_rows` (rows x num_labels)."""
+
+    def preprocessing(self, model_cfg: dict[str, Any]) -> dict[str, Any]:
+        """What a serving runtime must do to a raw input before the exported model sees it (the model card's)."""
+
+    def input_limit(self, model_cfg: dict[str, Any]) -> str:
+        """The model card's modality-specific line under "limits"."""
+
+    def show_example(self, value: Any) -> str | Markup:
+        """How an example input is shown in the report."""
+
+
+#: Every modality module in this package, by name.
+NAMES = tuple(sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")))
+
+
+def get_modality(name: str) -> Modality:
+    if name not in NAMES:
+        raise ParamsError(f"data.modality {name!r} is not one of: {', '.join(NAMES)}.")
+    return importlib.import_module(f"{__name__}.{name}").MODALITY

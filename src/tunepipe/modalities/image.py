@@ -1,0 +1,100 @@
+"""Images: Fashion-MNIST, a folder per label or a table of paths; EfficientNet-Lite0; pixels as the baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunepipe.errors import ParamsError
+
+
+class ImageModality:
+    name = "image"
+    input_field = "path"
+    task = "image classification"
+    baseline_name = "pixels + logistic regression"
+    # On x86 CPUs without VNNI, dynamic INT8 made a CNN several times slower; static QDQ (calibrated) keeps its speed.
+    default_quantization = "static"
+
+    def read(self, data_cfg: dict[str, Any], image_dir: Path):
+        from tunepipe.data.readers import read_fashion_mnist, read_image_folder, read_image_table, resolve_source
+
+        source = resolve_source(data_cfg)
+        if source.kind == "fashion_mnist":
+            return read_fashion_mnist(source, image_dir)
+        if source.kind == "folder":
+            return read_image_folder(source)
+        if source.kind == "file":
+            return read_image_table(source)
+        raise ParamsError(f"data.source {source.kind!r} holds texts; use fashion_mnist, folder or file with data.modality image, "
+                          "or set data.modality: text.")
+
+    def clean(self, frame, *, labels, clean_cfg, source):
+        from tunepipe.data.cleaning import MAX_EXAMPLES, clean_images
+
+        return clean_images(frame, labels=labels, min_size=clean_cfg["min_image_size"], drop_duplicates=clean_cfg["drop_duplicates"],
+                            drop_conflicting_labels=clean_cfg["drop_conflicting_labels"], max_examples=MAX_EXAMPLES, source=source)
+
+    def augment(self, rows, *, augment_cfg, seed, out_dir):
+        from tunepipe.data.augment import augment_images
+
+        return augment_images(rows, multiplier=augment_cfg["multiplier"], cfg=augment_cfg["image"], seed=seed, out_dir=out_dir)
+
+    def load_processor(self, model_cfg):
+        """Nothing: images are decoded and resized by `encode` itself."""
+        return None
+
+    def encode(self, rows, labels, model_cfg, processor):
+        from tunepipe.data.datamodule import ImageTensors
+
+        return ImageTensors([row["path"] for row in rows], labels, model_cfg["image_size"])
+
+    def build_classifier(self, model_cfg, num_labels, pretrained_weights=True):
+        from tunepipe.models.image_classifier import ImageClassifier, load_backbone
+
+        return ImageClassifier(load_backbone(model_cfg["pretrained"], pretrained_weights), num_labels, model_cfg["dropout"])
+
+    def baseline_probabilities(self, train_rows, train_labels, test_rows, *, baseline_cfg, seed, num_labels):
+        from tunepipe.models.baseline import fit_pixels_logreg, pixel_features, predict_proba
+
+        model = fit_pixels_logreg(pixel_features([row["path"] for row in train_rows]), train_labels, C=baseline_cfg["C"], seed=seed)
+        return predict_proba(model, pixel_features([row["path"] for row in test_rows]), num_labels)
+
+    def preprocessing(self, model_cfg):
+        size = model_cfg.get("image_size")
+        return {
+            "modality": "image",
+            "steps": [f"decode, convert to RGB, resize to {size}x{size}", "uint8 array in CHW order (the model scales pixels to [-1, 1] itself)"],
+            "image_size": size,
+        }
+
+    def input_limit(self, model_cfg):
+        return "Images are resized to a small square; fine detail is lost."
+
+    def show_example(self, value: Any, size: int = 96):
+        """An inline PNG thumbnail (the report stays one self-contained file); an unreadable image shows its path."""
+        import base64
+        import io
+
+        from markupsafe import Markup, escape
+
+        text = str(value)
+        try:
+            from PIL import Image
+
+            with Image.open(text) as image:
+                image = image.convert("RGB")
+                image.thumbnail((size, size))
+                scale = max(1, size // max(image.size))
+                if scale > 1:  # small images (28 px) are enlarged without blurring
+                    image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+                buffer = io.BytesIO()
+                image.save(buffer, format="PNG")
+        except Exception:  # an unreadable image is an example of exactly that: show its path
+            return Markup(f'<code>{escape(text)}</code> <span class="muted">(not readable)</span>')
+        data = base64.b64encode(buffer.getvalue()).decode("ascii")
+        name = escape(text.rsplit("/", 1)[-1])
+        return Markup(f'<img class="thumb" src="data:image/png;base64,{data}" alt="{escape(text)}" title="{escape(text)}"><br><code>{name}</code>')
+
+
+MODALITY = ImageModality()

@@ -1,0 +1,82 @@
+"""Texts: a table of labelled texts, a pretrained transformer encoder with its tokenizer, TF-IDF as the baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunepipe.errors import ParamsError
+
+
+class TextModality:
+    name = "text"
+    input_field = "text"
+    task = "text classification"
+    baseline_name = "TF-IDF + logistic regression"
+    # Transformers are MatMul/Gemm-heavy: dynamic INT8 needs no calibration and keeps their speed.
+    default_quantization = "dynamic"
+
+    def read(self, data_cfg: dict[str, Any], image_dir: Path):
+        from tunepipe.data.readers import read_text_table, resolve_source
+
+        source = resolve_source(data_cfg)
+        if source.kind not in ("rotten_tomatoes", "file"):
+            raise ParamsError(f"data.source {source.kind!r} holds images; use rotten_tomatoes or file with data.modality text, "
+                              "or set data.modality: image.")
+        return read_text_table(source)
+
+    def clean(self, frame, *, labels, clean_cfg, source):
+        from tunepipe.data.cleaning import MAX_EXAMPLES, clean_texts
+
+        return clean_texts(frame, labels=labels, min_words=clean_cfg["min_words"], max_words=clean_cfg["max_words"],
+                           drop_duplicates=clean_cfg["drop_duplicates"], drop_conflicting_labels=clean_cfg["drop_conflicting_labels"],
+                           max_examples=MAX_EXAMPLES, source=source)
+
+    def augment(self, rows, *, augment_cfg, seed, out_dir):
+        from tunepipe.data.augment import augment_rows
+
+        return augment_rows(rows, multiplier=augment_cfg["multiplier"], p_delete=augment_cfg["p_delete"], p_swap=augment_cfg["p_swap"],
+                            seed=seed, p_mask=augment_cfg["p_mask"], mask_token=augment_cfg["mask_token"])
+
+    def load_processor(self, model_cfg):
+        from tunepipe.models.backbone import load_tokenizer
+
+        return load_tokenizer(model_cfg["pretrained"], model_cfg["allow_download"])
+
+    def encode(self, rows, labels, model_cfg, processor):
+        from tunepipe.data.datamodule import EncodedTexts
+
+        return EncodedTexts([row["text"] for row in rows], labels, processor, model_cfg["max_length"])
+
+    def build_classifier(self, model_cfg, num_labels, pretrained_weights=True):
+        from tunepipe.models.backbone import load_encoder
+        from tunepipe.models.classifier import TextClassifier
+
+        encoder = load_encoder(model_cfg["pretrained"], model_cfg["allow_download"], pretrained_weights=pretrained_weights)
+        return TextClassifier(encoder, num_labels, model_cfg["dropout"])
+
+    def baseline_probabilities(self, train_rows, train_labels, test_rows, *, baseline_cfg, seed, num_labels):
+        from tunepipe.models.baseline import fit_tfidf_logreg, predict_proba
+
+        model = fit_tfidf_logreg([row["text"] for row in train_rows], train_labels, max_features=baseline_cfg["max_features"],
+                                 ngram_max=baseline_cfg["ngram_max"], C=baseline_cfg["C"], seed=seed)
+        return predict_proba(model, [row["text"] for row in test_rows], num_labels)
+
+    def preprocessing(self, model_cfg):
+        return {
+            "modality": "text",
+            "steps": ["tokenize with the model's tokenizer (WordPiece)", f"truncate to {model_cfg.get('max_length')} tokens",
+                      "pad to the longest row; attention_mask marks real tokens"],
+            "tokenizer": model_cfg.get("pretrained"),
+            "max_length": model_cfg.get("max_length"),
+        }
+
+    def input_limit(self, model_cfg):
+        return "Text longer than max_length tokens is truncated."
+
+    def show_example(self, value):
+        """The text itself (the report's template escapes it)."""
+        return value
+
+
+MODALITY = TextModality()
