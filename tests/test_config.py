@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -86,3 +88,21 @@ def test_command_line_strings_are_read_as_the_types_the_schema_asks_for():
     assert validate_params({"train": {"devices": "auto"}})["train"]["devices"] == "auto"
     with pytest.raises(ParamsError, match='train.max_epochs: expected integer, got "three"'):
         validate_params({"train": {"max_epochs": "three"}})
+
+
+def test_the_schema_ships_inside_the_package():
+    # An installed tunepipe (a wheel, no checkout) must find its schema: it sits in the package and is package data.
+    import tomllib
+
+    import tunepipe.config
+
+    assert tunepipe.config.SCHEMA_PATH.parent == Path(tunepipe.config.__file__).parent and tunepipe.config.SCHEMA_PATH.is_file()
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["tunepipe"]
+    assert "config/params.schema.yaml" in package_data
+
+
+def test_prune_scores_levels_with_its_own_batch_size():
+    assert validate_params({})["prune"]["batch_size"] == 64
+    assert validate_params({"evaluate": {"batch_size": 8}})["prune"]["batch_size"] == 64
+    with pytest.raises(ParamsError, match="prune.batch_size: 0 is less than the minimum of 1"):
+        validate_params({"prune": {"batch_size": 0}})

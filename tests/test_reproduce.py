@@ -98,9 +98,16 @@ def history(tmp_path_factory, tiny_model_dir):
 def test_each_run_is_versioned_and_diffable(history):
     project = history.project
     lock = yaml.safe_load(sh(project, "git", "show", f"{history.rev1}:dvc.lock").stdout)
-    outs = {out["path"] for out in lock["stages"]["pipeline"]["outs"]}
-    assert {"results/prepare", "results/split", "results/train/best.ckpt", "results/export", "results/prune/model.pt",
-            "results/evaluate/metrics.json", "results/train/history.csv", ".snakemake/metadata"} <= outs
+    outs = {out["path"]: out["md5"] for out in lock["stages"]["pipeline"]["outs"]}
+    assert {"results/prepare", "results/split", "results/train", "results/export", "results/prune", "results/evaluate",
+            ".snakemake/metadata"} <= set(outs)
+    # a folder is versioned whole, the resume checkpoints excepted (.dvcignore)
+    from tunepipe.vcs import dir_entries, recorded_md5
+
+    cache = project / ".dvc" / "cache"
+    assert {"best.ckpt", "history.csv", "summary.json"} <= set(dir_entries(cache, outs["results/train"]))
+    assert not any(path.startswith("checkpoints/") for path in dir_entries(cache, outs["results/train"]))
+    assert recorded_md5(lock, "results/evaluate/metrics.json", cache) is not None
     assert list((history.remote / "files" / "md5").iterdir())  # a real remote folder holds the objects
 
     metrics_diff = json.loads(sh(project, "dvc", "metrics", "diff", history.rev1, history.rev2, "--json").stdout)

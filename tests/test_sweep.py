@@ -7,7 +7,7 @@ import pytest
 from tunepipe.config import validate_params
 from tunepipe.data.splitting import cv_partition
 from tunepipe.errors import DataError, ParamsError
-from tunepipe.sweep import Variant, apply_overrides, expand_variants, select, sweep_enabled
+from tunepipe.sweep import Variant, apply_overrides, expand_variants, select, sweep_enabled, validate_run_params
 
 GRID = {"train.encoder_lr": [1.0e-5, 5.0e-5], "train.batch_size": [8, 16]}
 
@@ -68,14 +68,29 @@ def test_optimizer_keyword_arguments_can_be_swept():
 ])
 def test_bad_sweep_parameters_name_the_key(grid, message):
     with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        validate_params({"sweep": {"method": "grid", "parameters": grid}})
+        validate_run_params({"sweep": {"method": "grid", "parameters": grid}})
 
 
 def test_a_method_without_parameters_and_parameters_without_a_method_are_errors():
     with pytest.raises(ParamsError, match="sweep.parameters is empty"):
-        validate_params({"sweep": {"method": "grid"}})
+        validate_run_params({"sweep": {"method": "grid"}})
     with pytest.raises(ParamsError, match="sweep.method is none"):
-        validate_params({"sweep": {"parameters": GRID}})
+        validate_run_params({"sweep": {"parameters": GRID}})
+
+
+def test_run_params_name_the_source_and_the_variant_that_is_invalid():
+    with pytest.raises(ParamsError) as info:
+        validate_run_params({"sweep": {"method": "grid", "parameters": {"train.batch_size": [16, 0]}}}, source="mine.yaml")
+    assert str(info.value).startswith("invalid parameters in mine.yaml") and '{"train.batch_size": 0}' in str(info.value)
+    assert validate_run_params({}) == validate_params({})
+
+
+def test_config_alone_does_not_expand_the_sweep():
+    # config sits below sweep (no import cycle): a bad sweep only fails where variants are expanded.
+    bad = {"sweep": {"method": "grid"}}
+    assert validate_params(bad)["sweep"]["method"] == "grid"
+    with pytest.raises(ParamsError):
+        validate_run_params(bad)
 
 
 def trial(variant, fold, score):

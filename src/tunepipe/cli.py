@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-STAGES = ("prepare", "clean", "split", "augment", "trial", "select", "train", "baseline", "evaluate", "prune", "export", "report")
+if TYPE_CHECKING:
+    from tunepipe.stages.harness import Stage
 
 
 def _params(args: argparse.Namespace) -> int:
@@ -20,15 +23,15 @@ def _params(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     import yaml
 
-    from tunepipe.config import validate_params
     from tunepipe.errors import ParamsError
+    from tunepipe.sweep import validate_run_params
 
     merged: dict = {}
     for path in args.files:
         with open(path, encoding="utf-8") as handle:
             _merge(merged, yaml.safe_load(handle) or {})
     try:
-        validate_params(merged, source=" + ".join(map(str, args.files)))
+        validate_run_params(merged, source=" + ".join(map(str, args.files)))
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -45,16 +48,30 @@ def _merge(base: dict, update: dict) -> None:
             base[key] = value
 
 
+def stage_modules() -> dict[str, Stage]:
+    """name -> STAGE of every module in tunepipe.stages that declares one (the harness does not), by name."""
+    import tunepipe.stages
+
+    found = {}
+    for module in sorted(pkgutil.iter_modules(tunepipe.stages.__path__), key=lambda info: info.name):
+        stage = getattr(importlib.import_module(f"tunepipe.stages.{module.name}"), "STAGE", None)
+        if stage is not None:
+            found[module.name] = stage
+    return found
+
+
 def _stages(args: argparse.Namespace) -> int:
-    for name in STAGES:
-        stage = importlib.import_module(f"tunepipe.stages.{name}").STAGE
-        print(f"{name:<9} {stage.summary}")
+    stages = stage_modules()
+    width = max(map(len, stages), default=0) + 1
+    for name, stage in stages.items():
+        print(f"{name:<{width}} {stage.summary}")
     print("\nEach runs alone as `python -m tunepipe.stages.<name> --help`.")
     return 0
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from tunepipe.reproduce import FAILED, ReproduceError, reproduce
+    from tunepipe.errors import TunepipeError
+    from tunepipe.reproduce import FAILED, reproduce
 
     try:
         return reproduce(
@@ -62,7 +79,7 @@ def _reproduce(args: argparse.Namespace) -> int:
             remote=args.remote, tolerance=args.tolerance, cores=args.cores, cpu=args.cpu, verbose=args.verbose,
             say=lambda line: print(line, flush=True),
         )
-    except ReproduceError as exc:
+    except TunepipeError as exc:  # ReproduceError, or a git command that had to succeed
         print(f"error: {exc}", file=sys.stderr)
         return FAILED
     except KeyboardInterrupt:

@@ -23,22 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tunepipe.errors import TunepipeError
-from tunepipe.report.history import METRICS_PATH, cache_dir, cached_object, recorded_run
+from tunepipe.vcs import (LOCK_FILE, METRICS_PATH, cache_dir, cached_object, git, holding_out, lock_outs, read_lock,
+                          recorded_md5, recording_stage)
 
 #: Exit codes: 0 the metrics are equal, 1 they differ, 2 the revision could not be reproduced.
 EQUAL, DIFFERENT, FAILED = 0, 1, 2
 #: Allowed absolute difference per metric when either run trained on a GPU (non-deterministic kernels).
 GPU_TOLERANCE = 0.01
-LOCK_FILE = "dvc.lock"
 RAW_DATA = ("results/prepare",)
-#: What `from_checkpoints` restores: the data and the trained model, so evaluation onwards reruns.
-CHECKPOINT_OUTS = (
-    "results/prepare", "results/clean", "results/split", "results/augment",
-    "results/train/best.ckpt", "results/train/config.yaml", "results/train/summary.json", "results/train/history.csv",
-)
+#: What `from_checkpoints` restores: the data and the trained model, so evaluation onwards reruns. Each is
+#: restored as the revision versions it: the whole folder, or the files its dvc.lock records inside it
+#: (older revisions versioned results/train's files one by one; DVC checks out a file inside a folder too).
+CHECKPOINT_OUTS = ("results/prepare", "results/clean", "results/split", "results/augment", "results/train")
 METADATA = ".snakemake/metadata"
 #: Snakemake's `benchmark:` files are outputs of their rules: a restored rule output without its benchmark file
 #: would look incomplete and rerun. Restored with the rest when the revision versions them.
@@ -68,13 +65,6 @@ class Comparison:
 
 def _run(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, timeout: float | None = 600) -> subprocess.CompletedProcess:
     return subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def _git(args: Sequence[str], cwd: Path) -> str:
-    done = _run(["git", *args], cwd)
-    if done.returncode != 0:
-        raise ReproduceError(f"git {' '.join(args)} failed: {(done.stderr or done.stdout).strip()}")
-    return done.stdout
 
 
 def _tool(name: str) -> str:
@@ -107,23 +97,29 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _lock_outs(lock: dict[str, Any]) -> dict[str, str]:
-    """path -> md5 of every out a dvc.lock records."""
-    outs: dict[str, str] = {}
-    for stage in (lock.get("stages") or {}).values():
-        for out in (stage or {}).get("outs") or []:
-            if isinstance(out, dict) and out.get("path") and out.get("md5"):
-                outs[str(out["path"])] = str(out["md5"])
-    return outs
-
-
 def _lock_cmd(lock: dict[str, Any]) -> str | None:
-    for stage in (lock.get("stages") or {}).values():
-        outs = [out.get("path") for out in (stage or {}).get("outs") or [] if isinstance(out, dict)]
-        if METRICS_PATH in outs:
-            cmd = stage.get("cmd")
-            return " && ".join(cmd) if isinstance(cmd, list) else cmd
-    return None
+    """The command of the stage that writes the metrics (in a file out or inside the results/evaluate out)."""
+    stage = recording_stage(lock, METRICS_PATH)
+    cmd = stage.get("cmd") if stage else None
+    return " && ".join(cmd) if isinstance(cmd, list) else cmd
+
+
+def restore_targets(wanted: Sequence[str], outs: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(what to check out, what the lock does not version) for `wanted` paths, as the lock records them.
+
+    A wanted path that is an out, or inside one, is restored as is; a folder the lock versions file by file
+    (an older dvc.yaml) is restored as those files.
+    """
+    targets, missing = [], []
+    for path in wanted:
+        inside = [out for out in outs if out.startswith(path.rstrip("/") + "/")]
+        if holding_out(outs, path) is not None:
+            targets.append(path)
+        elif inside:
+            targets.extend(inside)
+        else:
+            missing.append(path)
+    return targets, missing
 
 
 # ------------------------------------------------------------------------------------------------- steps
@@ -135,31 +131,31 @@ class Revision:
     short: str
     subject: str
     lock: dict[str, Any]
-    metrics_md5: str
 
 
 def resolve_revision(repo: Path, rev: str) -> Revision:
     """The commit `rev` names, with the run its dvc.lock records; a clear error when it records none."""
-    done = _run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], repo)
-    if done.returncode != 0:
+    found = git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], repo)
+    if found is None:
         raise ReproduceError(f"{rev!r} is not a commit in {repo} (see `git log --oneline -- {LOCK_FILE}` for revisions that ran)")
-    sha = done.stdout.strip()
-    short, subject = _git(["log", "-1", "--format=%h%x1f%s", sha], repo).rstrip("\n").split("\x1f", 1)
-    shown = _run(["git", "show", f"{sha}:{LOCK_FILE}"], repo)
+    sha = found.strip()
+    short, subject = git(["log", "-1", "--format=%h%x1f%s", sha], repo, check=True).rstrip("\n").split("\x1f", 1)
+    shown = git(["show", f"{sha}:{LOCK_FILE}"], repo)
     hint = f"Pick a revision that ran: `git log --oneline -- {LOCK_FILE}`."
-    if shown.returncode != 0:
+    if shown is None:
         raise ReproduceError(f"{short} ({subject}) has no {LOCK_FILE}: the pipeline never ran at that revision (or its "
                              f"results were not committed), so there is nothing to reproduce. {hint}")
-    md5, _ = recorded_run(shown.stdout)
-    if md5 is None:
+    lock = read_lock(shown)
+    if recording_stage(lock, METRICS_PATH) is None:
         raise ReproduceError(f"{short} ({subject}): {LOCK_FILE} records no {METRICS_PATH}, so there are no metrics to "
                              f"compare with. {hint}")
-    return Revision(sha=sha, short=short, subject=subject, lock=yaml.safe_load(shown.stdout), metrics_md5=md5)
+    return Revision(sha=sha, short=short, subject=subject, lock=lock)
 
 
 def uncommitted_changes(repo: Path) -> list[str]:
     """Tracked files with uncommitted changes in the user's checkout (untracked files do not count)."""
-    return [line[3:] for line in _git(["status", "--porcelain", "--untracked-files=no"], repo).splitlines() if line.strip()]
+    status = git(["status", "--porcelain", "--untracked-files=no"], repo, check=True) or ""
+    return [line[3:] for line in status.splitlines() if line.strip()]
 
 
 def configure_dvc(repo: Path, worktree: Path, remote: str | None) -> tuple[Path, str | None, str | None]:
@@ -209,14 +205,16 @@ def restore(worktree: Path, targets: Sequence[str], *, env: dict[str, str], remo
     return where
 
 
-def recorded_file(cache: Path, md5: str, worktree: Path, path: str, *, env: dict[str, str], remote: str | None) -> Path:
-    """The cached copy of a file the revision recorded (fetched from the remote if needed)."""
-    found = cached_object(cache, md5)
+def recorded_file(lock: dict[str, Any], cache: Path, worktree: Path, path: str, *, env: dict[str, str], remote: str | None) -> Path:
+    """The cached copy of a file the revision recorded (fetched from the remote if needed, with its folder's manifest)."""
+    md5 = recorded_md5(lock, path, cache)
+    found = cached_object(cache, md5) if md5 else None
     if found is None:
         _run([_tool("dvc"), "fetch", path] + (["--remote", remote] if remote else []), worktree, env, timeout=None)
-        found = cached_object(cache, md5)
+        md5 = recorded_md5(lock, path, cache)
+        found = cached_object(cache, md5) if md5 else None
     if found is None:
-        raise ReproduceError(f"the recorded {path} (md5 {md5}) is neither in the local DVC cache ({cache}) nor on the remote")
+        raise ReproduceError(f"the recorded {path} (md5 {md5 or 'unknown'}) is neither in the local DVC cache ({cache}) nor on the remote")
     return found
 
 
@@ -306,10 +304,10 @@ def reproduce(
 ) -> int:
     """Reproduce `rev` and compare its metrics; returns EQUAL, DIFFERENT or FAILED (after saying why)."""
     began = time.monotonic()
-    done = _run(["git", "rev-parse", "--show-toplevel"], Path(repo))
-    if done.returncode != 0:
+    toplevel = git(["rev-parse", "--show-toplevel"], Path(repo))
+    if toplevel is None:
         raise ReproduceError(f"{Path(repo).resolve()} is not inside a git repository: reproduce works on committed revisions")
-    root = Path(done.stdout.strip())
+    root = Path(toplevel.strip())
     revision = resolve_revision(root, rev)
     say(f"reproducing {revision.short} ({revision.subject})" + (" from its checkpoints" if from_checkpoints else " from raw data"))
     changes = uncommitted_changes(root)
@@ -324,7 +322,7 @@ def reproduce(
         if worktree.exists() and any(worktree.iterdir()):
             raise ReproduceError(f"--workdir {worktree} exists and is not empty; choose a new folder (nothing was changed)")
     say(f"[1/4] git worktree at {worktree}")
-    _git(["worktree", "add", "--detach", "--force", str(worktree), revision.sha], root)
+    git(["worktree", "add", "--detach", "--force", str(worktree), revision.sha], root, check=True, timeout=600)
     succeeded = ran = False
     try:
         env = _env(worktree, cpu=cpu)
@@ -335,17 +333,17 @@ def reproduce(
         if cores is not None:
             cmd += f" --cores {int(cores)}"
 
-        targets = list(CHECKPOINT_OUTS if from_checkpoints else RAW_DATA) + [METADATA]
-        recorded_outs = _lock_outs(revision.lock)
+        recorded_outs = lock_outs(revision.lock)
+        wanted = list(CHECKPOINT_OUTS if from_checkpoints else RAW_DATA) + [METADATA]
         if BENCHMARKS in recorded_outs:
-            targets.append(BENCHMARKS)
-        missing = [t for t in targets if t not in recorded_outs and not any(t.startswith(p + "/") for p in recorded_outs)]
+            wanted.append(BENCHMARKS)
+        targets, missing = restore_targets(wanted, recorded_outs)
         if missing:
             raise ReproduceError(f"{LOCK_FILE} at {revision.short} does not version {', '.join(missing)}, so it cannot be restored")
         say(f"[2/4] restoring {', '.join(targets)}")
         t0 = time.monotonic()
         source = restore(worktree, targets, env=env, remote=remote_name, url=url, cache=cache, say=say)
-        recorded_path = recorded_file(cache, revision.metrics_md5, worktree, METRICS_PATH, env=env, remote=remote_name)
+        recorded_path = recorded_file(revision.lock, cache, worktree, METRICS_PATH, env=env, remote=remote_name)
         recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
         say(f"  restored from {source} in {time.monotonic() - t0:.1f} s")
         stale = _stale_deps(worktree, env)
@@ -366,7 +364,7 @@ def reproduce(
         reproduced = json.loads((worktree / METRICS_PATH).read_text(encoding="utf-8"))
         device = _device(worktree / TRAIN_SUMMARY)
         recorded_device = device
-        if (summary_md5 := recorded_outs.get(TRAIN_SUMMARY)) and (path := cached_object(cache, summary_md5)):
+        if (summary_md5 := recorded_md5(revision.lock, TRAIN_SUMMARY, cache)) and (path := cached_object(cache, summary_md5)):
             recorded_device = _device(path)
         on_gpu = "cpu" not in (device, recorded_device)
         limit = tolerance if tolerance is not None else (GPU_TOLERANCE if on_gpu else 0.0)
@@ -375,8 +373,8 @@ def reproduce(
         say(f"[4/4] {METRICS_PATH}: recorded at {revision.short} ({recorded_device}) vs reproduced ({device}), expected {rule}")
         say(format_comparison(comparison))
         for path in MODEL_FILES:
-            if path in recorded_outs and (worktree / path).is_file():
-                same = _md5(worktree / path) == recorded_outs[path]
+            if (model_md5 := recorded_md5(revision.lock, path, cache)) and (worktree / path).is_file():
+                same = _md5(worktree / path) == model_md5
                 say(f"  {path}: {'identical to the recorded one' if same else 'differs from the recorded one (bytes)'}")
         verdict = EQUAL if comparison.equal else DIFFERENT
         say(("REPRODUCED: the metrics are equal" if verdict == EQUAL else "NOT REPRODUCED: the metrics differ")
@@ -385,7 +383,7 @@ def reproduce(
         return verdict
     finally:
         if not keep and (succeeded or not ran):  # a failed or differing run is kept to look into
-            _run(["git", "worktree", "remove", "--force", str(worktree)], root)
+            git(["worktree", "remove", "--force", str(worktree)], root, timeout=600)
             shutil.rmtree(worktree, ignore_errors=True)
         else:
             say(f"worktree kept at {worktree} (remove it with `git worktree remove --force {worktree}`)")

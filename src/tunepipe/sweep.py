@@ -3,8 +3,9 @@
 A variant is a set of overrides of dotted params keys (`{"train.encoder_lr": 2e-5}`). Its name is made from
 the keys and values it sets, so it is stable across runs and machines and names its output folder
 (results/sweep/<name>/). Expansion is deterministic (grid: the declared key order, values in order; random:
-seeded draw without replacement) and every variant's params are validated against the schema.
-Importing this module is cheap (no torch): the Snakefile calls it to build the DAG.
+seeded draw without replacement) and every variant's params are validated against the schema
+(`validate_run_params`: the params and every variant they ask for). Importing this module is cheap (no
+torch): the Snakefile calls it to build the DAG.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def apply_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any], sou
             node = node[part]
         node[last] = copy.deepcopy(value)
     try:
-        return validate_params(result, source=source, check_sweep=False)
+        return validate_params(result, source=source)
     except ParamsError as exc:
         problems = [line.strip()[2:] for line in str(exc).splitlines() if line.strip().startswith("- ")]
         raise ParamsError(f"{source} ({json.dumps(dict(overrides), default=str)}): " + "; ".join(problems)) from None
@@ -152,6 +153,16 @@ def expand_variants(params: Mapping[str, Any]) -> list[Variant]:
         seen[name] = overrides
         variants.append(Variant(name, overrides))
     return variants
+
+
+def validate_run_params(raw: Mapping[str, Any], source: str = "params.yaml") -> dict[str, Any]:
+    """`validate_params`, then every sweep variant expanded and validated: what a run (or `tunepipe validate`) needs."""
+    params = validate_params(raw, source=source)
+    try:
+        expand_variants(params)
+    except ParamsError as exc:
+        raise ParamsError(f"invalid parameters in {source} (or a --config/--configfile override):\n  - {exc}") from None
+    return params
 
 
 def fold_indices(params: Mapping[str, Any]) -> list[int]:

@@ -1,8 +1,9 @@
 """Load params, fill defaults, and validate them against the one schema, with messages a person can act on.
 
-The schema (workflow/schemas/params.schema.yaml) is the single source of truth for every parameter: its
-types and limits drive validation, its defaults fill missing keys, and its descriptions become the
-parameter reference (`tunepipe params`). Importing this module is cheap (no torch).
+The schema (params.schema.yaml, beside this file, shipped with the package) is the single source of truth
+for every parameter: its types and limits drive validation, its defaults fill missing keys, and its
+descriptions become the parameter reference (`tunepipe params`). Importing this module is cheap (no torch).
+Sweep variants are validated one level up (tunepipe.sweep.validate_run_params), so this never imports sweep.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import jsonschema
 import yaml
 
 from tunepipe.errors import ParamsError
+from tunepipe.targets import TARGET_KEYS, check_target
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "params.schema.yaml"
+SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
 
 
 @cache
@@ -146,13 +147,36 @@ def _check_cross_field(params: Mapping[str, Any]) -> list[str]:
             "split.val_fraction + split.test_fraction: must leave at least 20% of rows for training "
             f"(now {split['val_fraction']} + {split['test_fraction']})."
         )
+    for key in TARGET_KEYS:
+        section, name = key.split(".")
+        built = params[section][name]
+        if built is None:
+            continue
+        try:
+            check_target(f"{key}._target_", built["_target_"])
+        except ParamsError as exc:
+            problems.append(str(exc))
+        problems.extend(f"{key}.{path}: nested `_target_` objects are not built; give plain keyword arguments."
+                        for path in _nested_targets(built))
     return problems
 
 
-def validate_params(raw: Mapping[str, Any], source: str = "params.yaml", check_sweep: bool = True) -> dict[str, Any]:
+def _nested_targets(node: Any, prefix: str = "") -> list[str]:
+    """Keys below an optimizer/scheduler that hold their own `_target_` (Hydra would build them too)."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    found = []
+    for key, value in items:
+        if isinstance(value, dict) and "_target_" in value:
+            found.append(f"{prefix}{key}")
+        else:
+            found += _nested_targets(value, f"{prefix}{key}.")
+    return found
+
+
+def validate_params(raw: Mapping[str, Any], source: str = "params.yaml") -> dict[str, Any]:
     """Fill defaults and validate; raise ParamsError listing every problem with its key and what is allowed.
 
-    With `check_sweep`, every sweep variant's params are validated too (tunepipe.sweep.expand_variants).
+    Sweep variants are not expanded here: tunepipe.sweep.validate_run_params checks them as well.
     """
     schema = load_schema()
     params = _fill_defaults(_coerce(dict(raw), schema), schema)
@@ -167,13 +191,6 @@ def validate_params(raw: Mapping[str, Any], source: str = "params.yaml", check_s
             f"invalid parameters in {source} (or a --config/--configfile override):\n  - {listing}\n"
             "See README.md 'Parameters' or run `tunepipe params` for every key."
         )
-    if check_sweep:
-        from tunepipe.sweep import expand_variants
-
-        try:
-            expand_variants(params)
-        except ParamsError as exc:
-            raise ParamsError(f"invalid parameters in {source} (or a --config/--configfile override):\n  - {exc}") from None
     return params
 
 

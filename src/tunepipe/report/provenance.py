@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
-import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from tunepipe.vcs import git
 
 PACKAGES: tuple[str, ...] = (
     "torch",
@@ -26,30 +27,13 @@ PACKAGES: tuple[str, ...] = (
 )
 
 
-def _git(args: list[str], cwd: Path | None) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if done.returncode != 0:
-        return None
-    return done.stdout
-
-
 def git_info(cwd: Path | None = None) -> dict[str, Any]:
     """`{"commit": sha or None, "dirty": bool or None}`; both None outside a git work tree or without git."""
-    head = _git(["rev-parse", "HEAD"], cwd)
+    head = git(["rev-parse", "HEAD"], cwd)
     commit = head.strip() if head and head.strip() else None
     if commit is None:
         return {"commit": None, "dirty": None}
-    status = _git(["status", "--porcelain"], cwd)
+    status = git(["status", "--porcelain"], cwd)
     return {"commit": commit, "dirty": None if status is None else bool(status.strip())}
 
 
