@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pkgutil
 import subprocess
 import sys
 
 import pytest
 
+import tunepipe.stages
 from tunepipe.errors import DataError
 from tunepipe.stages.harness import Stage, main
 
@@ -69,7 +71,7 @@ def test_missing_input_is_reported(tmp_path, capsys):
 def test_user_errors_print_a_message_not_a_traceback(tmp_path):
     (tmp_path / "mine.csv").write_text("")
     cmd = [sys.executable, "-m", "tunepipe.stages.prepare", "--params",
-           f'{{"data": {{"source": "file", "path": "{tmp_path / "mine.csv"}", "format": "auto", "text_column": "t", "label_column": "l", "labels": null}}}}',
+           f'{{"data": {{"modality": "text", "source": "file", "path": "{tmp_path / "mine.csv"}", "format": "auto", "text_column": "t", "label_column": "l", "labels": null}}}}',
            "--out", f"rows={tmp_path / 'rows.jsonl'}", "--out", f"summary={tmp_path / 's.json'}"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 2
@@ -78,7 +80,14 @@ def test_user_errors_print_a_message_not_a_traceback(tmp_path):
     assert not (tmp_path / "rows.jsonl").exists()
 
 
-@pytest.mark.parametrize("name", ["prepare", "clean", "split", "augment", "train", "baseline", "evaluate", "prune", "export", "report"])
+STAGES = sorted(module.name for module in pkgutil.iter_modules(tunepipe.stages.__path__) if module.name != "harness")
+
+
+def test_every_rule_runs_a_stage_of_the_package():
+    assert {"prepare", "clean", "split", "augment", "train", "trial", "select", "baseline", "evaluate", "prune", "export", "report"} == set(STAGES)
+
+
+@pytest.mark.parametrize("name", STAGES)
 def test_every_stage_has_help_listing_its_inputs_and_outputs(name):
     result = subprocess.run([sys.executable, "-m", f"tunepipe.stages.{name}", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
@@ -115,3 +124,45 @@ def test_a_repeatable_input_collects_every_path_and_an_optional_one_may_be_absen
     assert main(stage, ["--params", "{}", "--in", f"one={one}", "--in", f"many={tmp_path / 'gone'}", "--out", f"out={out}"]) == 2
     with pytest.raises(SystemExit):  # a plain input given twice is a mistake
         main(stage, ["--params", "{}", "--in", f"one={one}", "--in", f"one={one}", "--out", f"out={out}"])
+
+
+def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(tmp_path, capsys):
+    import errno
+
+    def body(ctx):
+        ctx.outputs["a"].write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(ctx.outputs["a"]))
+
+    assert main(make_stage(body), args(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert f"tunepipe demo: error: cannot write {tmp_path / 'a.txt'}: No space left on device" in err
+    assert "Traceback" not in err and ".partial" not in err
+    assert not list(tmp_path.glob("*.txt.partial")) and not list(tmp_path.glob(".*partial")) and not (tmp_path / "a.txt").exists()
+
+
+def test_an_unwritable_results_folder_is_reported_without_a_traceback(tmp_path):
+    # A real OSError, whoever runs the test (root ignores permissions): results/ is a file, not a folder.
+    (tmp_path / "in.txt").write_text("x")
+    (tmp_path / "results").write_text("not a folder")
+    script = (
+        "from tunepipe.stages.harness import Stage, main\n"
+        "stage = Stage(name='demo', summary='demo', inputs={'src': 'x'}, outputs={'a': 'y'}, run=lambda ctx: ctx.outputs['a'].write_text('ok'))\n"
+        f"raise SystemExit(main(stage, ['--params', '{{}}', '--in', 'src={tmp_path / 'in.txt'}', '--out', 'a={tmp_path / 'results' / 'a.txt'}']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert f"tunepipe demo: error: cannot write into {tmp_path / 'results'}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "results").read_text() == "not a folder"
+
+
+def test_the_stage_sees_the_final_names_of_its_outputs(tmp_path):
+    seen = {}
+
+    def body(ctx):
+        seen.update(ctx.final)
+        for path in ctx.outputs.values():
+            path.write_text("x")
+
+    assert main(make_stage(body), args(tmp_path)) == 0
+    assert seen == {"a": tmp_path / "a.txt", "b": tmp_path / "b.txt"}

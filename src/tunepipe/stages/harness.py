@@ -7,6 +7,7 @@ the stage succeeds, so a failed or killed job never leaves a file that looks com
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -26,11 +27,14 @@ from tunepipe.io import commit_partial, partial_path
 class StageContext:
     params: dict[str, Any]
     inputs: dict[str, Path]
+    #: Where to write each output: a temporary path beside the final one, renamed into place on success.
     outputs: dict[str, Path]
     threads: int
     log: logging.Logger
     #: Every path of a repeatable input (`--in KEY=A --in KEY=B`), in the order given.
     many: dict[str, list[Path]] = field(default_factory=dict)
+    #: The final path of each output, for anything that must name an output file (a model card naming its model).
+    final: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,18 @@ def _pairs(values: list[str], allowed: Mapping[str, str], kind: str, parser: arg
     if missing:
         parser.error(f"missing --{kind} for: {', '.join(missing)}")
     return result, {key: paths for key, paths in many.items() if key in repeatable}
+
+
+def _describe_os_error(exc: OSError, partials: Mapping[str, Path], outputs: Mapping[str, Path]) -> str:
+    """One line naming the path an OSError is about: an output by its final name (not the temporary one)."""
+    where = Path(exc.filename) if exc.filename is not None else None
+    reason = exc.strerror or str(exc)
+    for key, partial in partials.items():
+        if where in (partial, outputs[key]):
+            return f"cannot write {outputs[key]}: {reason}"
+        if where == partial.parent:
+            return f"cannot write into {partial.parent}: {reason}"
+    return f"{where}: {reason}" if where is not None else reason
 
 
 def build_parser(stage: Stage) -> argparse.ArgumentParser:
@@ -105,12 +121,12 @@ def main(stage: Stage, argv: list[str] | None = None) -> int:
     runtime.limit_threads(args.threads)
     log = runtime.setup_logging(stage.name)
     partials = {key: partial_path(path) for key, path in outputs.items()}
-    for path in partials.values():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
     started = time.perf_counter()
     try:
-        stage.run(StageContext(params=params, inputs=inputs, outputs=partials, threads=args.threads, log=log, many=many))
+        for path in partials.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+        stage.run(StageContext(params=params, inputs=inputs, outputs=partials, threads=args.threads, log=log, many=many, final=outputs))
         not_written = [key for key, path in partials.items() if not path.exists()]
         if not_written:
             raise RuntimeError(f"stage {stage.name} did not write outputs: {', '.join(not_written)}")
@@ -119,6 +135,12 @@ def main(stage: Stage, argv: list[str] | None = None) -> int:
     except TunepipeError as exc:
         log.error("error: %s", exc)
         print(f"\ntunepipe {stage.name}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A read-only, full or missing results/ folder is the machine's state, not a bug: say which path and why.
+        message = _describe_os_error(exc, partials, outputs)
+        log.error("error: %s", message)
+        print(f"\ntunepipe {stage.name}: error: {message}. Check free space and the folder's permissions, then re-run.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         log.error("interrupted; no output was written")
@@ -129,6 +151,7 @@ def main(stage: Stage, argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) and exc.code != 0 else 1
     finally:
         for path in partials.values():
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # its folder may be the very thing that is unwritable
+                path.unlink(missing_ok=True)
     log.info("done in %.1f s", time.perf_counter() - started)
     return 0
