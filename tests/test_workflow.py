@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -18,7 +19,8 @@ from tests.conftest import NEGATIVE, POSITIVE, REPO
 
 pytestmark = pytest.mark.e2e
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-RULES = ["prepare", "clean", "split", "augment", "train", "baseline", "evaluate", "prune", "export", "report"]
+#: The rules that only a sweep or cross-validation adds to the DAG.
+SWEEP_RULES = {"trial", "cv_fold", "select"}
 
 
 def scratch_project(root: Path) -> Path:
@@ -39,6 +41,21 @@ def snakemake(cwd: Path, *args: str, timeout: int = 900) -> subprocess.Completed
 
 def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
     return set(re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M))
+
+
+def planned_outputs(result: subprocess.CompletedProcess) -> set[str]:
+    """Every file the jobs of a dry run write: outputs, logs and benchmark files."""
+    lines = re.findall(r"^\s+(?:output|log|benchmark): (.*)$", result.stdout + result.stderr, flags=re.M)
+    return {path for line in lines for path in line.split(", ")}
+
+
+@functools.cache
+def default_rules() -> frozenset[str]:
+    """The rules of the default run, as the workflow itself says (a forced dry run of the default params)."""
+    result = snakemake(REPO, "results/report.html", "-n", "--forceall")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return frozenset(planned_rules(result))
+
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +98,7 @@ def test_the_whole_chain_produces_a_report_with_real_numbers(tiny_run):
     assert train_config["train"]["max_epochs"] == 1 and train_config["label_names"] == ["fresh", "rotten"]
     html = (results / "report.html").read_text()
     assert f"{metrics['accuracy']:.3f}" in html or f"{100 * metrics['accuracy']:.1f}" in html
-    for rule in RULES:
+    for rule in default_rules():
         assert (results / "logs" / f"{rule}.log").stat().st_size > 0
     assert not list(results.rglob("*.partial"))
 
@@ -106,26 +123,79 @@ def test_a_param_edit_reruns_exactly_the_rules_that_read_it(tiny_run):
     assert planned_rules(export_only) == {"export", "report"}
     train_change = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "seed=7")
     assert planned_rules(train_change) == {"split", "augment", "train", "baseline", "evaluate", "prune", "export", "report"}
+    # Presentation-only params are read by the report alone: a new title re-renders, it does not retrain.
+    title_only = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "report={title: Another title, examples: 3}")
+    assert planned_rules(title_only) == {"report"}
+    # prune scores its levels with its own batch size, not evaluate's.
+    evaluate_only = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "evaluate={batch_size: 16}")
+    assert planned_rules(evaluate_only) == {"evaluate", "report"}
 
 
-def test_a_code_edit_reruns_the_rules_that_run_that_code(tiny_run, tmp_path):
-    # A rule's code is one of its inputs and judged by content: editing the baseline model reruns baseline onwards.
-    project = tiny_run
+def _edited_copy_of_the_source(project: Path, tmp_path: Path, module: str):
+    """Point the project's src at a copy of the package with one line appended to `module`; returns an undo."""
     target = project / "src"
     real = target.resolve()
     copy = tmp_path / "src"
     shutil.copytree(real, copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    with open(copy / "tunepipe" / module, "a") as handle:
+        handle.write("\n# an edit\n")
     target.unlink()
     target.symlink_to(copy)
-    try:
-        with open(copy / "tunepipe" / "models" / "baseline.py", "a") as handle:
-            handle.write("\n# an edit\n")
-        result = snakemake(project, "results/report.html", "-n", "--configfile", "tiny.yaml")
-        assert {"baseline", "evaluate", "report"} <= planned_rules(result)
-        assert "prepare" not in planned_rules(result) and "split" not in planned_rules(result)
-    finally:
+
+    def undo():
         target.unlink()
         target.symlink_to(real)
+
+    return undo
+
+
+@pytest.mark.parametrize(("module", "rules"), [
+    # Only export's library imports the quantizer: export reruns, and the report that reads its files.
+    ("optimize/quantization.py", {"export", "report"}),
+    # Imported by prepare (sampling) and split, through no rule file's list: both rerun, and all after them.
+    ("data/splitting.py", None),
+])
+def test_a_code_edit_reruns_exactly_the_rules_that_import_it(tiny_run, tmp_path, module, rules):
+    """A rule's code inputs are its stage module and everything it imports (tunepipe.sources), judged by content."""
+    from tunepipe.sources import stage_code
+
+    importers = {rule for rule in default_rules() if f"src/tunepipe/{module}" in stage_code(rule)}
+    assert importers, f"no rule imports {module}"
+    undo = _edited_copy_of_the_source(tiny_run, tmp_path, module)
+    try:
+        result = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml")
+    finally:
+        undo()
+    planned = planned_rules(result)
+    if rules is not None:
+        assert importers <= rules and planned == rules, result.stdout[-2000:]
+    else:
+        assert {"prepare", "split"} <= importers and planned == default_rules(), result.stdout[-2000:]
+    for rule in importers:  # each reruns because that very file changed
+        job = result.stdout.split(f"rule {rule}:\n", 1)[1].split("\n\n", 1)[0]
+        assert f"src/tunepipe/{module}" in re.search(r"reason: (.*)", job).group(1), job
+
+
+def test_every_rule_output_is_versioned_by_dvc(tmp_path, tiny_model_dir):
+    """dvc.yaml's outs cover every file a rule writes (with and without a sweep), and each names a real output."""
+    dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    outs = [next(iter(out)) if isinstance(out, dict) else out for out in dvc_yaml["stages"]["pipeline"]["outs"]]
+    # Sweep jobs exist only when a sweep is configured: a default run would leave these paths missing, which a
+    # DVC out may not be. The selected model itself is results/train (versioned).
+    unversioned = ("results/sweep/", "results/select/")
+    project = scratch_project(tmp_path / "project")
+    (project / "sweep.yaml").write_text(yaml.safe_dump({"sweep": {"method": "grid", "parameters": {"train.head_lr": [1.0e-3, 1.0e-2]}}}))
+    written = set()
+    for extra in ([], ["--configfile", "sweep.yaml"], ["--config", "split={folds: 2}"]):
+        result = snakemake(project, "results/report.html", "-n", "--forceall", *extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+        written |= planned_outputs(result)
+    assert written
+    uncovered = sorted(path for path in written if not path.startswith(unversioned) and not any(path == out or path.startswith(out + "/") for out in outs))
+    assert not uncovered, f"rule outputs that dvc.yaml does not version: {uncovered}"
+    stale = [out for out in outs if out != ".snakemake/metadata" and not any(path == out or path.startswith(out + "/") for path in written)]
+    assert not stale, f"dvc.yaml versions paths no rule writes: {stale}"
+    assert {"results/benchmarks/train.tsv", "results/logs/train.log"} <= written  # logs and benchmarks are rule outputs too
 
 
 def test_invalid_params_stop_before_any_job_with_the_key_named(tiny_run):
@@ -262,7 +332,7 @@ def test_a_2x2_sweep_with_2_fold_cv_trains_the_selected_variant(tmp_path, tiny_m
         "sweep": {"method": "grid", "parameters": {"train.head_lr": [1.0e-3, 1.0e-2], "model.dropout": [0.0, 0.2]}},
     }))
     default_plan = snakemake(project, "results/report.html", "-n")
-    assert planned_rules(default_plan) == set(RULES)  # no sweep, no folds: the DAG has no sweep jobs
+    assert not planned_rules(default_plan) & SWEEP_RULES  # no sweep, no folds: the DAG has no sweep jobs
     plan = snakemake(project, "results/report.html", "-n", "--configfile", "sweep.yaml")
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert re.search(r"^cv_fold\s+8$", plan.stdout, flags=re.M) and re.search(r"^select\s+1$", plan.stdout, flags=re.M)
@@ -291,3 +361,13 @@ def test_a_2x2_sweep_with_2_fold_cv_trains_the_selected_variant(tmp_path, tiny_m
     assert config["train"]["head_lr"] == selection["overrides"]["train.head_lr"]
     report_plan = snakemake(project, "results/report.html", "-n", "--configfile", "sweep.yaml")
     assert "results/select/selection.json" in report_plan.stdout.split("rule report:")[1]  # the report's sweep section reads it
+
+
+def test_the_slurm_profile_names_only_rules_of_the_workflow():
+    profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    listed = snakemake(REPO, "--list-rules")
+    assert listed.returncode == 0, listed.stderr
+    rules = set(listed.stdout.split())
+    named = set(profile["set-threads"]) | set(profile["set-resources"])
+    assert named <= rules, f"the slurm profile names rules the workflow does not have: {sorted(named - rules)}"
+    assert default_rules() <= rules | {"all"}

@@ -1,17 +1,20 @@
-# Shared helpers: validate params once, before any job runs, and describe each rule's code inputs.
+# Shared helpers: validate params once, before any job runs; build every rule's stage command from the rule's
+# own input/output (paths are written once, in the rule); compute each rule's code inputs from the imports.
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from tunepipe.config import sections, validate_params
+from tunepipe.config import sections
 from tunepipe.errors import ParamsError
-from tunepipe.sweep import NAME_PATTERN, expand_variants, fold_indices, sweep_enabled
+from tunepipe.sources import stage_code
+from tunepipe.sweep import NAME_PATTERN, expand_variants, fold_indices, sweep_enabled, validate_run_params
 
 try:
-    config.update(validate_params(config))
+    config.update(validate_run_params(config))
 except ParamsError as error:
     raise WorkflowError(str(error)) from None
 
@@ -25,7 +28,6 @@ wildcard_constraints:
     variant=NAME_PATTERN,
     fold=r"\d+",
 
-SRC = Path("src/tunepipe")
 
 # Jobs run `python -m tunepipe.stages...`: make that the interpreter Snakemake itself runs in, so
 # `.venv/bin/snakemake` works without activating the venv (--use-conda jobs put their env first).
@@ -36,16 +38,25 @@ envvars:
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
-def code(*parts):
-    """The source files (and templates) a job runs, as inputs, so a code change reruns it (judged by content)."""
-    files = []
-    for part in ("__init__.py", "errors.py", "io.py", "runtime.py", "stages/harness.py") + parts:
-        path = SRC / part
-        if path.is_dir():
-            files.extend(sorted(str(p) for p in path.rglob("*") if p.suffix in (".py", ".j2")))
-        else:
-            files.append(str(path))
-    return files
+def stage_command(stage):
+    """The shell line of a rule: its stage module with the rule's params, threads and files; output also to its log."""
+    return f"python -m tunepipe.stages.{stage} --params {{params.cfg:q}} --threads {{threads}} {{params.files}} 2>&1 | tee {{log}}"
+
+
+def stage_files(wildcards, input, output):
+    """`--in KEY=PATH` for each named input (once per path of a list) and `--out KEY=PATH` for each output.
+
+    The keys are the rule's own names, which are the stage's keys (its harness refuses any other); `code`
+    is the rule's code input (for staleness), not a stage input.
+    """
+    args = []
+    for flag, files in (("--in", input), ("--out", output)):
+        for key, value in files.items():
+            if key == "code":
+                continue
+            for path in [value] if isinstance(value, str) else value:
+                args.append(f"{flag} {shlex.quote(f'{key}={path}')}")
+    return " ".join(args)
 
 
 def raw_data():
@@ -68,9 +79,9 @@ def params_for(*names):
     return sections(config, *names)
 
 
-def timing(rule_name):
+def benchmark_file(job):
     """The rule's `benchmark:` file (wall time, peak memory), shown per rule in the report's provenance."""
-    return f"results/benchmarks/{rule_name}.tsv"
+    return f"results/benchmarks/{job}.tsv"
 
 
 def trial_params(wildcards):
@@ -86,31 +97,14 @@ def per_trial(single, per_fold):
     return expand(per_fold, variant=VARIANTS, fold=FOLDS)
 
 
-def trial_summaries():
-    """Every trial's summary: one per variant, or one per variant and fold with cross-validation."""
-    return per_trial("results/sweep/{variant}/summary.json", "results/sweep/{variant}/fold{fold}/summary.json")
-
-
-def repeated(key, paths):
-    """`--in KEY=PATH` once per path, for a stage input given several times."""
-    return " ".join(f"--in {key}={path}" for path in paths)
-
-
 def sweep_inputs():
     """The selection (and, without folds, every variant's run, the winner's reused) as train's inputs; none without a sweep."""
     if not SWEEP:
         return {}
-    inputs = {"selection": "results/select/selection.json"}
+    inputs = {"selection": rules.select.output.selection}
     if not FOLDS:
-        inputs["trials"] = expand("results/sweep/{variant}/best.ckpt", variant=VARIANTS)
+        inputs["trials"] = expand(rules.trial.output.best, variant=VARIANTS)
     return inputs
-
-
-def train_sweep_args(input):
-    """train's extra `--in` arguments with a sweep: the selection and (without folds) every variant's run."""
-    if not SWEEP:
-        return ""
-    return " ".join(["", f"--in selection={input.selection}", repeated("trial", input.get("trials", []))]).rstrip()
 
 
 def train_gpus():
@@ -122,9 +116,19 @@ def train_gpus():
     return train["devices"] if isinstance(train["devices"], int) and train["devices"] > 0 else 1
 
 
+# What a job asks the scheduler for, by kind of job (a profile may still override a rule: workflow/profiles/slurm).
+RESOURCES = {
+    "small": {"mem_mb": 1000},
+    "data": {"mem_mb": 2000},
+    "inference": {"mem_mb": 4000},
+    "training": {"mem_mb": 6000, "runtime": 120, "gpu": train_gpus()},
+}
+
+
 def timings():
-    """The benchmark files of every rule the report describes (the sweep's jobs only when a sweep runs)."""
-    files = [timing(name) for name in ("prepare", "clean", "split", "augment", "train", "baseline", "evaluate", "prune", "export")]
+    """The benchmark file of every job the report describes: each rule before it (the sweep's only with a sweep)."""
+    plain = [rule for rule in workflow.rules if rule.benchmark is not None and not rule.wildcard_names and rule.name != "report"]
+    files = [str(rule.benchmark) for rule in plain if rule.name != "select" or SWEEP]
     if SWEEP:
-        files += per_trial(timing("trial/{variant}"), timing("cv_fold/{variant}/fold{fold}")) + [timing("select")]
+        files += per_trial(str(rules.trial.benchmark), str(rules.cv_fold.benchmark))
     return files

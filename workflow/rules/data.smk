@@ -4,53 +4,53 @@
 rule prepare:
     input:
         raw=raw_data(),
-        code=code("stages/prepare.py", "data/readers.py", "data/images.py"),
+        code=stage_code("prepare"),
     output:
         rows="results/prepare/rows.jsonl",
         summary=report("results/prepare/summary.json", category="Data", labels={"file": "source rows"}),
     log:
         "results/logs/prepare.log",
     benchmark:
-        timing("prepare")
+        benchmark_file("prepare")
     params:
         cfg=prepare_params(),
+        files=stage_files,
     threads: 1
     resources:
-        mem_mb=1000,
+        **RESOURCES["small"],
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m tunepipe.stages.prepare --params {params.cfg:q} --threads {threads}"
-        " --out rows={output.rows} --out summary={output.summary} 2>&1 | tee {log}"
+        stage_command("prepare")
 
 
 rule clean:
     input:
         rows=rules.prepare.output.rows,
-        code=code("stages/clean.py", "data/cleaning.py", "data/text.py", "data/images.py"),
+        code=stage_code("clean"),
     output:
         rows="results/clean/rows.jsonl",
         report=report("results/clean/report.json", category="Data", labels={"file": "cleaning report"}),
     log:
         "results/logs/clean.log",
     benchmark:
-        timing("clean")
+        benchmark_file("clean")
     params:
-        cfg=params_for("data", "clean", "report"),
+        cfg=params_for("data", "clean"),
+        files=stage_files,
     threads: 1
     resources:
-        mem_mb=1000,
+        **RESOURCES["small"],
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m tunepipe.stages.clean --params {params.cfg:q} --threads {threads}"
-        " --in rows={input.rows} --out rows={output.rows} --out report={output.report} 2>&1 | tee {log}"
+        stage_command("clean")
 
 
 rule split:
     input:
         rows=rules.clean.output.rows,
-        code=code("stages/split.py", "data/splitting.py", "data/text.py"),
+        code=stage_code("split"),
     output:
         train="results/split/train.jsonl",
         val="results/split/val.jsonl",
@@ -59,38 +59,37 @@ rule split:
     log:
         "results/logs/split.log",
     benchmark:
-        timing("split")
+        benchmark_file("split")
     params:
         cfg=params_for("seed", "split"),
+        files=stage_files,
     threads: 1
     resources:
-        mem_mb=1000,
+        **RESOURCES["small"],
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m tunepipe.stages.split --params {params.cfg:q} --threads {threads} --in rows={input.rows}"
-        " --out train={output.train} --out val={output.val} --out test={output.test}"
-        " --out summary={output.summary} 2>&1 | tee {log}"
+        stage_command("split")
 
 
 rule augment:
     input:
         train=rules.split.output.train,
-        code=code("stages/augment.py", "data/augment.py", "data/images.py"),
+        code=stage_code("augment"),
     output:
         train="results/augment/train.jsonl",
         summary=report("results/augment/summary.json", category="Data", labels={"file": "augmentation"}),
     log:
         "results/logs/augment.log",
     benchmark:
-        timing("augment")
+        benchmark_file("augment")
     params:
-        cfg=params_for("seed", "data", "augment", "report"),
+        cfg=params_for("seed", "data", "augment"),
+        files=stage_files,
     threads: 2
     resources:
-        mem_mb=2000,
+        **RESOURCES["data"],
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m tunepipe.stages.augment --params {params.cfg:q} --threads {threads} --in train={input.train}"
-        " --out train={output.train} --out summary={output.summary} 2>&1 | tee {log}"
+        stage_command("augment")

@@ -8,25 +8,24 @@ rule prune:
         train=rules.split.output.train,
         val=rules.split.output.val,
         test=rules.split.output.test,
-        code=code("stages/prune.py", "optimize/pruning.py", "optimize/onnx_export.py", "models", "data/datamodule.py", "data/images.py", "evaluation.py"),
+        code=stage_code("prune"),
     output:
         model="results/prune/model.pt",
         levels="results/prune/levels.json",
     log:
         "results/logs/prune.log",
     benchmark:
-        timing("prune")
+        benchmark_file("prune")
     params:
-        cfg=params_for("seed", "prune", "evaluate"),
+        cfg=params_for("seed", "prune"),
+        files=stage_files,
     threads: workflow.cores
     resources:
-        mem_mb=4000,
+        **RESOURCES["inference"],
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m tunepipe.stages.prune --params {params.cfg:q} --threads {threads}"
-        " --in best={input.best} --in train={input.train} --in val={input.val} --in test={input.test}"
-        " --out model={output.model} --out levels={output.levels} 2>&1 | tee {log}"
+        stage_command("prune")
 
 
 rule export:
@@ -35,7 +34,7 @@ rule export:
         best=rules.train.output.best,
         val=rules.split.output.val,
         test=rules.split.output.test,
-        code=code("stages/export.py", "optimize", "models", "data/datamodule.py", "data/images.py", "data/labels.py"),
+        code=stage_code("export"),
     output:
         onnx="results/export/model.onnx",
         int8="results/export/model.int8.onnx",
@@ -45,16 +44,14 @@ rule export:
     log:
         "results/logs/export.log",
     benchmark:
-        timing("export")
+        benchmark_file("export")
     params:
         cfg=params_for("export"),
+        files=stage_files,
     threads: workflow.cores
     resources:
-        mem_mb=4000,
+        **RESOURCES["inference"],
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m tunepipe.stages.export --params {params.cfg:q} --threads {threads}"
-        " --in model={input.model} --in best={input.best} --in val={input.val} --in test={input.test}"
-        " --out onnx={output.onnx} --out int8={output.int8} --out parity={output.parity}"
-        " --out variants={output.variants} --out card={output.card} 2>&1 | tee {log}"
+        stage_command("export")

@@ -6,7 +6,7 @@ rule trial:
     input:
         train=rules.augment.output.train,
         val=rules.split.output.val,
-        code=code("stages/trial.py", "stages/train.py", "sweep.py", "config.py", "training.py", "models", "data/datamodule.py", "data/images.py", "data/labels.py", "data/splitting.py"),
+        code=stage_code("trial"),
     output:
         best="results/sweep/{variant}/best.ckpt",
         history="results/sweep/{variant}/history.csv",
@@ -14,67 +14,61 @@ rule trial:
     log:
         "results/logs/trial/{variant}.log",
     benchmark:
-        timing("trial/{variant}")
+        benchmark_file("trial/{variant}")
     params:
         cfg=trial_params,
+        files=stage_files,
     threads: workflow.cores
     resources:
-        mem_mb=6000,
-        runtime=120,
-        gpu=train_gpus(),
+        **RESOURCES["training"],
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m tunepipe.stages.trial --params {params.cfg:q} --threads {threads}"
-        " --in train={input.train} --in val={input.val} --out best={output.best}"
-        " --out history={output.history} --out summary={output.summary} 2>&1 | tee {log}"
+        stage_command("trial")
 
 
+# The same stage on one cross-validation fold: no checkpoint is kept.
 rule cv_fold:
     input:
         train=rules.augment.output.train,
         val=rules.split.output.val,
-        code=rules.trial.input.code,
+        code=stage_code("trial"),
     output:
         history="results/sweep/{variant}/fold{fold}/history.csv",
         summary="results/sweep/{variant}/fold{fold}/summary.json",
     log:
         "results/logs/trial/{variant}-fold{fold}.log",
     benchmark:
-        timing("cv_fold/{variant}/fold{fold}")
+        benchmark_file("cv_fold/{variant}/fold{fold}")
     params:
         cfg=trial_params,
+        files=stage_files,
     threads: workflow.cores
     resources:
-        mem_mb=6000,
-        runtime=120,
-        gpu=train_gpus(),
+        **RESOURCES["training"],
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m tunepipe.stages.trial --params {params.cfg:q} --threads {threads}"
-        " --in train={input.train} --in val={input.val}"
-        " --out history={output.history} --out summary={output.summary} 2>&1 | tee {log}"
+        stage_command("trial")
 
 
 rule select:
     input:
-        trials=trial_summaries(),
-        code=code("stages/select.py", "sweep.py", "config.py"),
+        trials=per_trial(rules.trial.output.summary, rules.cv_fold.output.summary),
+        code=stage_code("select"),
     output:
         selection="results/select/selection.json",
     log:
         "results/logs/select.log",
     benchmark:
-        timing("select")
+        benchmark_file("select")
     params:
         cfg=params_for("sweep", "split"),
-        trials=lambda wildcards, input: repeated("trial", input.trials),
+        files=stage_files,
     threads: 1
     resources:
-        mem_mb=500,
+        **RESOURCES["small"],
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m tunepipe.stages.select --params {params.cfg:q} --threads {threads}"
-        " {params.trials} --out selection={output.selection} 2>&1 | tee {log}"
+        stage_command("select")
