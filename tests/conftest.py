@@ -79,3 +79,18 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_model_cfg(tiny_model_dir) -> dict:
     return {"pretrained": str(tiny_model_dir), "allow_download": False, "max_length": 24, "dropout": 0.1}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true a skipped test fails, except one that needs a GPU: what the README says is tested is tested.
+
+    A missing system package (Chromium, SLURM, a Debian dataset) must show up as a red CI run, not as a
+    quiet "skipped" that reads like a pass.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail") and item.get_closest_marker("gpu") is None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where nothing but a GPU test may skip: {reason}"
