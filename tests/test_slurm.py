@@ -274,9 +274,11 @@ def test_ctrl_c_cancels_the_submitted_jobs(slurm_run, tmp_path, tiny_model_dir):
     # ._wait_for_jobs; README "SLURM"). The test presses Ctrl-C between two queries, where a user almost always
     # lands: --verbose logs each query's timing, and the next query is at least 5 s away.
     project = training_project(slurm_run, tmp_path, tiny_model_dir, max_epochs=500, early_stopping_patience=500)
+    # Snakemake itself, not under `timeout`: GNU timeout passes a signal on to its child AND to its whole process
+    # group, so Snakemake would get the Ctrl-C twice, the second one interrupting its own `scancel` (seen in CI).
+    # A terminal's Ctrl-C reaches it once. The waits below bound the run, and `finally` kills it.
     process = subprocess.Popen(
-        snakemake_command("results/train/summary.json", *PROFILE, *ONE_JOB, "--verbose", "--configfile", "tiny.yaml",
-                          "train.yaml", timeout=300),
+        [SNAKEMAKE, "results/train/summary.json", *PROFILE, *ONE_JOB, "--verbose", "--configfile", "tiny.yaml", "train.yaml"],
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=snakemake_env(),
     )
     lines: list[str] = []

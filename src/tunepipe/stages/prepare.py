@@ -12,6 +12,8 @@ def run(ctx: StageContext) -> None:
     from tunepipe.data.splitting import stratified_sample
 
     data = ctx.params["data"]
+    if "raw" in ctx.inputs:  # the user's file or folder, as the rule passes it (data.path)
+        data = dict(data, path=str(ctx.inputs["raw"]))
     modality = get_modality(data["modality"])
     source = resolve_source(data)
     ctx.log.info("reading %s (%s, %s)", source.path, source.format, modality.name)
@@ -40,10 +42,12 @@ def run(ctx: StageContext) -> None:
 STAGE = Stage(
     name="prepare",
     summary="Read the raw labelled rows into results/prepare/rows.jsonl (columns id, text or path, label[, group]).",
-    inputs={},
+    # The rule passes the user's dataset (data.path), so that editing it reruns prepare.
+    inputs={"raw": "optional: your dataset, data.path (a CSV/JSONL/Parquet file or an image folder); bundled datasets have none"},
     outputs={"rows": "JSONL rows: id, text or path, label[, group]", "summary": "JSON: source file, sha256, rows per label"},
     run=run,
     params_help="seed, data.* (source, path, format, modality, columns, max_rows)",
+    optional=frozenset({"raw"}),
 )
 
 if __name__ == "__main__":
