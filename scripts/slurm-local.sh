@@ -196,8 +196,21 @@ cmd_start() {
         stop_daemon slurmctld "$CTLD_PID"
     fi
     start_munge
+    local fresh=1
+    live_pid "$CTLD_PID" slurmctld >/dev/null && fresh=0
     start_daemon slurmctld "$CTLD_PID"
     start_daemon slurmd "$SLURMD_PID"
+    if ((fresh)); then
+        # slurmctld restores the jobs of its last run from StateSaveLocation: those of an earlier, ended session
+        # (a test run cut short) would hold the node's CPUs for good. Nobody waits for them any more.
+        local leftover
+        leftover=$(squeue -h -o %i 2>/dev/null | tr '\n' ' ')
+        if [[ -n ${leftover// /} ]]; then
+            say "cancelling jobs left from an earlier run of the cluster: $leftover"
+            # shellcheck disable=SC2086
+            scancel $leftover 2>/dev/null || true
+        fi
+    fi
     local state=""
     for _ in $(seq $((WAIT_SECONDS * 2))); do
         state=$(node_state)
