@@ -34,7 +34,7 @@ report: setup ## Run the whole pipeline: results/report.html
 test: setup ## Run the whole test suite (what CI runs); as root, installs the local SLURM cluster's packages first
 	@if [ "$$(id -u)" -eq 0 ]; then bash scripts/slurm-local.sh install; \
 	else echo "note: not root, so the SLURM tests will skip (they need scripts/slurm-local.sh install)"; fi
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 lint: setup ## snakemake --lint
 	$(BIN)/snakemake --lint
