@@ -276,10 +276,13 @@ def test_ctrl_c_cancels_the_submitted_jobs(slurm_run, tmp_path, tiny_model_dir):
     project = training_project(slurm_run, tmp_path, tiny_model_dir, max_epochs=500, early_stopping_patience=500)
     # Snakemake itself, not under `timeout`: GNU timeout passes a signal on to its child AND to its whole process
     # group, so Snakemake would get the Ctrl-C twice, the second one interrupting its own `scancel` (seen in CI).
-    # A terminal's Ctrl-C reaches it once. The waits below bound the run, and `finally` kills it.
+    # A terminal's Ctrl-C reaches it once. SIGINT is reset to its default in the child: a test run started in the
+    # background (`make test &`, some CI runners) inherits SIGINT ignored, and Snakemake would never see it.
+    # The waits below bound the run, and `finally` kills it.
     process = subprocess.Popen(
         [SNAKEMAKE, "results/train/summary.json", *PROFILE, *ONE_JOB, "--verbose", "--configfile", "tiny.yaml", "train.yaml"],
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=snakemake_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     queried = threading.Event()
@@ -308,7 +311,12 @@ def test_ctrl_c_cancels_the_submitted_jobs(slurm_run, tmp_path, tiny_model_dir):
         wait_for(unless_snakemake_ended(queried.is_set), 90, "snakemake's next status query")
         time.sleep(1)
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=90)
+        try:
+            wait_for(lambda: job_state(job_id) == "CANCELLED", 90, f"job {job_id} to be cancelled")
+        except pytest.fail.Exception:
+            pytest.fail(f"job {job_id} is {job_state(job_id)!r} after Ctrl-C; snakemake said:\n{''.join(lines)[-4000:]}")
+        # Then Snakemake waits for the cancelled job's status and prints its log: about 45 s here, more under load.
+        process.wait(timeout=300)
     finally:
         if process.poll() is None:
             process.kill()
@@ -317,9 +325,5 @@ def test_ctrl_c_cancels_the_submitted_jobs(slurm_run, tmp_path, tiny_model_dir):
     output = "".join(lines)
     assert process.returncode != 0, output[-3000:]
     assert "Terminating processes on user request" in output, output[-3000:]
-    try:
-        wait_for(lambda: job_state(job_id) == "CANCELLED", 60, f"job {job_id} to be cancelled")
-    except pytest.fail.Exception:
-        pytest.fail(f"job {job_id} is {job_state(job_id)!r} after Ctrl-C; snakemake said:\n{output[-4000:]}")
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, "the training process to end")
     assert not (project / "results" / "train" / "summary.json").exists()
