@@ -94,3 +94,38 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, where nothing but a GPU test may skip: {reason}"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The real pipeline on tests/fixtures/tiny.yaml (real dataset, real MiniLM), run once for the whole session.
+
+    Tests that only read its results share it; a test that changes a file in it must undo the change.
+    """
+    import shutil
+
+    from tests.pipeline import scratch_project, snakemake
+
+    project = scratch_project(tmp_path_factory.mktemp("tiny") / "project")
+    shutil.copy(REPO / "tests" / "fixtures" / "tiny.yaml", project / "tiny.yaml")
+    result = snakemake(project, "results/report.html", "--cores", "2", "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return project
+
+
+@pytest.fixture(scope="session")
+def tiny_image_run(tmp_path_factory) -> Path:
+    """The image preset (Fashion-MNIST + EfficientNet-Lite0) on tests/fixtures/tiny-image.yaml, run once per session."""
+    import shutil
+
+    from tests.pipeline import scratch_project, snakemake
+
+    if not Path("/usr/share/datasets/fashion-mnist").exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("dataset-fashion-mnist is not installed: `make setup` installs it when run as root")
+        pytest.skip("dataset-fashion-mnist is not installed")
+    project = scratch_project(tmp_path_factory.mktemp("tiny-image") / "project")
+    shutil.copy(REPO / "tests" / "fixtures" / "tiny-image.yaml", project / "tiny-image.yaml")
+    result = snakemake(project, "results/report.html", "--cores", "2", "--configfile", "workflow/presets/image.yaml", "tiny-image.yaml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return project

@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from tests.conftest import REPO
-from tests.test_workflow import default_rules, scratch_project
+from tests.pipeline import default_rules, scratch_project
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))

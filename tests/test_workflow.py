@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import random
@@ -16,55 +15,11 @@ import pytest
 import yaml
 
 from tests.conftest import NEGATIVE, POSITIVE, REPO
+from tests.pipeline import default_rules, planned_outputs, planned_rules, scratch_project, snakemake
 
 pytestmark = pytest.mark.e2e
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 #: The rules that only a sweep or cross-validation adds to the DAG.
 SWEEP_RULES = {"trial", "cv_fold", "select"}
-
-
-def scratch_project(root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "params.yaml"):
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "workflow", root / "workflow")
-    shutil.copytree(REPO / "profiles", root / "profiles")
-    shutil.copytree(REPO / "envs", root / "envs")
-    (root / "src").symlink_to(REPO / "src")  # rules take their code files as inputs
-    return root
-
-
-def snakemake(cwd: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", HF_HUB_OFFLINE="1")
-    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
-    return set(re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M))
-
-
-def planned_outputs(result: subprocess.CompletedProcess) -> set[str]:
-    """Every file the jobs of a dry run write: outputs, logs and benchmark files."""
-    lines = re.findall(r"^\s+(?:output|log|benchmark): (.*)$", result.stdout + result.stderr, flags=re.M)
-    return {path for line in lines for path in line.split(", ")}
-
-
-@functools.cache
-def default_rules() -> frozenset[str]:
-    """The rules of the default run, as the workflow itself says (a forced dry run of the default params)."""
-    result = snakemake(REPO, "results/report.html", "-n", "--forceall")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return frozenset(planned_rules(result))
-
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    project = scratch_project(tmp_path_factory.mktemp("tiny") / "project")
-    shutil.copy(REPO / "tests" / "fixtures" / "tiny.yaml", project / "tiny.yaml")
-    result = snakemake(project, "results/report.html", "--cores", "2", "--configfile", "tiny.yaml")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return project
 
 
 def test_the_whole_chain_produces_a_report_with_real_numbers(tiny_run):
@@ -273,16 +228,9 @@ def test_conda_envs_pin_the_same_versions_as_the_lock():
             assert version == expected, f"{env_file.name}: {name}=={version}, lock says {expected}"
 
 
-def test_the_image_preset_runs_end_to_end(tmp_path):
+def test_the_image_preset_runs_end_to_end(tiny_image_run):
     """Fashion-MNIST + EfficientNet-Lite0 through the same rules, selected by a preset file."""
-    if not Path("/usr/share/datasets/fashion-mnist").exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("dataset-fashion-mnist is not installed: `make setup` installs it when run as root")
-        pytest.skip("dataset-fashion-mnist is not installed")
-    project = scratch_project(tmp_path / "project")
-    shutil.copy(REPO / "tests" / "fixtures" / "tiny-image.yaml", project / "tiny-image.yaml")
-    result = snakemake(project, "results/report.html", "--cores", "2", "--configfile", "workflow/presets/image.yaml", "tiny-image.yaml")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    project = tiny_image_run
     results = project / "results"
     confusion = json.loads((results / "evaluate" / "confusion.json").read_text())
     assert len(confusion["labels"]) == 10 and "Ankle boot" in confusion["labels"]
