@@ -8,6 +8,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/sweep.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/trust.smk"
 include: "workflow/rules/optimize.smk"
 include: "workflow/rules/report.smk"
 
@@ -16,3 +17,11 @@ rule all:
     default_target: True
     input:
         rules.report.output.html,
+
+
+# After a successful whole run, record it in dvc.lock and the DVC cache as `dvc commit` does, so that
+# `git add dvc.lock && git commit` versions it; not under `dvc repro`/`dvc exp run`, nor with TUNEPIPE_RECORD_RUN=0.
+onsuccess:
+    from tunepipe.record import record_run
+
+    record_run(config=config, jobs=workflow.dag.jobs, dryrun=workflow.dryrun or workflow.touch)

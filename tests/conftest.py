@@ -129,3 +129,63 @@ def tiny_image_run(tmp_path_factory) -> Path:
     result = snakemake(project, "results/report.html", "--cores", "2", "--configfile", "workflow/presets/image.yaml", "tiny-image.yaml")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return project
+
+
+@pytest.fixture(scope="session")
+def history(tmp_path_factory, tiny_model_dir):
+    """A project with two committed runs (encoder_lr 5e-5, then an experiment with 2e-4), pushed to a DVC remote in tmp.
+
+    Built once per session (a minute or two); the versioning, registry and comparison tests share it.
+    """
+    import json
+    import shutil
+    from types import SimpleNamespace
+
+    import yaml
+
+    from tests.pipeline import metrics, sh
+
+    root = tmp_path_factory.mktemp("versioning")
+    project, remote = root / "project", root / "dvc-remote"
+    project.mkdir()
+    for name in ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, project / name)
+    for name in ("workflow", "profiles", "envs", "requirements"):
+        shutil.copytree(REPO / name, project / name)
+    (project / ".dvc").mkdir()
+    for name in ("config", ".gitignore"):
+        shutil.copy(REPO / ".dvc" / name, project / ".dvc" / name)
+    shutil.copytree(REPO / "src" / "tunepipe", project / "src" / "tunepipe", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in yaml.safe_load((REPO / "tests" / "fixtures" / "micro.yaml").read_text()).items():
+        params[section].update(values)
+    params["model"].update(pretrained=str(tiny_model_dir), max_length=24)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    sh(project, "git", "init", "-q", "-b", "main")
+    sh(project, "git", "config", "user.name", "tunepipe test")  # `dvc exp run` commits, so it needs an identity
+    sh(project, "git", "config", "user.email", "test@tunepipe.invalid")
+    sh(project, "dvc", "remote", "modify", "--local", "storage", "url", str(remote))  # never the real default
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "commit", "-qm", "project, never run")
+    never_ran = sh(project, "git", "rev-parse", "HEAD").stdout.strip()
+
+    # The first run is the main command as a user types it; it records itself in dvc.lock (tunepipe.record),
+    # so `git add dvc.lock && git commit` alone versions it.
+    first_run = sh(project, "snakemake", "--cores", "2", "results/report.html")
+    sh(project, "git", "add", "dvc.lock")
+    sh(project, "git", "commit", "-qm", "run 1")
+    sh(project, "dvc", "push")
+    rev1 = sh(project, "git", "rev-parse", "HEAD").stdout.strip()
+    first = metrics(project)
+
+    # The second run is an experiment (`dvc exp run -S` edits params.yaml and runs the same pipeline), then committed.
+    assert params["train"]["encoder_lr"] == 5e-05
+    second_run = sh(project, "dvc", "exp", "run", "-n", "lr-2e-4", "-S", "train.encoder_lr=0.0002")
+    exp_show = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
+    sh(project, "git", "add", "dvc.lock", "params.yaml")
+    sh(project, "git", "commit", "-qm", "run 2: higher encoder_lr")
+    sh(project, "dvc", "push")
+    rev2 = sh(project, "git", "rev-parse", "HEAD").stdout.strip()
+    return SimpleNamespace(project=project, remote=remote, never_ran=never_ran, rev1=rev1, rev2=rev2, first=first,
+                           second=metrics(project), first_run=first_run, second_run=second_run, exp_show=exp_show)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -47,3 +48,23 @@ def default_rules() -> frozenset[str]:
     result = snakemake(REPO, "results/report.html", "-n", "--forceall")
     assert result.returncode == 0, result.stderr[-3000:]
     return frozenset(planned_rules(result))
+
+
+BIN = Path(sys.executable).parent
+
+
+def sh(project: Path, *args: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=f"{project / 'src'}{os.pathsep}{REPO / 'src'}",
+               DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
+    done = subprocess.run(list(args), cwd=project, capture_output=True, text=True, timeout=timeout, env=env)
+    if check:
+        assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def tunepipe(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return sh(project, sys.executable, "-m", "tunepipe.cli", *args, timeout=timeout, check=False)
+
+
+def metrics(project: Path) -> dict:
+    return json.loads((project / "results" / "evaluate" / "metrics.json").read_text())

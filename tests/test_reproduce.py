@@ -8,90 +8,24 @@ are tests/fixtures/micro.yaml with the tiny local model, so each full run takes 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.pipeline import metrics, sh, tunepipe
 
 e2e = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 PROFILE: list[str] = []  # profiles/default is found by Snakemake itself, as in a user's checkout
 
 
-def sh(project: Path, *args: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=f"{project / 'src'}{os.pathsep}{REPO / 'src'}",
-               DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
-    done = subprocess.run(list(args), cwd=project, capture_output=True, text=True, timeout=timeout, env=env)
-    if check:
-        assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done
-
-
-def tunepipe(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return sh(project, sys.executable, "-m", "tunepipe.cli", *args, timeout=timeout, check=False)
-
-
 def planned_rules(done: subprocess.CompletedProcess) -> set[str]:
     return set(re.findall(r"^(?:local)?rule (\w+):", done.stdout + done.stderr, flags=re.M))
-
-
-def metrics(project: Path) -> dict:
-    return json.loads((project / "results" / "evaluate" / "metrics.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def history(tmp_path_factory, tiny_model_dir):
-    """A project with two committed runs (encoder_lr 5e-5, then an experiment with 2e-4), pushed to a DVC remote in tmp."""
-    root = tmp_path_factory.mktemp("versioning")
-    project, remote = root / "project", root / "dvc-remote"
-    project.mkdir()
-    for name in ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(REPO / name, project / name)
-    for name in ("workflow", "profiles", "envs", "requirements"):
-        shutil.copytree(REPO / name, project / name)
-    (project / ".dvc").mkdir()
-    for name in ("config", ".gitignore"):
-        shutil.copy(REPO / ".dvc" / name, project / ".dvc" / name)
-    shutil.copytree(REPO / "src" / "tunepipe", project / "src" / "tunepipe", ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in yaml.safe_load((REPO / "tests" / "fixtures" / "micro.yaml").read_text()).items():
-        params[section].update(values)
-    params["model"].update(pretrained=str(tiny_model_dir), max_length=24)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-    sh(project, "git", "init", "-q", "-b", "main")
-    sh(project, "git", "config", "user.name", "tunepipe test")  # `dvc exp run` commits, so it needs an identity
-    sh(project, "git", "config", "user.email", "test@tunepipe.invalid")
-    sh(project, "dvc", "remote", "modify", "--local", "storage", "url", str(remote))  # never the real default
-    sh(project, "git", "add", "-A")
-    sh(project, "git", "commit", "-qm", "project, never run")
-    never_ran = sh(project, "git", "rev-parse", "HEAD").stdout.strip()
-
-    sh(project, "dvc", "repro")
-    sh(project, "git", "add", "dvc.lock")
-    sh(project, "git", "commit", "-qm", "run 1")
-    sh(project, "dvc", "push")
-    rev1 = sh(project, "git", "rev-parse", "HEAD").stdout.strip()
-    first = metrics(project)
-
-    # The second run is an experiment (`dvc exp run -S` edits params.yaml and runs the same pipeline), then committed.
-    assert params["train"]["encoder_lr"] == 5e-05
-    second_run = sh(project, "dvc", "exp", "run", "-n", "lr-2e-4", "-S", "train.encoder_lr=0.0002")
-    exp_show = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
-    sh(project, "git", "add", "dvc.lock", "params.yaml")
-    sh(project, "git", "commit", "-qm", "run 2: higher encoder_lr")
-    sh(project, "dvc", "push")
-    rev2 = sh(project, "git", "rev-parse", "HEAD").stdout.strip()
-    return SimpleNamespace(project=project, remote=remote, never_ran=never_ran, rev1=rev1, rev2=rev2, first=first,
-                           second=metrics(project), second_run=second_run, exp_show=exp_show)
 
 
 @e2e
