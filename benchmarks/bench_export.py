@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-drop", type=float, default=0.01, help="accuracy loss allowed for the pruned model (default 0.01 = 1 point)")
     parser.add_argument("--runs", type=int, default=10, help="timed runs per latency figure, median reported (default 10)")
     parser.add_argument("--batch-sizes", default="1,64", help="latency batch sizes (default 1,64)")
+    parser.add_argument("--no-fuse", dest="fuse", action="store_false", help="skip ORT's transformer fusions (the pipeline's export.fuse: false)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     return parser.parse_args(argv)
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     from tunepipe.checkpoints import load_checkpoint
     from tunepipe.modalities import get_modality
     from tunepipe.models.inference import predict_logits
+    from tunepipe.optimize.graph_fusion import exportable_for_fusion, fuse, fusion_target
     from tunepipe.optimize.onnx_export import export_onnx, latency, ort_logits, ort_session
     from tunepipe.optimize.pruning import count_params, finetune_steps, structured_prune
     from tunepipe.optimize.quantization import quantization_mode, quantize_int8
@@ -173,6 +175,18 @@ def main(argv: list[str] | None = None) -> int:
         dense_lat = latency(dense, dense_session, test, sizes, args.runs)
         results["dense"] = {"params": count_params(dense), "accuracy": dense_acc, "onnx_bytes": (tmp / "dense.onnx").stat().st_size, "latency_ms": dense_lat}
         say(f"dense: {count_params(dense):,} params, val {dense_acc['val']:.4f} test {dense_acc['test']:.4f}, latency {dense_lat}")
+        # What the pipeline deploys (export.fuse): ORT's transformer fusions on an eager-attention export.
+        spec = fusion_target(dense) if args.fuse else None
+        deployed = tmp / "dense.onnx"
+        if spec is not None:
+            export_onnx(exportable_for_fusion(dense), tmp / "dense.eager.onnx", sample, 17, False)
+            operators = fuse(tmp / "dense.eager.onnx", tmp / "dense.fused.onnx", spec)
+            fused_session = ort_session(tmp / "dense.fused.onnx", args.threads)
+            fused_lat = latency(dense, fused_session, test, sizes, args.runs)
+            fused_acc = accuracy(ort_logits(fused_session, dense.input_names, test, 64), test)
+            results["fused"] = {"operators": operators, "test_accuracy": fused_acc, "latency_ms": fused_lat}
+            deployed = tmp / "dense.fused.onnx"
+            say(f"fused ({', '.join(f'{k} x{v}' for k, v in operators.items())}): test {fused_acc:.4f}, latency {fused_lat}")
 
         levels = []
         for ratio in [float(r) for r in args.ratios.split(",")]:
@@ -194,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         for start in range(0, min(len(val), 256), 32):
             batch = val.collate([val[i] for i in range(start, min(start + 32, len(val), 256))])
             calibration.append({name: batch[name].numpy() for name in dense.input_names})
-        quantize_int8(tmp / "dense.onnx", tmp / "dense.int8.onnx", mode, calibration)
+        quantize_int8(deployed, tmp / "dense.int8.onnx", mode, calibration)
         int8_session = ort_session(tmp / "dense.int8.onnx", args.threads)
         int8_acc = accuracy(ort_logits(int8_session, dense.input_names, test, 64), test)
         int8_lat = latency(None, int8_session, test, sizes, args.runs, dense.input_names)
@@ -211,6 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         r = dense_lat[b]["ratio"]
         ratios[f"ort_over_eager_b{b}"] = r
         print(f"ORT / eager latency, dense fp32, batch {b:>3}: {r:.3f}   [target <= 0.5: {verdict(r, 0.5)}]")
+    if "fused" in results:
+        for b in map(str, sizes):
+            fused_ms = results["fused"]["latency_ms"][b]["onnxruntime"]
+            r, g = round(fused_ms / dense_lat[b]["eager"], 3), round(fused_ms / dense_lat[b]["onnxruntime"], 3)
+            ratios[f"fused_ort_over_eager_b{b}"], ratios[f"fused_over_unfused_b{b}"] = r, g
+            print(f"ORT (fused) / eager latency, dense fp32, batch {b:>3}: {r:.3f}   [target <= 0.5: {verdict(r, 0.5)}]   fused / unfused ORT: {g:.3f}")
+        print(f"   fused test accuracy {results['fused']['test_accuracy']:.4f} vs unfused {dense_acc['test']:.4f} (eager PyTorch)")
     if chosen:
         loss = dense_acc["test"] - chosen["accuracy"]["test"]
         # the target is a speed-up *at* <= max-drop loss: a level that only looked fine on validation misses it

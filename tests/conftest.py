@@ -135,6 +135,9 @@ def tiny_image_run(tmp_path_factory) -> Path:
 def history(tmp_path_factory, tiny_model_dir):
     """A project with two committed runs (encoder_lr 5e-5, then an experiment with 2e-4), pushed to a DVC remote in tmp.
 
+    Run 1 is the main command (`snakemake --cores 2 results/report.html`, which records itself in dvc.lock) and
+    `git add dvc.lock && git commit`; run 2 is `dvc exp run`, then committed.
+
     Built once per session (a minute or two); the versioning, registry and comparison tests share it.
     """
     import json
@@ -175,6 +178,7 @@ def history(tmp_path_factory, tiny_model_dir):
     first_run = sh(project, "snakemake", "--cores", "2", "results/report.html")
     sh(project, "git", "add", "dvc.lock")
     sh(project, "git", "commit", "-qm", "run 1")
+    assert not sh(project, "git", "status", "--porcelain").stdout, "the run left files for git besides dvc.lock"
     sh(project, "dvc", "push")
     rev1 = sh(project, "git", "rev-parse", "HEAD").stdout.strip()
     first = metrics(project)

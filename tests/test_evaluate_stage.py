@@ -56,7 +56,7 @@ def test_evaluate_scores_model_and_baseline_alike(tmp_path, modality, labelled_r
         "seed": 7,
         "data": {"modality": modality, "labels": names},
         "baseline": {"max_features": 1000, "ngram_max": 2, "C": 1.0},
-        "evaluate": {"batch_size": 8, "bootstrap_resamples": 50, "worst_examples": 3},
+        "evaluate": {"batch_size": 8, "bootstrap_resamples": 50, "worst_examples": 3, "slice_columns": [], "slice_min_rows": 10, "alpha": 0.05},
     }
     base_dir, out = tmp_path / "baseline", tmp_path / "evaluate"
     assert main(baseline.STAGE, [
@@ -66,7 +66,7 @@ def test_evaluate_scores_model_and_baseline_alike(tmp_path, modality, labelled_r
     files = {k: out / name for k, name in (
         ("metrics", "metrics.json"), ("confusion", "confusion.json"), ("predictions", "predictions.csv"), ("per_class", "per_class.csv"),
         ("roc", "roc.csv"), ("pr", "pr.csv"), ("calibration", "calibration.csv"), ("worst_errors", "worst_errors.json"),
-        ("details", "details.json"))}
+        ("details", "details.json"), ("slices", "slices.json"), ("slices_table", "slices.csv"), ("comparison", "comparison.json"))}
     argv = ["--params", json.dumps(params), "--in", f"best={tmp_path / 'best.ckpt'}", "--in", f"test={tmp_path / 'test.jsonl'}",
             "--in", f"baseline_predictions={base_dir / 'predictions.csv'}"]
     for name, path in files.items():

@@ -22,6 +22,8 @@ from tests.pipeline import metrics, sh, tunepipe
 e2e = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 PROFILE: list[str] = []  # profiles/default is found by Snakemake itself, as in a user's checkout
+#: What a training param edit reruns: train and every rule that reads its model.
+AFTER_TRAIN = {"train", "robustness", "evaluate", "explain", "prune", "export", "report"}
 
 
 def planned_rules(done: subprocess.CompletedProcess) -> set[str]:
@@ -49,7 +51,8 @@ def test_each_run_is_versioned_and_diffable(history):
     params_diff = json.loads(sh(project, "dvc", "params", "diff", history.rev1, history.rev2, "--json").stdout)
     assert {k: params_diff["params.yaml"]["train.encoder_lr"][k] for k in ("old", "new")} == {"old": 5e-05, "new": 0.0002}
     plots = json.loads(sh(project, "dvc", "plots", "diff", history.rev1, history.rev2, "--json").stdout)
-    assert set(plots["data"]) == {"training-loss", "validation-metrics", "pruning", "roc", "precision-recall", "calibration", "per-class-f1", "confusion"}
+    assert set(plots["data"]) == {"training-loss", "validation-metrics", "pruning", "roc", "precision-recall", "calibration", "per-class-f1",
+                                  "slices", "robustness", "confusion"}
     assert len(plots["data"]["pruning"][0]["revisions"]) == 2
 
     # the second run's report compares it with the first (read from git and the local cache)
@@ -111,7 +114,7 @@ def test_lost_cache_restores_from_the_remote_and_snakemake_has_nothing_to_do(his
         assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
         # and an edit is still seen: Snakemake's records came back with the outputs
         edit = sh(project, "snakemake", "-n", "results/report.html", *PROFILE, "--config", "train={encoder_lr: 0.0002}")
-        assert planned_rules(edit) == {"train", "evaluate", "prune", "export", "report"}
+        assert planned_rules(edit) == AFTER_TRAIN
     finally:
         sh(project, "git", "checkout", "-q", "main")
         sh(project, "dvc", "pull", "--force")
@@ -125,14 +128,14 @@ def test_reproduce_from_checkpoints_reruns_evaluation_only(history):
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     plan = re.search(r"running the pipeline: (.*?)  \(log", output).group(1).split(", ")
-    assert set(plan) == {"baseline", "evaluate", "prune", "export", "report"}
+    assert set(plan) == AFTER_TRAIN - {"train"} | {"baseline"}
     assert "REPRODUCED" in output
 
 
 @e2e
 def test_dvc_exp_run_goes_through_the_same_pipeline(history):
     # Snakemake, run by the DVC stage, reran only what the new encoder_lr affects
-    assert planned_rules(history.second_run) == {"train", "evaluate", "prune", "export", "report"}
+    assert planned_rules(history.second_run) == AFTER_TRAIN
     experiments = [exp for row in history.exp_show for exp in (row.get("experiments") or [])]
     data = next(run["data"] for exp in experiments if exp.get("name") == "lr-2e-4" for run in exp["revs"])
     assert data["params"]["params.yaml"]["data"]["train"]["encoder_lr"] == 0.0002

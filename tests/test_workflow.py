@@ -53,6 +53,7 @@ def test_the_whole_chain_produces_a_report_with_real_numbers(tiny_run):
     assert train_config["train"]["max_epochs"] == 1 and train_config["label_names"] == ["fresh", "rotten"]
     html = (results / "report.html").read_text()
     assert f"{metrics['accuracy']:.3f}" in html or f"{100 * metrics['accuracy']:.1f}" in html
+    assert json.loads((results / "export" / "bundle" / "bundle.json").read_text())["labels"] == card["labels"] and "tunepipe serve results/export/bundle" in html
     for rule in default_rules():
         assert (results / "logs" / f"{rule}.log").stat().st_size > 0
     assert not list(results.rglob("*.partial"))
@@ -77,13 +78,17 @@ def test_a_param_edit_reruns_exactly_the_rules_that_read_it(tiny_run):
     export_only = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "export={latency_runs: 4, latency_batch_sizes: [1, 8]}")
     assert planned_rules(export_only) == {"export", "report"}
     train_change = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "seed=7")
-    assert planned_rules(train_change) == {"split", "augment", "train", "baseline", "evaluate", "prune", "export", "report"}
+    assert planned_rules(train_change) == {"split", "augment", "train", "baseline", "evaluate", "robustness", "explain", "prune", "export", "report"}
     # Presentation-only params are read by the report alone: a new title re-renders, it does not retrain.
     title_only = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "report={title: Another title, examples: 3}")
     assert planned_rules(title_only) == {"report"}
     # prune scores its levels with its own batch size, not evaluate's.
     evaluate_only = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "evaluate={batch_size: 16}")
-    assert planned_rules(evaluate_only) == {"evaluate", "report"}
+    assert planned_rules(evaluate_only) == {"evaluate", "explain", "report"}  # explain picks its rows from evaluate's predictions
+    robustness_only = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "robustness={max_rows: 20}")
+    assert planned_rules(robustness_only) == {"robustness", "report"}
+    explain_only = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "explain={steps: 8}")
+    assert planned_rules(explain_only) == {"explain", "report"}
 
 
 def _edited_copy_of_the_source(project: Path, tmp_path: Path, module: str):

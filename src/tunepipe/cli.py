@@ -144,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--repo", type=Path, default=Path("."), metavar="DIR", help="the project checkout (default: the current folder)")
     rep.add_argument("-v", "--verbose", action="store_true", help="echo the pipeline's whole output, not only progress")
     rep.set_defaults(func=_reproduce)
+    from tunepipe.serving.commands import add_commands as add_serving_commands
+
+    add_serving_commands(sub)  # predict, serve
+    from tunepipe.registry_cli import add_commands as add_registry_commands
+
+    add_registry_commands(sub)  # registry register/assign/rollback/show/get
+    from tunepipe.compare import add_command as add_compare_command
+
+    add_compare_command(sub)  # compare REV [REV]
     return parser
 
 

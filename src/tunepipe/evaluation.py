@@ -8,6 +8,7 @@ to 1) and integer targets, so the fine-tuned model and the baseline are scored b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -133,6 +134,19 @@ def calibration_bins(probs: torch.Tensor, targets: torch.Tensor, n_bins: int = C
     ]
 
 
+def stratified_resamples(targets: torch.Tensor, num_classes: int, *, resamples: int, seed: int) -> Iterator[torch.Tensor]:
+    """Row indices of `resamples` bootstrap resamples, drawn with replacement within each true class (seeded).
+
+    The one resampling scheme of every bootstrap interval (evaluate's, the slices', the paired comparisons').
+    """
+    targets = targets.long()
+    generator = torch.Generator().manual_seed(seed)
+    groups = [torch.nonzero(targets == c).flatten() for c in range(num_classes)]
+    groups = [g for g in groups if len(g)]
+    for _ in range(resamples):
+        yield torch.cat([g[torch.randint(len(g), (len(g),), generator=generator)] for g in groups])
+
+
 def bootstrap_intervals(
     probs: torch.Tensor, targets: torch.Tensor, *, resamples: int, seed: int, level: float = 0.95
 ) -> dict[str, tuple[float, float]]:
@@ -143,9 +157,6 @@ def bootstrap_intervals(
     """
     probs, targets = probs.float(), targets.long()
     num_classes = probs.shape[1]
-    generator = torch.Generator().manual_seed(seed)
-    groups = [torch.nonzero(targets == c).flatten() for c in range(num_classes)]
-    groups = [g for g in groups if len(g)]
     collection = torchmetrics.MetricCollection(
         {
             "accuracy": MulticlassAccuracy(num_classes=num_classes, average="micro"),
@@ -154,8 +165,7 @@ def bootstrap_intervals(
         }
     )
     values: dict[str, list[float]] = {name: [] for name in CI_NAMES}
-    for _ in range(resamples):
-        index = torch.cat([g[torch.randint(len(g), (len(g),), generator=generator)] for g in groups])
+    for index in stratified_resamples(targets, num_classes, resamples=resamples, seed=seed):
         collection.reset()
         collection.update(probs[index], targets[index])
         for name, value in collection.compute().items():
@@ -234,19 +244,30 @@ def worst_errors(probs: torch.Tensor, targets: torch.Tensor, count: int) -> list
 PROB_PREFIX = "prob:"
 
 
-def prediction_rows(rows: list[dict[str, Any]], names: list[str], probs: torch.Tensor, input_field: str) -> tuple[list[dict[str, Any]], list[str]]:
+BASELINE_PREFIX = "baseline_"
+
+
+def prediction_rows(rows: list[dict[str, Any]], names: list[str], probs: torch.Tensor, input_field: str,
+                    baseline_probs: torch.Tensor | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """One CSV row per test row: id, label, prediction, its confidence, the input (`row[input_field]`: the
-    modality's text or image path) and every class's probability.
+    modality's text or image path) and every class's probability; with `baseline_probs`, also the baseline's
+    prediction and probabilities (`baseline_predicted`, `baseline_prob:<label>`), so runs can be compared row by row.
 
     Probabilities are written at the precision of their dtype (shortest exact repr), so metrics computed from
     the file equal those computed in memory.
     """
     array = probs.detach().cpu().numpy()
     fields = ["id", "label", "predicted", "confidence", "input"] + [f"{PROB_PREFIX}{name}" for name in names]
+    base = baseline_probs.detach().cpu().numpy() if baseline_probs is not None else None
+    if base is not None:
+        fields += [f"{BASELINE_PREFIX}predicted"] + [f"{BASELINE_PREFIX}{PROB_PREFIX}{name}" for name in names]
     table = []
-    for row, p in zip(rows, array):
+    for index, (row, p) in enumerate(zip(rows, array)):
         best = int(p.argmax())
         record = {"id": row["id"], "label": row["label"], "predicted": names[best], "confidence": str(p[best]), "input": row[input_field]}
         record.update({f"{PROB_PREFIX}{name}": str(value) for name, value in zip(names, p)})
+        if base is not None:
+            record[f"{BASELINE_PREFIX}predicted"] = names[int(base[index].argmax())]
+            record.update({f"{BASELINE_PREFIX}{PROB_PREFIX}{name}": str(value) for name, value in zip(names, base[index])})
         table.append(record)
     return table, fields

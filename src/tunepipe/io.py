@@ -77,6 +77,26 @@ def partial_path(path: Path) -> Path:
 
 
 def commit_partial(partial: Path, final: Path) -> None:
-    """Atomically move a finished output into place; a crash before this leaves no complete-looking file."""
+    """Atomically move a finished output into place; a crash before this leaves no complete-looking file.
+
+    A folder output replaces an old folder of the same name (os.replace alone refuses a non-empty one): the old
+    one is renamed aside first, then deleted, so the final name never holds a half-written folder."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    if partial.is_dir() and final.is_dir() and not final.is_symlink():
+        aside = final.with_name(f".{final.name}.old")
+        remove_path(aside)
+        os.replace(final, aside)
+        os.replace(partial, final)
+        remove_path(aside)
+        return
     os.replace(partial, final)
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file or a whole folder; nothing if it is not there."""
+    if path.is_dir() and not path.is_symlink():
+        import shutil
+
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

@@ -74,7 +74,8 @@ def _tool(name: str) -> str:
 
 
 def _env(worktree: Path, *, cpu: bool) -> dict[str, str]:
-    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    # TUNEPIPE_RECORD_RUN=0: the rerun is checked against the revision's record, never recorded over it.
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", TUNEPIPE_RECORD_RUN="0")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     # The revision's code, not the installed (current) one: stages run as `python -m tunepipe.stages.*`.
     src = worktree / "src"

@@ -9,17 +9,19 @@ local cache is listed as such (`dvc fetch` brings them).
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tunepipe.vcs import LOCK_FILE, cache_dir, cached_object, git, read_lock, recorded_run
+from tunepipe.vcs import LOCK_FILE, cache_dir, cached_object, git, read_lock, recorded_md5, recorded_run, recording_stage
 
 HEADLINE = ("accuracy", "f1_macro", "baseline_accuracy", "baseline_f1_macro")
 DEFAULT_LIMIT = 20
 MAX_CHANGES = 6
 NOT_CACHED = "not in the local DVC cache (`dvc fetch` gets it)"
+PREDICTIONS_PATH = "results/evaluate/predictions.csv"
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -66,11 +68,50 @@ def _read_metrics(cache: Path, md5: str | None) -> tuple[dict[str, Any] | None, 
     return {key: data.get(key) for key in HEADLINE}, None
 
 
+def read_predictions(path: Path) -> list[dict[str, str]]:
+    """A predictions table (results/evaluate/predictions.csv) as rows of text cells."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def recorded_predictions(lock: Mapping[str, Any], cache: Path) -> tuple[list[dict[str, str]] | None, str | None]:
+    """(the predictions table a dvc.lock records, None) or (None, why it cannot be read): found through the lock's
+    md5 of results/evaluate/predictions.csv (its own out or an entry of the results/evaluate manifest) in the cache."""
+    md5 = recorded_md5(lock, PREDICTIONS_PATH, cache)
+    path = cached_object(cache, md5) if md5 else None
+    if path is None:
+        return None, "its test predictions are " + ("not in the local DVC cache (`dvc fetch` gets them)" if recording_stage(lock, PREDICTIONS_PATH)
+                                                     else "not recorded")
+    try:
+        rows = read_predictions(path)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None, "its test predictions cannot be read"
+    if not rows or not {"id", "label", "predicted"} <= set(rows[0]):
+        return None, "its test predictions have no id, label and predicted columns"
+    return rows, None
+
+
+def _since_last_comparison(lock: Mapping[str, Any], cache: Path, current: list[dict[str, str]], *, alpha: float, resamples: int,
+                           seed: int) -> dict[str, Any]:
+    from tunepipe.trust.significance import compare_tables, sentence
+
+    earlier, reason = recorded_predictions(lock, cache)
+    if earlier is None:
+        return {"paired": False, "reason": reason, "sentence": f"No paired test against the last recorded run: {reason}."}
+    result = compare_tables(current, earlier, resamples=resamples, seed=seed, alpha=alpha)
+    result["sentence"] = sentence(result, "this run", "the last recorded run")
+    return result
+
+
 def earlier_runs(
     root: Path | str = ".",
     current: Mapping[str, Any] | None = None,
     *,
     current_params: Mapping[str, Any] | None = None,
+    current_predictions: list[dict[str, str]] | None = None,
+    alpha: float = 0.05,
+    resamples: int = 1000,
+    seed: int = 0,
     limit: int = DEFAULT_LIMIT,
 ) -> dict[str, Any]:
     """The last `limit` commits that recorded a run, newest first, with their headline metrics.
@@ -80,7 +121,9 @@ def earlier_runs(
     changes (params that differ from the next older entry). `current` (this run's metrics) marks the
     entries whose metrics are the same as this run's. With `current_params` (this run's params), `since_last`
     lists the params that differ between the newest recorded run and this one (schema defaults filled in
-    on both sides, so a key left out of an older params.yaml is not a change).
+    on both sides, so a key left out of an older params.yaml is not a change). With `current_predictions` (this run's
+    results/evaluate/predictions.csv rows), `since_last_comparison` is the paired test of this run against the newest
+    recorded run on the same test rows (`tunepipe.trust.significance.compare_tables`, with a `sentence`).
     """
     root = Path(root).resolve()
     if git(["rev-parse", "--is-inside-work-tree"], root) is None:
@@ -93,9 +136,11 @@ def earlier_runs(
     cache = cache_dir(root)
     current_headline = {key: current.get(key) for key in HEADLINE} if isinstance(current, Mapping) else None
     entries: list[dict[str, Any]] = []
+    locks = []
     for line in log.splitlines():
         commit, short, date, subject = (line.split("\x1f", 3) + ["", "", ""])[:4]
-        run = recorded_run(read_lock(git(["show", f"{commit}:./{LOCK_FILE}"], root)), cache)
+        locks.append(read_lock(git(["show", f"{commit}:./{LOCK_FILE}"], root)))
+        run = recorded_run(locks[-1], cache)
         metrics, status = _read_metrics(cache, run.md5) if run.recorded else (None, "no metrics recorded")
         entries.append({"commit": commit, "short": short, "date": date, "subject": subject, "metrics": metrics,
                         "status": status, "params": run.params, "changes": [],
@@ -106,9 +151,12 @@ def earlier_runs(
     since_last = None
     if current_params is not None and entries and entries[0]["params"]:
         since_last = param_changes(_with_defaults(entries[0]["params"]), _with_defaults(current_params))
+    comparison = None
+    if current_predictions is not None and entries:
+        comparison = _since_last_comparison(locks[0], cache, current_predictions, alpha=alpha, resamples=resamples, seed=seed)
     for entry in entries:
         del entry["params"]
-    return {"available": True, "reason": None, "entries": entries, "since_last": since_last}
+    return {"available": True, "reason": None, "entries": entries, "since_last": since_last, "since_last_comparison": comparison}
 
 
-__all__ = ["HEADLINE", "earlier_runs", "param_changes"]
+__all__ = ["HEADLINE", "PREDICTIONS_PATH", "earlier_runs", "param_changes", "read_predictions", "recorded_predictions"]

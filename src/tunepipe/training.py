@@ -172,7 +172,9 @@ def fit(
     processor = kind.load_processor(model_cfg)
     train_set = kind.encode(train_rows, train_labels, model_cfg, processor)
     val_set = kind.encode(val_rows, val_labels, model_cfg, processor)
-    module = ClassifierModule(kind.build_classifier(model_cfg, len(label_names)), model_cfg, train_cfg, label_names, modality)
+    adversarial = (train_cfg.get("adversarial") or {}).get("method", "none") != "none"
+    module = ClassifierModule(kind.build_classifier(model_cfg, len(label_names)), model_cfg, train_cfg, label_names, modality,
+                              attack_space=kind.attack_space() if adversarial else None)
     probe_accuracy = None
     if train_cfg["head_init"] == "linear_probe" and not resume:
         rows = probe_rows if probe_rows is not None else list(range(len(train_rows)))
@@ -253,6 +255,7 @@ def fit(
         "modality": modality,
         "parameters": sum(p.numel() for p in module.model.parameters()),
         "frozen_parameters": module.frozen,
+        "adversarial": module.adversarial["method"],
         "strategy": hardware.strategy,
     }
     return TrainResult(Path(best_ckpt.best_model_path), progress.history, summary)

@@ -93,3 +93,40 @@ def test_auto_quantization_takes_the_modality_default_and_an_explicit_mode_wins(
 
     assert [quantization_mode("auto", get_modality(name).default_quantization) for name in ("text", "image")] == ["dynamic", "static"]
     assert quantization_mode("dynamic", get_modality("image").default_quantization) == "dynamic"
+
+
+def test_graph_fusion_fuses_attention_and_keeps_parity(tmp_path, tiny_model_cfg):
+    """ORT's transformer optimizer fuses the eager-attention export of a BERT; the fused graph computes the same logits."""
+    import onnx
+
+    from tunepipe.optimize.graph_fusion import exportable_for_fusion, fuse, fusion_target
+
+    model = get_modality("text").build_classifier(tiny_model_cfg, num_labels=2).eval()
+    attention = model.encoder.config._attn_implementation
+    tokenizer = load_tokenizer(tiny_model_cfg["pretrained"])
+    data = EncodedTexts(TEXTS, None, tokenizer, 24)
+    spec = fusion_target(model)
+    assert (spec.model_type, spec.num_heads, spec.hidden_size) == ("bert", 2, 32)
+    plain, fused = tmp_path / "plain.onnx", tmp_path / "fused.onnx"
+    export_onnx(exportable_for_fusion(model), plain, pad_batch([data[0], data[1]], data.pad_id), opset=17, dynamo=False)
+    operators = fuse(plain, fused, spec)
+    assert operators.get("Attention") == 2 and operators.get("SkipLayerNormalization", 0) >= 2  # 2 layers
+    assert "Attention" in {node.op_type for node in onnx.load(str(fused)).graph.node}
+    report = parity(model, ort_session(fused, threads=1), data, batch_size=3)  # against the SDPA model itself
+    assert report["prediction_agreement"] == 1.0 and report["max_abs_logit_diff"] < 1e-4
+    assert attention != "eager" and model.encoder.config._attn_implementation == attention  # the copy was switched, not the model
+
+
+def test_only_bert_like_encoders_are_fused_and_uneven_heads_are_left_to_detection(tiny_model_cfg):
+    from tunepipe.optimize.graph_fusion import fusion_target
+    from tunepipe.optimize.pruning import structured_prune
+
+    assert fusion_target(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))) is None  # a CNN: nothing to fuse
+    model = get_modality("text").build_classifier(tiny_model_cfg, num_labels=2).eval()
+    tokenizer = load_tokenizer(tiny_model_cfg["pretrained"])
+    data = EncodedTexts(TEXTS, None, tokenizer, 24)
+    pruned = structured_prune(model, 0.5, pad_batch([data[0], data[1]], data.pad_id))
+    heads = {m.num_attention_heads for m in pruned.modules() if hasattr(m, "num_attention_heads") and hasattr(m, "all_head_size")}
+    spec = fusion_target(pruned)
+    assert spec.model_type == "bert"
+    assert (spec.num_heads > 0) == (len(heads) == 1)

@@ -70,6 +70,9 @@ rule evaluate:
         calibration="results/evaluate/calibration.csv",
         worst_errors="results/evaluate/worst_errors.json",
         details="results/evaluate/details.json",
+        slices="results/evaluate/slices.json",
+        slices_table="results/evaluate/slices.csv",
+        comparison="results/evaluate/comparison.json",
     log:
         "results/logs/evaluate.log",
     benchmark:

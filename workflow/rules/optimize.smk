@@ -41,6 +41,7 @@ rule export:
         parity="results/export/parity.json",
         variants="results/export/variants.json",
         card="results/export/model_card.json",
+        bundle=directory("results/export/bundle"),
     log:
         "results/logs/export.log",
     benchmark:

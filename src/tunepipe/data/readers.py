@@ -156,16 +156,29 @@ def _group_id(value) -> str | None:
     return None if _is_missing(value) or str(value) == "" else str(value)
 
 
+def _with_other_columns(frame: pd.DataFrame, table: pd.DataFrame, used: set[str | None]) -> pd.DataFrame:
+    """The table's other columns ride along in each row's `columns` (as text; a missing cell is None), so
+    evaluate can slice the test split by any of them (`evaluate.slice_columns`)."""
+    other = [column for column in table.columns if column not in used]
+    if not other:
+        return frame
+    cells = [{str(column): None if _is_missing(value) else str(value) for column, value in zip(other, values)}
+             for values in table[other].itertuples(index=False, name=None)]
+    return frame.assign(columns=pd.Series(cells, index=frame.index, dtype=object))
+
+
 def read_image_table(source: DataSource) -> pd.DataFrame:
     """A CSV/JSONL/Parquet table of image paths (relative ones are taken from the table's folder) and labels."""
     table = _read_checked_table(source, source.image_column, "data.image_column", "Add rows of image path and label.")
     base = source.path.parent
     paths = [str((base / str(p)).resolve()) if not Path(str(p)).is_absolute() else str(p) for p in table[source.image_column]]
     frame = pd.DataFrame({"id": [str(i) for i in range(len(table))], "path": paths, "label": table[source.label_column].map(_cell_text)})
-    return _with_group(frame, table, source)
+    return _with_group(frame, table, source, source.image_column)
 
 
-def _with_group(frame: pd.DataFrame, table: pd.DataFrame, source: DataSource) -> pd.DataFrame:
+def _with_group(frame: pd.DataFrame, table: pd.DataFrame, source: DataSource, input_column: str) -> pd.DataFrame:
+    if source.kind == "file":  # a user's table (a bundled dataset's own columns are not carried)
+        frame = _with_other_columns(frame, table, {input_column, source.label_column, source.group_column})
     if source.group_column is None:
         return frame
     if source.group_column not in table.columns:
@@ -183,4 +196,4 @@ def read_text_table(source: DataSource) -> pd.DataFrame:
             "label": table[source.label_column].map(_cell_text),
         }
     )
-    return _with_group(frame, table, source)
+    return _with_group(frame, table, source, source.text_column)

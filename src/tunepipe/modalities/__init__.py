@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from tunepipe.data.cleaning import CleanReport
+    from tunepipe.robustness import Perturbation
+    from tunepipe.robustness.adversarial import AttackSpace
 
 
 class Modality(Protocol):
@@ -63,8 +65,28 @@ class Modality(Protocol):
     def input_limit(self, model_cfg: dict[str, Any]) -> str:
         """The model card's modality-specific line under "limits"."""
 
+    def auto_slices(self, rows: list[dict]) -> dict[str, list[str | None]]:
+        """Automatic test-split slices (name -> each row's slice), e.g. text length or image brightness quartiles."""
+
+    def explain(self, model: nn.Module, rows: list[dict], targets: list[int], model_cfg: dict[str, Any], processor: Any, *,
+                steps: int, out_dir: Path, names: list[str]) -> list[dict[str, Any]]:
+        """Integrated Gradients attributions of each row's class `targets[i]` (tunepipe.trust.explain), one JSON-ready
+        dict per row; a row's drawing, if the modality makes one, is written to `out_dir / names[i]`."""
+
+    def show_attribution(self, item: dict[str, Any], base_dir: Path | None) -> Markup:
+        """How one `explain` result is drawn in the report (shaded tokens, a heat map); its files are under `base_dir`."""
+
     def show_example(self, value: Any) -> str | Markup:
         """How an example input is shown in the report."""
+
+    def perturbations(self, severities: list[int], model_cfg: dict[str, Any], processor: Any) -> list[Perturbation]:
+        """Seeded corruptions of this modality's inputs at each severity (tunepipe.robustness), for the robustness rule."""
+
+    def attack_space(self) -> AttackSpace:
+        """Where gradient attacks and adversarial training move an input (pixels, or token embeddings)."""
+
+    def attacks(self, attack_cfg: dict[str, Any], model_cfg: dict[str, Any], processor: Any) -> list[Any]:
+        """The adversarial attacks the robustness rule runs (each with `run(...) -> AttackOutcome`)."""
 
 
 #: Every modality module in this package, by name.

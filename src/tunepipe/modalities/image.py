@@ -71,6 +71,34 @@ class ImageModality:
     def input_limit(self, model_cfg):
         return "Images are resized to a small square; fine detail is lost."
 
+    def auto_slices(self, rows):
+        """Quartiles of the brightness (mean grey level, 0-255)."""
+        from tunepipe.trust.slices import brightness, quartile_labels
+
+        return {"brightness": quartile_labels([brightness(row["path"]) for row in rows], "grey level")}
+
+    def explain(self, model, rows, targets, model_cfg, processor, *, steps, out_dir, names):
+        """Pixel attributions (Integrated Gradients from a black image), drawn over each image as the PNG `out_dir / names[i]`."""
+        from tunepipe.models.inference import pick_device
+        from tunepipe.trust.explain import image_attributions, overlay_png
+
+        dataset, device, results = self.encode(rows, None, model_cfg, processor), pick_device(), []
+        for index, (name, target) in enumerate(zip(names, targets)):
+            pixels = dataset[index][0]
+            result = image_attributions(model, pixels, target, steps=steps, device=device)
+            overlay_png(pixels.numpy(), result.pop("heat"), out_dir / name)
+            results.append({**result, "heatmap": name})
+        return results
+
+    def show_attribution(self, item, base_dir):
+        """The heat map PNG beside the image, inline."""
+        from markupsafe import Markup
+
+        from tunepipe.trust.explain import inline_png
+
+        heat = inline_png(base_dir / item["heatmap"] if base_dir and item.get("heatmap") else None)
+        return heat + Markup(" ") + Markup(self.show_example(item["input"])) if item.get("input") else heat
+
     def show_example(self, value: Any, size: int = 96):
         """An inline PNG thumbnail (the report stays one self-contained file); an unreadable image shows its path."""
         import base64
@@ -95,6 +123,23 @@ class ImageModality:
         data = base64.b64encode(buffer.getvalue()).decode("ascii")
         name = escape(text.rsplit("/", 1)[-1])
         return Markup(f'<img class="thumb" src="data:image/png;base64,{data}" alt="{escape(text)}" title="{escape(text)}"><br><code>{name}</code>')
+
+    def perturbations(self, severities, model_cfg, processor):
+        """Gaussian noise, blur, brightness, contrast, JPEG re-encoding and rotation of the resized pixels."""
+        from tunepipe.robustness.image_perturbations import image_perturbations
+
+        return image_perturbations(severities)
+
+    def attack_space(self):
+        from tunepipe.robustness.adversarial import PixelSpace
+
+        return PixelSpace()
+
+    def attacks(self, attack_cfg, model_cfg, processor):
+        """FGSM and PGD on the pixels (L-inf in [0, 1])."""
+        from tunepipe.robustness.attacks import gradient_attacks
+
+        return gradient_attacks(self.attack_space(), attack_cfg)
 
 
 MODALITY = ImageModality()

@@ -74,9 +74,52 @@ class TextModality:
     def input_limit(self, model_cfg):
         return "Text longer than max_length tokens is truncated."
 
+    def auto_slices(self, rows):
+        """Quartiles of the word count."""
+        from tunepipe.trust.slices import quartile_labels
+
+        return {"text length": quartile_labels([len(str(row["text"]).split()) for row in rows], "words")}
+
+    def explain(self, model, rows, targets, model_cfg, processor, *, steps, out_dir, names):
+        """Token attributions (Integrated Gradients in the word-embedding space)."""
+        from tunepipe.models.inference import pick_device
+        from tunepipe.trust.explain import text_attributions
+
+        device = pick_device()
+        return [text_attributions(model, row["text"], target, processor, max_length=model_cfg["max_length"], steps=steps, device=device)
+                for row, target in zip(rows, targets)]
+
+    def show_attribution(self, item, base_dir):
+        """The text, each token shaded by its attribution (escaped)."""
+        from tunepipe.trust.explain import shaded_tokens
+
+        return shaded_tokens(item.get("tokens") or [])
+
     def show_example(self, value):
         """The text itself (the report's template escapes it)."""
         return value
+
+    def _text_encoder(self, model_cfg, processor):
+        from tunepipe.data.datamodule import EncodedTexts
+
+        return lambda texts: EncodedTexts(texts, None, processor, model_cfg["max_length"])
+
+    def perturbations(self, severities, model_cfg, processor):
+        """Typos (swap, drop, insert, keyboard neighbour), upper case, punctuation and word dropping."""
+        from tunepipe.robustness.text_perturbations import text_perturbations
+
+        return text_perturbations(severities, self._text_encoder(model_cfg, processor))
+
+    def attack_space(self):
+        from tunepipe.robustness.adversarial import EmbeddingSpace
+
+        return EmbeddingSpace()
+
+    def attacks(self, attack_cfg, model_cfg, processor):
+        """FGSM and PGD on the token embeddings, and the greedy character attack (it edits real text)."""
+        from tunepipe.robustness.attacks import GreedyCharAttack, gradient_attacks
+
+        return [*gradient_attacks(self.attack_space(), attack_cfg), GreedyCharAttack(self._text_encoder(model_cfg, processor), attack_cfg)]
 
 
 MODALITY = TextModality()

@@ -16,6 +16,7 @@ from torch import nn
 
 from tunepipe.errors import TunepipeError
 from tunepipe.models.inference import model_inputs
+from tunepipe.robustness.adversarial import AttackSpace, adversarial_loss
 from tunepipe.targets import resolve_target
 
 log = logging.getLogger("tunepipe.train")
@@ -34,11 +35,13 @@ def _val_metrics(num_labels: int) -> torchmetrics.MetricCollection:
 class ClassifierModule(pl.LightningModule):
     """Cross-entropy fine-tuning with separate learning rates for the pretrained encoder and the new head."""
 
-    def __init__(self, model: nn.Module, model_cfg: dict[str, Any], train_cfg: dict[str, Any], label_names: list[str], modality: str) -> None:
+    def __init__(self, model: nn.Module, model_cfg: dict[str, Any], train_cfg: dict[str, Any], label_names: list[str], modality: str,
+                 attack_space: AttackSpace | None = None) -> None:
         """`model` is the modality's classifier; the other arguments are kept as the checkpoint's hyper-parameters,
-        from which `tunepipe.checkpoints.load_checkpoint` rebuilds it."""
+        from which `tunepipe.checkpoints.load_checkpoint` rebuilds it. `attack_space` is the modality's input space
+        (token embeddings, or pixels) that `train.adversarial` moves inputs in; training passes it, inference needs none."""
         super().__init__()
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=["model", "attack_space"])
         self.model = model
         # from_pretrained returns the encoder in eval mode and Lightning keeps submodule modes: without this the
         # encoder would be fine-tuned with its dropout off.
@@ -46,6 +49,10 @@ class ClassifierModule(pl.LightningModule):
         self.frozen = freeze_layers(self.model, train_cfg.get("freeze_layers", 0))
         self.loss = nn.CrossEntropyLoss()
         self.val_metrics = _val_metrics(len(label_names))
+        self.adversarial = dict(train_cfg.get("adversarial") or {"method": "none"})
+        if self.adversarial["method"] != "none" and attack_space is None:
+            raise ValueError(f"train.adversarial.method {self.adversarial['method']!r} needs the modality's attack_space")
+        self.attack_space = attack_space if self.adversarial["method"] != "none" else None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(**model_inputs(self.model, batch))
@@ -54,7 +61,14 @@ class ClassifierModule(pl.LightningModule):
         logits = self(batch)
         loss = self.loss(logits.float(), batch["labels"])
         self.log("train_loss", loss, on_step=True, on_epoch=True, batch_size=len(batch["labels"]))
-        return loss
+        if self.attack_space is None:
+            return loss
+        # Adversarial training: add the loss on inputs moved by FGM/PGD (train_loss stays the clean loss, comparable to val_loss).
+        adv = self.adversarial
+        adversarial = adversarial_loss(self.attack_space, self.model, model_inputs(self.model, batch), batch["labels"],
+                                       method=adv["method"], epsilon=adv["epsilon"], steps=adv["steps"])
+        self.log("train_adversarial_loss", adversarial, on_step=True, on_epoch=True, batch_size=len(batch["labels"]))
+        return loss + adv["weight"] * adversarial
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self(batch).float()

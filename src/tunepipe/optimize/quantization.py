@@ -54,8 +54,12 @@ def _quantize(source: Path, target: Path, mode: str, calibration: Sequence[dict[
         # follow the clamped position-id arithmetic of BERT exports, and the plain one suffices here).
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         if mode == "dynamic":
-            quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm", "Gather"])
-            info = {"mode": "dynamic", "weights": "int8 (MatMul, Gemm, embedding Gather)", "activations": "quantized at run time"}
+            # A fused transformer graph (tunepipe.optimize.graph_fusion) has ORT's Attention operator, which
+            # quantizes to QAttention; shape inference cannot type the outputs of such com.microsoft operators,
+            # so untyped tensors are declared float (what they are).
+            quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm", "Gather", "Attention"],
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            info = {"mode": "dynamic", "weights": "int8 (MatMul, Gemm, fused Attention, embedding Gather)", "activations": "quantized at run time"}
         else:
             if not calibration:
                 raise ValueError("static quantization needs calibration batches")

@@ -4,6 +4,7 @@ to INT8 and measure all three: what the export stage computes, without its files
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class ExportSettings:
     max_abs_logit_diff: float
     quantize: str  # "auto", "dynamic" or "static"
     calibration_rows: int
+    fuse: bool
 
     @classmethod
     def from_params(cls, section: Mapping[str, Any]) -> ExportSettings:
@@ -46,6 +48,7 @@ class ExportSettings:
             max_abs_logit_diff=section["max_abs_logit_diff"],
             quantize=section["quantize"],
             calibration_rows=section["calibration_rows"],
+            fuse=section["fuse"],
         )
 
     @property
@@ -95,6 +98,7 @@ def export_variants(dense: nn.Module, pruned: nn.Module, level: PruningLevel, te
     """Dense fp32 (a temporary file), pruned fp32 (`onnx_path`) and pruned INT8 (`int8_path`), each scored on every
     `test` row. Raises TunepipeError when either fp32 graph's logits differ from PyTorch's by more than
     `settings.max_abs_logit_diff`. `int8_mode` "static" needs `calibration` (validation rows)."""
+    from tunepipe.optimize.graph_fusion import exportable_for_fusion, fuse, fusion_target
     from tunepipe.optimize.onnx_export import export_onnx, latency, ort_logits, ort_session, parity, require_parity
     from tunepipe.optimize.pruning import count_params
     from tunepipe.optimize.quantization import quantize_int8
@@ -106,15 +110,35 @@ def export_variants(dense: nn.Module, pruned: nn.Module, level: PruningLevel, te
         return float((logits.argmax(1) == targets).mean()) if len(targets) else float("nan")
 
     def fp32_variant(name: str, module: nn.Module, path: Path) -> tuple[dict[str, Any], np.ndarray]:
+        spec = fusion_target(module) if settings.fuse else None
         log.info("%s: exporting to ONNX (opset %d, %s exporter)", name, settings.opset, "dynamo" if settings.dynamo else "TorchScript")
-        export_onnx(module, path, sample, settings.opset, settings.dynamo)
-        session = ort_session(path, threads)
-        check = parity(module, session, test, batch_size=PARITY_BATCH_SIZE, keep_logits=True)
+        export_onnx(exportable_for_fusion(module) if spec else module, path, sample, settings.opset, settings.dynamo)
+        fusion, session, check = None, None, None
+        if spec is not None:
+            fused_path = path.with_name(f"{path.name}.fused")
+            operators = fuse(path, fused_path, spec)
+            session = ort_session(fused_path, threads)
+            check = parity(module, session, test, batch_size=PARITY_BATCH_SIZE, keep_logits=True)
+            if check["max_abs_logit_diff"] <= settings.max_abs_logit_diff:
+                os.replace(fused_path, path)
+                session = ort_session(path, threads)
+                fusion = {"applied": True, "operators": operators}
+                log.info("%s: fused %s", name, ", ".join(f"{kind} x{n}" for kind, n in operators.items()) or "nothing")
+            else:
+                fused_path.unlink()
+                reason = f"the fused graph's logits differ from PyTorch's by {check['max_abs_logit_diff']:.2e} (over {settings.max_abs_logit_diff})"
+                fusion = {"applied": False, "operators": operators, "reason": f"{reason}: exported unfused"}
+                log.warning("%s: %s; exporting the unfused graph", name, reason)
+                session, check = None, None
+        if check is None:
+            session = ort_session(path, threads)
+            check = parity(module, session, test, batch_size=PARITY_BATCH_SIZE, keep_logits=True)
         logits = check.pop("logits")
         log.info("%s: parity on %d test rows: max |logit diff| %.2e, prediction agreement %.4f", name, check["rows"], check["max_abs_logit_diff"], check["prediction_agreement"])
         require_parity(check, settings.max_abs_logit_diff, path)
         timings = latency(module, session, test, settings.latency_batch_sizes, settings.latency_runs)
-        row = {"variant": name, "precision": "fp32", "params": count_params(module), "onnx_bytes": path.stat().st_size, "test_accuracy": accuracy(logits), **check, "latency_ms": timings}
+        row = {"variant": name, "precision": "fp32", "params": count_params(module), "onnx_bytes": path.stat().st_size, "test_accuracy": accuracy(logits), **check,
+               "graph_fusion": fusion, "latency_ms": timings}
         return row, logits
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,6 +193,7 @@ def parity_record(variants: Variants, level: PruningLevel, settings: ExportSetti
         "prediction_agreement": pruned["prediction_agreement"],
         "tolerance": settings.max_abs_logit_diff,
         "passed": True,
+        "graph_fusion": pruned["graph_fusion"],
         "threads": threads,
         "latency_ms": pruned["latency_ms"],
     }

@@ -17,9 +17,12 @@ from tunepipe.report.sections.data import data
 from tunepipe.report.sections.earlier_runs import earlier_runs as earlier_runs_section
 from tunepipe.report.sections.earlier_runs import since_last
 from tunepipe.report.sections.evaluation import evaluation
+from tunepipe.report.sections.explanations import explanations
 from tunepipe.report.sections.export import export
 from tunepipe.report.sections.provenance import provenance as provenance_section
+from tunepipe.report.sections.slices import slices
 from tunepipe.report.sections.pruning import pruning
+from tunepipe.report.sections.robustness import robustness
 from tunepipe.report.sections.summary import summary
 from tunepipe.report.sections.sweep import sweep
 from tunepipe.report.sections.training import training
@@ -62,6 +65,9 @@ def build_report(
         "training": training(inputs),
         "sweep": sweep(inputs),
         "evaluation": evaluation(inputs, examples),
+        "slices": slices(inputs),
+        "explanations": explanations(params, inputs),
+        "robustness": robustness(inputs, examples),
         "pruning": pruning(inputs),
         "export": export(inputs),
         "earlier_runs": earlier_runs_section(earlier_runs, inputs),

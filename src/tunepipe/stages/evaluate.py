@@ -56,6 +56,35 @@ def _worst(rows: list[dict[str, Any]], names: list[str], probs, targets, count: 
     return picked
 
 
+def _trust(ctx: StageContext, rows, modality, names, probs, baseline_probs, targets) -> dict[str, Any]:
+    """Slices and the paired comparison with the baseline (tunepipe.trust): writes their files, returns their headline numbers."""
+    from tunepipe.trust.significance import compare_paired, sentence
+    from tunepipe.trust.slices import CSV_FIELDS, flat_rows, slice_columns_of, slice_table
+
+    cfg, seed = ctx.params["evaluate"], ctx.params["seed"]
+    predicted, base_predicted = probs.argmax(dim=1).numpy(), baseline_probs.argmax(dim=1).numpy()
+    columns = slice_columns_of(rows, modality, cfg["slice_columns"], str(ctx.inputs["test"]))
+    slices = slice_table(targets.numpy(), predicted, len(names), columns, resamples=cfg["bootstrap_resamples"], seed=seed, min_rows=cfg["slice_min_rows"])
+    write_json(ctx.outputs["slices"], slices)
+    write_csv(ctx.outputs["slices_table"], flat_rows(slices), CSV_FIELDS)
+    versus = compare_paired(targets.numpy(), predicted, base_predicted, len(names), resamples=cfg["bootstrap_resamples"], seed=seed, alpha=cfg["alpha"])
+    versus["sentence"] = sentence(versus, "the fine-tuned model", "the baseline")
+    write_json(ctx.outputs["comparison"], {"fine_tuned_vs_baseline": versus})
+    ctx.log.info("%s", versus["sentence"])
+    flat: dict[str, Any] = {}
+    worst = slices["worst"]
+    if worst is not None:
+        flat["worst_slice_accuracy"], flat["worst_slice_gap"] = worst["accuracy"], worst["accuracy_gap"]
+        ctx.log.info("worst slice: %s=%s, accuracy %.4f (%d rows), %.4f below the whole", worst["column"], worst["value"], worst["accuracy"],
+                     worst["rows"], worst["accuracy_gap"])
+    boot = versus["bootstrap"]
+    flat["vs_baseline_p_value"] = round(versus["mcnemar"]["p_value"], 6)
+    for key in ("accuracy_diff", "f1_macro_diff"):
+        flat[f"vs_baseline_{key}"] = boot[key]
+        flat[f"vs_baseline_{key}_ci_low"], flat[f"vs_baseline_{key}_ci_high"] = boot[f"{key}_ci"]
+    return flat
+
+
 def run(ctx: StageContext) -> None:
     import torch
 
@@ -81,9 +110,10 @@ def run(ctx: StageContext) -> None:
     keys = list(DETAILED_NAMES) + [f"{name}_ci_{end}" for name in CI_NAMES for end in ("low", "high")]
     flat = {**{k: model_eval["metrics"][k] for k in keys}, "test_rows": len(rows)}
     flat |= {f"baseline_{k}": base_eval["metrics"][k] for k in keys}
+    flat |= _trust(ctx, rows, modality, names, probs, baseline_probs, targets)
     write_json(ctx.outputs["metrics"], flat)
     write_json(ctx.outputs["confusion"], {"labels": names, "matrix": model_eval["confusion"], "normalized": model_eval["confusion_normalized"]})
-    write_csv(ctx.outputs["predictions"], *prediction_rows(rows, names, probs, modality.input_field))
+    write_csv(ctx.outputs["predictions"], *prediction_rows(rows, names, probs, modality.input_field, baseline_probs))
     write_csv(ctx.outputs["per_class"], model_eval["per_class"], ["label", "precision", "recall", "f1", "auroc", "average_precision", "support"])
     write_csv(ctx.outputs["roc"], model_eval["roc"], ["class", "fpr", "tpr"])
     write_csv(ctx.outputs["pr"], model_eval["pr"], ["class", "recall", "precision"])
@@ -115,18 +145,23 @@ STAGE = Stage(
         "baseline_predictions": "CSV of the baseline's test probabilities (prob:<label> columns)",
     },
     outputs={
-        "metrics": "flat JSON (DVC can diff it): scalar metrics, *_ci_low/*_ci_high, test_rows, and baseline_* of each",
+        "metrics": "flat JSON (DVC can diff it): scalar metrics, *_ci_low/*_ci_high, test_rows, baseline_* of each, worst_slice_accuracy, "
+                   "worst_slice_gap (overall minus worst slice accuracy), vs_baseline_* (McNemar p-value, paired differences with intervals)",
         "confusion": "JSON: labels, matrix (counts; rows true, columns predicted), normalized (each row / its total)",
-        "predictions": "CSV: id, label, predicted, confidence, input, prob:<label> for every label",
+        "predictions": "CSV: id, label, predicted, confidence, input, prob:<label> for every label, baseline_predicted, baseline_prob:<label>",
         "per_class": "CSV: label, precision, recall, f1, auroc, average_precision, support",
         "roc": "CSV: class, fpr, tpr (positive class for two labels, else one-vs-rest per class)",
         "pr": "CSV: class, recall, precision (same classes as roc)",
         "calibration": "CSV: bin, lower, upper, confidence, accuracy, count (non-empty bins of the reliability diagram)",
         "worst_errors": "JSON: labels, rows (the most confident wrong predictions: rank, id, label, predicted, confidence, label_probability, input)",
         "details": "JSON: per-class scores, confusion, curves and calibration of both models (what the report draws)",
+        "slices": "JSON: metrics per slice (group, evaluate.slice_columns, the modality's automatic quartiles) with bootstrap intervals; the worst slice",
+        "slices_table": "CSV: one row per slice (slice, kind, column, value, rows, accuracy and macro F1 with intervals, accuracy_gap, ranked)",
+        "comparison": "JSON: fine_tuned_vs_baseline (paired: McNemar's test, paired bootstrap intervals of the differences, verdict, sentence)",
     },
     run=run,
-    params_help="seed, evaluate.batch_size, evaluate.bootstrap_resamples, evaluate.worst_examples",
+    params_help="seed, evaluate.batch_size, evaluate.bootstrap_resamples, evaluate.worst_examples, evaluate.slice_columns, "
+    "evaluate.slice_min_rows, evaluate.alpha",
 )
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""export: ONNX of the dense and the selected pruned model, parity on the whole test split, INT8, variants, model card."""
+"""export: ONNX of the dense and the selected pruned model, parity on the whole test split, INT8, variants, model card, deployable bundle."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def run(ctx: StageContext) -> None:
     from tunepipe import runtime
     from tunepipe.checkpoints import load_checkpoint, load_model
     from tunepipe.data.labels import encode
-    from tunepipe.optimize import model_card
+    from tunepipe.optimize import bundle, model_card
     from tunepipe.optimize.pruning import PruningLevel
     from tunepipe.optimize.quantization import quantization_mode
     from tunepipe.optimize.variants import ExportSettings, export_variants, parity_record, variants_record
@@ -44,6 +44,10 @@ def run(ctx: StageContext) -> None:
         export_params=ctx.params["export"], threads=ctx.threads, files={"onnx": ctx.final["onnx"].name, "int8": ctx.final["int8"].name},
     )
     write_json(ctx.outputs["card"], card)
+    spec = bundle.runtime_spec(modality.name, model_cfg, processor, ctx.outputs["bundle"])
+    manifest = bundle.write_bundle(ctx.outputs["bundle"], onnx=ctx.outputs["onnx"], int8=ctx.outputs["int8"], card=card, modality=modality.name,
+                                   input_names=variants.input_names, runtime_spec=spec, test_labels=[row["label"] for row in rows])
+    ctx.log.info("bundle %s (version %s): %s", ctx.final["bundle"], manifest["version"], ", ".join(manifest["files"]))
 
 
 STAGE = Stage(
@@ -61,6 +65,7 @@ STAGE = Stage(
         "parity": "JSON: parity and latency of the deployable model",
         "variants": "JSON: one row per variant (dense fp32, pruned fp32, pruned int8): size, accuracy, latency, ratios",
         "card": "JSON model card of the deployable model",
+        "bundle": "folder: everything inference needs (models, tokenizer or image spec, labels, card, monitoring data, bundle.json)",
     },
     run=run,
     params_help="export.opset, export.dynamo, export.latency_batch_sizes, export.latency_runs, export.max_abs_logit_diff, export.quantize, export.calibration_rows",

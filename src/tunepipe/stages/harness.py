@@ -20,7 +20,7 @@ from typing import Any
 
 from tunepipe import runtime
 from tunepipe.errors import TunepipeError
-from tunepipe.io import commit_partial, partial_path
+from tunepipe.io import commit_partial, partial_path, remove_path
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def main(stage: Stage, argv: list[str] | None = None) -> int:
     try:
         for path in partials.values():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.unlink(missing_ok=True)
+            remove_path(path)  # a file, or a folder output's leftover from a killed run
         stage.run(StageContext(params=params, inputs=inputs, outputs=partials, threads=args.threads, log=log, many=many, final=outputs))
         not_written = [key for key, path in partials.items() if not path.exists()]
         if not_written:
@@ -152,6 +152,6 @@ def main(stage: Stage, argv: list[str] | None = None) -> int:
     finally:
         for path in partials.values():
             with contextlib.suppress(OSError):  # its folder may be the very thing that is unwritable
-                path.unlink(missing_ok=True)
+                remove_path(path)
     log.info("done in %.1f s", time.perf_counter() - started)
     return 0

@@ -22,7 +22,7 @@ def run(ctx: StageContext) -> None:
     if data["max_rows"] is not None:
         ctx.log.info("kept a stratified sample of %d rows (data.max_rows)", len(frame))
     write_bundled_images(frame)
-    columns = ["id", modality.input_field, "label"] + (["group"] if "group" in frame else [])
+    columns = ["id", modality.input_field, "label"] + [name for name in ("group", "columns") if name in frame]
     write_jsonl(ctx.outputs["rows"], frame[columns].to_dict(orient="records"))
     counts = frame["label"].value_counts()
     write_json(
@@ -44,7 +44,7 @@ STAGE = Stage(
     summary="Read the raw labelled rows into results/prepare/rows.jsonl (columns id, text or path, label[, group]).",
     # The rule passes the user's dataset (data.path), so that editing it reruns prepare.
     inputs={"raw": "optional: your dataset, data.path (a CSV/JSONL/Parquet file or an image folder); bundled datasets have none"},
-    outputs={"rows": "JSONL rows: id, text or path, label[, group]", "summary": "JSON: source file, sha256, rows per label"},
+    outputs={"rows": "JSONL rows: id, text or path, label[, group][, columns: the data file's other columns]", "summary": "JSON: source file, sha256, rows per label"},
     run=run,
     params_help="seed, data.* (source, path, format, modality, columns, max_rows)",
     optional=frozenset({"raw"}),

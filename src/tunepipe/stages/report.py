@@ -10,11 +10,17 @@ def run(ctx: StageContext) -> None:
 
     from tunepipe.report import build_report, load_inputs
     from tunepipe.report.provenance import collect
-    from tunepipe.runs import earlier_runs
+    from tunepipe.runs import earlier_runs, read_predictions
 
-    inputs = load_inputs({**ctx.inputs, "timings": ctx.many.get("timings", [])})
+    # predictions.csv is read as text (its ids must not become numbers): only for the paired test against the last run.
+    inputs = load_inputs({**{k: v for k, v in ctx.inputs.items() if k != "predictions"}, "timings": ctx.many.get("timings", [])})
+    if "explanations" in ctx.inputs:  # its heat maps are files beside it
+        inputs["explanations_dir"] = ctx.inputs["explanations"].parent
+    current_predictions = read_predictions(ctx.inputs["predictions"]) if "predictions" in ctx.inputs else None
     # Earlier runs come from git and the local DVC cache, like the provenance's commit: read at run time.
-    earlier = earlier_runs(Path.cwd(), current=inputs.get("metrics"), current_params=ctx.params)
+    evaluate = ctx.params.get("evaluate", {})
+    earlier = earlier_runs(Path.cwd(), current=inputs.get("metrics"), current_params=ctx.params, current_predictions=current_predictions,
+                           alpha=evaluate.get("alpha", 0.05), resamples=evaluate.get("bootstrap_resamples", 1000), seed=ctx.params.get("seed", 0))
     ctx.log.info("earlier runs: %s", f"{len(earlier['entries'])} recorded" if earlier["available"] else earlier["reason"])
     html = build_report(ctx.params, inputs, provenance=collect(), earlier_runs=earlier)
     ctx.outputs["html"].write_text(html, encoding="utf-8")
@@ -37,6 +43,14 @@ STAGE = Stage(
         "confusion": "results/evaluate/confusion.json (labels and confusion matrix)",
         "details": "results/evaluate/details.json (per-label scores, curves and calibration of both models)",
         "worst_errors": "results/evaluate/worst_errors.json (the most confident wrong predictions)",
+        "slices": "optional: results/evaluate/slices.json (metrics per slice, the worst slice)",
+        "comparison": "optional: results/evaluate/comparison.json (the paired test of the fine-tuned model against the baseline)",
+        "predictions": "optional: results/evaluate/predictions.csv (this run's test predictions, paired with the last recorded run's)",
+        "explanations": "optional: results/explain/attributions.json (Integrated Gradients attributions; heat maps beside it)",
+        "robustness_metrics": "optional: results/robustness/metrics.json (clean, worst and mean accuracy under perturbations; attack results)",
+        "robustness_perturbations": "optional: results/robustness/perturbations.csv (accuracy, drop, flip rate per perturbation and severity)",
+        "robustness_attacks": "optional: results/robustness/attacks.csv (accuracy and success rate per attack)",
+        "robustness_examples": "optional: results/robustness/examples.json (flipped predictions, or why the rule was skipped)",
         "levels": "results/prune/levels.json (every pruning level and the selected one's name)",
         "parity": "results/export/parity.json (ONNX parity with export's verdict and tolerance, latency)",
         "variants": "results/export/variants.json (dense fp32, pruned fp32, INT8: size, accuracy, latency)",
@@ -48,7 +62,8 @@ STAGE = Stage(
     params_help="report.title     page title\n"
     "report.examples  examples shown per cleaning reason, for augmentation and of the most confident errors\n"
     "(every params section is printed in the provenance section)",
-    optional=frozenset({"selection", "timings"}),
+    optional=frozenset({"selection", "timings", "slices", "comparison", "predictions", "explanations",
+                        "robustness_metrics", "robustness_perturbations", "robustness_attacks", "robustness_examples"}),
     repeatable=frozenset({"timings"}),
 )
 

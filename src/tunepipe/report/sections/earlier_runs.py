@@ -56,4 +56,6 @@ def since_last(record: Any, inputs: Mapping[str, Any]) -> dict[str, Any] | None:
         "subject": last.get("subject"),
         "changes": [str(change) for change in as_list(changes)] if changes is not None else None,
         "accuracy_diff": difference(as_dict(inputs.get("metrics")).get("accuracy"), earlier.get("accuracy")) if earlier else None,
+        # the paired test on the two runs' test predictions (tunepipe.trust.significance), in words
+        "comparison": as_dict(record.get("since_last_comparison")).get("sentence"),
     }

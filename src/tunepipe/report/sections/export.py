@@ -1,5 +1,5 @@
-"""Section 7: the ONNX export: parity as export judged it (results/export/parity.json), latency, and the
-dense/pruned/INT8 variants (results/export/variants.json)."""
+"""Section 7: the ONNX export: parity as export judged it (results/export/parity.json), latency, the
+dense/pruned/INT8 variants (results/export/variants.json), and the commands that deploy the bundle."""
 
 from __future__ import annotations
 
@@ -58,6 +58,19 @@ def _variants(record: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows, "batches": batches, "selected": record.get("selected"), "threads": record.get("threads")}
 
 
+#: Where the export rule writes the bundle, relative to the project (the report is built in the same project).
+BUNDLE = "results/export/bundle"
+
+
+def deploy_commands(bundle: str = BUNDLE) -> list[str]:
+    """The commands that score a file with, and serve, the bundle this section describes (README, "Deploy")."""
+    return [
+        f"tunepipe predict {bundle} INPUT.csv -o scored.csv          # or .jsonl/.parquet; --int8 for the INT8 model",
+        f"tunepipe serve {bundle} --port 8000",
+        """curl -s localhost:8000/v1/predict -H 'content-type: application/json' -d '{"inputs": ["..."]}'""",
+    ]
+
+
 def export(inputs: Mapping[str, Any]) -> dict[str, Any]:
     parity = as_dict(inputs.get("parity"))
     verdict, ok = _verdict(parity)
@@ -74,4 +87,6 @@ def export(inputs: Mapping[str, Any]) -> dict[str, Any]:
         "latency": _latency(parity),
         "pruning_level": parity.get("pruning_level"),
         "variants": _variants(as_dict(inputs.get("variants"))),
+        "bundle": BUNDLE,
+        "commands": deploy_commands(),
     }

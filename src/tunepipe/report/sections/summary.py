@@ -27,4 +27,15 @@ def summary(inputs: Mapping[str, Any]) -> dict[str, Any]:
         "device": train.get("device"),
         "accelerator": train.get("accelerator"),
         "precision": train.get("precision"),
+        # tunepipe.trust: the worst slice (headline numbers of metrics.json) and the paired test against the baseline, in words
+        "worst_slice": _worst_slice(inputs),
+        "versus_baseline": as_dict(as_dict(inputs.get("comparison")).get("fine_tuned_vs_baseline")).get("sentence"),
     }
+
+
+def _worst_slice(inputs: Mapping[str, Any]) -> dict[str, Any] | None:
+    metrics, worst = as_dict(inputs.get("metrics")), as_dict(as_dict(inputs.get("slices")).get("worst"))
+    if metrics.get("worst_slice_accuracy") is None:
+        return None
+    return {"accuracy": metrics.get("worst_slice_accuracy"), "gap": metrics.get("worst_slice_gap"),
+            "column": worst.get("column"), "value": worst.get("value"), "rows": worst.get("rows")}

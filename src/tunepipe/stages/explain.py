@@ -1,0 +1,76 @@
+"""explain: Integrated Gradients attributions (Captum) for the most confident errors and correct predictions.
+
+Which rows: evaluate's predictions table (the `explain.examples` most confident errors and as many most
+confident correct predictions). How a row is explained and drawn is its modality's (token attributions
+for texts, heat-map PNGs for images); the library is tunepipe.trust.explain.
+"""
+
+from __future__ import annotations
+
+import csv
+
+from tunepipe.io import read_jsonl, write_json
+from tunepipe.modalities import get_modality
+from tunepipe.stages.harness import Stage, StageContext, main
+
+METHOD = "Integrated Gradients (Captum), of the predicted class's probability"
+
+
+def run(ctx: StageContext) -> None:
+    from tunepipe import runtime
+    from tunepipe.checkpoints import load_checkpoint
+    from tunepipe.errors import DataError
+    from tunepipe.trust.explain import pick_examples
+
+    cfg = ctx.params["explain"]
+    heatmaps = ctx.outputs["heatmaps"]
+    heatmaps.mkdir(parents=True, exist_ok=True)
+    record = {"enabled": cfg["enabled"], "method": METHOD, "steps": cfg["steps"], "examples": cfg["examples"], "items": []}
+    if not cfg["enabled"]:
+        write_json(ctx.outputs["attributions"], {**record, "labels": []})
+        ctx.log.info("explain.enabled is false: nothing explained")
+        return
+    runtime.torch_threads(ctx.threads)
+    model, meta = load_checkpoint(ctx.inputs["best"])
+    names, model_cfg, modality = meta["label_names"], meta["model_cfg"], get_modality(meta["modality"])
+    rows = {str(row["id"]): row for row in read_jsonl(ctx.inputs["test"])}
+    with open(ctx.inputs["predictions"], encoding="utf-8", newline="") as handle:
+        predictions = list(csv.DictReader(handle))
+    picked = pick_examples(predictions, cfg["examples"])
+    unknown = [item["id"] for item in picked if item["id"] not in rows or item["predicted"] not in names]
+    if unknown:
+        raise DataError(f"{ctx.inputs['predictions']}: rows {', '.join(unknown[:5])} are not the test split's or the model's; rerun evaluate.")
+    files = [f"{item['kind']}-{item['rank']}.png" for item in picked]
+    results = modality.explain(model, [rows[item["id"]] for item in picked], [names.index(item["predicted"]) for item in picked], model_cfg,
+                               modality.load_processor(model_cfg), steps=cfg["steps"], out_dir=heatmaps, names=files)
+    final_dir = ctx.final["heatmaps"].name
+    for item, result in zip(picked, results):
+        if "heatmap" in result:  # a file in the heatmaps folder, named relative to attributions.json's folder
+            result["heatmap"] = f"{final_dir}/{result['heatmap']}"
+        record["items"].append({**item, "input": rows[item["id"]][modality.input_field], **result})
+    record["labels"] = names
+    record["max_delta"] = max((item["delta"] for item in record["items"]), default=None)
+    write_json(ctx.outputs["attributions"], record)
+    ctx.log.info("explained %d rows (%d steps); largest completeness gap |sum - (f(x) - f(baseline))| = %s",
+                 len(record["items"]), cfg["steps"], record["max_delta"])
+
+
+STAGE = Stage(
+    name="explain",
+    summary="Explain the most confident test errors and correct predictions with Integrated Gradients (token attributions, image heat maps).",
+    inputs={
+        "best": "Lightning checkpoint from train",
+        "test": "JSONL test rows",
+        "predictions": "results/evaluate/predictions.csv (which rows were wrong, and how confident)",
+    },
+    outputs={
+        "attributions": "JSON: enabled, method, steps, labels, items (kind error|correct, rank, id, label, predicted, confidence, input, "
+                        "tokens [{text, start, end, space_before, score}] or heatmap, output, baseline_output, attribution_sum, delta), max_delta",
+        "heatmaps": "folder of PNG heat maps over the images (empty for texts)",
+    },
+    run=run,
+    params_help="explain.enabled, explain.examples, explain.steps",
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(STAGE))
