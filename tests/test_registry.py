@@ -144,3 +144,12 @@ def test_serve_stage_prod_serves_the_older_version_after_a_rollback_and_restart(
     done = tunepipe(clone, "registry", "rollback", "--stage", "prod")
     assert done.returncode == 0, done.stdout + done.stderr
     assert served_version(clone, free_port()) == "v0.0.1"
+
+
+def test_outside_a_git_repo_the_registry_commands_say_so_in_one_line(tmp_path):
+    for args in (("registry", "show"), ("serve", "--stage", "prod")):
+        done = subprocess.run([str(BIN / "tunepipe"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert "is not a git repository" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(registry.RegistryError, match="not a git repository"):
+        registry.bundle_for_stage("prod", repo=tmp_path)

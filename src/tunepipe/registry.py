@@ -83,9 +83,14 @@ def _state(repo: Path | str):
     from gto.exceptions import GTOException
     from gto.registry import GitRegistry
 
+    from scmrepo.exceptions import SCMError
+
     try:
         with GitRegistry.from_url(str(repo)) as registry:
             return registry.get_state()
+    except SCMError:
+        raise RegistryError(f"{Path(repo).resolve()} is not a git repository: run this in the project's git checkout, "
+                            "where the registry's tags are") from None
     except GTOException as exc:
         raise RegistryError(f"cannot read the registry of {repo}: {exc}") from None
 
@@ -223,9 +228,12 @@ def fetch(registered: RegisteredVersion, *, artifact: str = ARTIFACT, repo: str 
 
 def _gto(call, *args: Any, **kwargs: Any):
     from gto.exceptions import GTOException
+    from scmrepo.exceptions import SCMError
 
     try:
         return call(*args, **kwargs)
+    except SCMError as exc:
+        raise RegistryError(f"not a git repository ({exc}): run this in the project's git checkout") from None
     except GTOException as exc:
         raise RegistryError(f"gto: {exc}") from None
 
