@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.pipeline import BIN, sh, tunepipe
+from tests.serving.conftest import free_port
 from tunepipe import registry
 from tunepipe.vcs import dir_entries
 
@@ -97,12 +97,6 @@ def test_register_assign_roll_back_and_fetch_each_bundle_from_the_remote(history
 
     # the history project itself got no tags
     assert not sh(history.project, "git", "tag", "--list").stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def served_version(project: Path, port: int, timeout: float = 120) -> str:

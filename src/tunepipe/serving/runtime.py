@@ -78,11 +78,10 @@ def load_bundle(path: str | Path, verify: bool = False) -> Bundle:
     if missing:
         raise BundleError(f"{path}: missing {', '.join(missing)}; copy the whole bundle folder.")
     if verify:
-        import hashlib
+        from tunepipe.io import sha256_file  # the digest bundle.json was written with (streamed, not read whole)
 
         for name, info in manifest["files"].items():
-            digest = hashlib.sha256((path / name).read_bytes()).hexdigest()
-            if digest != info["sha256"]:
+            if sha256_file(path / name) != info["sha256"]:
                 raise BundleError(f"{path / name}: sha256 differs from bundle.json (a damaged or edited copy); copy the bundle again.")
     return Bundle(path=path, manifest=manifest, labels=_read(path, "labels.json"), preprocessing=_read(path, "preprocessing.json"),
                   monitoring=_read(path, "monitoring.json"), card=_read(path, "model_card.json"))
