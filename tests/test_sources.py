@@ -80,3 +80,39 @@ def test_the_real_stages_import_what_their_old_hand_lists_missed():
         files = code(stage)
         assert f"stages/{stage}.py" in files and "stages/harness.py" in files and "__init__.py" in files
         assert not {p for p in files if p.startswith("stages/")} - {f"stages/{stage}.py", "stages/harness.py", "stages/__init__.py"}
+
+
+def test_a_plugin_method_counts_only_when_something_calls_it_and_type_hints_never_count(tmp_path):
+    root = tmp_path / "src" / "tunepipe"
+    write(root, {
+        "__init__.py": "",
+        "stages/__init__.py": "",
+        "lib/__init__.py": "",
+        "lib/reading.py": "",
+        "lib/attacks.py": "",
+        "lib/hints.py": "",
+        "kinds/__init__.py": "import pkgutil\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from tunepipe.lib import hints\n"
+                             "NAMES = [m.name for m in pkgutil.iter_modules(__path__)]\n",
+        "kinds/text.py": "class Text:\n    def read(self):\n        from tunepipe.lib import reading\n\n"
+                         "    def attack(self):\n        from tunepipe.lib import attacks\n",
+        "stages/reader.py": "from tunepipe import kinds\n\ndef run(kind):\n    return kind.read()\n",
+        "stages/attacker.py": "from tunepipe import kinds\n\ndef run(kind):\n    return kind.attack()\n",
+    })
+    reader, attacker = set(module_closure("tunepipe.stages.reader", root)), set(module_closure("tunepipe.stages.attacker", root))
+    assert "tunepipe.kinds.text" in reader and "tunepipe.lib.reading" in reader
+    assert "tunepipe.lib.attacks" not in reader and "tunepipe.lib.hints" not in reader
+    assert "tunepipe.lib.attacks" in attacker and "tunepipe.lib.reading" not in attacker
+
+
+def test_the_data_stages_do_not_rerun_for_an_edit_of_the_trust_code():
+    """Modalities import robustness and trust code inside the methods only those rules call."""
+    root = REPO / "src" / "tunepipe"
+
+    def code(stage: str) -> set[str]:
+        return {Path(path).relative_to(root).as_posix() for path in stage_code(stage, root)}
+
+    for stage in ("prepare", "clean", "split", "augment", "baseline"):
+        assert not {p for p in code(stage) if p.startswith(("robustness/", "trust/", "models/lightning_module"))}, stage
+    assert {"robustness/text_perturbations.py", "robustness/image_perturbations.py", "robustness/attacks.py"} <= code("robustness")
+    assert "robustness/adversarial.py" in code("train")  # adversarial training
+    assert "trust/slices.py" in code("evaluate") and "trust/explain.py" in code("explain") and "trust/explain.py" in code("report")

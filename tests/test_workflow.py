@@ -114,6 +114,8 @@ def _edited_copy_of_the_source(project: Path, tmp_path: Path, module: str):
     ("optimize/quantization.py", {"export"}, {"export", "report"}),
     # Imported by prepare (sampling) and split, through no hand-kept list: prepare reruns, and all after it.
     ("data/splitting.py", {"prepare"}, None),
+    # A modality imports it inside `perturbations`, which only the robustness stage calls: nothing else reruns.
+    ("robustness/text_perturbations.py", {"robustness"}, {"robustness", "report"}),
 ])
 def test_a_code_edit_reruns_exactly_the_rules_that_import_it(tiny_run, tmp_path, module, first, planned):
     """A rule's code inputs are its stage module and everything it imports (tunepipe.sources), judged by content."""
