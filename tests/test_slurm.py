@@ -155,7 +155,7 @@ def slurm_run(slurm_cluster, tmp_path_factory):
 def training_project(slurm_run, root: Path, model_dir: Path, **train: object) -> Path:
     """A copy of the SLURM run's project with the data phase done, set up to train the tiny local model."""
     source, _ = slurm_run
-    skip = {"train", "evaluate", "prune", "export", "report.html", "slurm_logs"}
+    skip = {"train", "evaluate", "distill", "prune", "export", "report.html", "slurm_logs"}
     project = root / "project"
     shutil.copytree(source, project, symlinks=True, ignore=lambda _, names: [n for n in names if n in skip])
     overrides = {"model": {"pretrained": str(model_dir), "max_length": 24},
@@ -186,14 +186,23 @@ def test_every_job_of_the_tiny_pipeline_ran_through_sbatch(slurm_run):
     assert resolved["accelerator"] == "cpu" and resolved["threads"] == 2  # --cores 2 caps the profile's 8 CPUs
 
 
-def test_the_train_rule_asks_for_gpus_only_when_params_do(slurm_run):
+def test_training_jobs_ask_for_a_gpu_per_process_unless_cpu_or_switched_off(slurm_run):
     project, _ = slurm_run
-    for train, expected in (("{accelerator: auto}", "gpu=0"), ("{accelerator: gpu, devices: 2}", "gpu=2"), ("{accelerator: cuda}", "gpu=1")):
-        result = snakemake(project, "results/train/summary.json", "-n", "--forcerun", "train", *PROFILE,
-                           "--configfile", "tiny.yaml", "--config", f"train={train}", timeout=120)
+    cases = (
+        ("{accelerator: auto}", {}, ["gpu=1"]),  # the default: a GPU (auto trains on the CPU where CUDA sees none)
+        ("{accelerator: auto}", {"TUNEPIPE_SLURM_GPUS": "0"}, ["gpu=0"]),  # the documented switch for a CPU-only cluster
+        ("{accelerator: cpu}", {}, ["gpu=0"]),
+        ("{accelerator: gpu, devices: 2}", {}, ["mpi=srun", "nodes=1", "tasks_per_node=2", "cpus_per_task=1", "slurm_extra=--gpus-per-node=2"]),
+        ("{accelerator: auto, devices: 4, num_nodes: 2}", {}, ["nodes=2", "tasks_per_node=4", "slurm_extra=--gpus-per-node=4"]),
+    )
+    for train, env, expected in cases:
+        result = subprocess.run(snakemake_command("results/train/summary.json", "-n", "--forcerun", "train", *PROFILE,
+                                                  "--configfile", "tiny.yaml", "--config", f"train={train}", timeout=120),
+                                cwd=project, capture_output=True, text=True, env={**snakemake_env(), **env})
         assert result.returncode == 0, result.stderr[-3000:]
-        resources = re.search(r"rule train:.*?resources: ([^\n]*)", result.stdout + result.stderr, flags=re.S).group(1)
-        assert expected in resources.split(", "), resources
+        resources = re.search(r"rule train:.*?resources: ([^\n]*)", result.stdout + result.stderr, flags=re.S).group(1).split(", ")
+        assert set(expected) <= set(resources), (train, env, resources)
+        assert ("slurm_extra=--gpus-per-node" in " ".join(resources)) == ("--gpus-per-node" in " ".join(expected)), resources
 
 
 def test_a_failing_job_names_its_log_and_gpu_params_reach_sbatch(slurm_run, tmp_path, tiny_model_dir):
@@ -327,3 +336,45 @@ def test_ctrl_c_cancels_the_submitted_jobs(slurm_run, tmp_path, tiny_model_dir):
     assert "Terminating processes on user request" in output, output[-3000:]
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, "the training process to end")
     assert not (project / "results" / "train" / "summary.json").exists()
+
+
+def test_a_two_process_training_is_one_job_of_two_tasks_ranked_by_slurm(slurm_run, tmp_path, tiny_model_dir):
+    # train.devices: 2 -> sbatch --ntasks-per-node=2 --gpus-per-node=2 (accelerator auto asks for GPUs; the node's are
+    # fake, so CUDA sees none and both ranks train on the CPU), and srun starts the two processes in one step.
+    project = training_project(slurm_run, tmp_path, tiny_model_dir, devices=2)
+    result = snakemake(project, "results/train/summary.json", *PROFILE, *ONE_JOB, "--configfile", "tiny.yaml", "train.yaml", timeout=400)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    (_, job_id, _), = SUBMITTED.findall(output)
+    details = job_info(job_id)
+    assert "NumTasks=2 CPUs/Task=1" in details and "NtasksPerN:B:S:C=2:" in details, details
+    assert "TresPerNode=gres:gpu:2" in details, details  # --gpus-per-node=2
+    assert [record["JobState"] for record in jobcomp()[job_id]] == ["COMPLETED"]
+    train_log = (project / "results" / "logs" / "train.log").read_text()
+    for rank in range(2):  # both processes trained, each a task of the job's step 0, ranked by SLURM
+        assert f"rank {rank} of 2 (SLURMEnvironment, SLURM job {job_id} step 0 task {rank}): " in train_log, train_log[-3000:]
+    assert train_log.count("epoch 1 done") == 2
+    summary = json.loads((project / "results" / "train" / "summary.json").read_text())
+    assert summary["strategy"] == "ddp" and summary["accelerator"] == "cpu" and summary["threads"] == 1
+    assert not list((project / "results" / "train").rglob("*.rank1")) and not list((project / "results").rglob("*.partial"))
+
+
+def test_a_job_no_node_can_run_stops_the_run_at_once_naming_the_limit(slurm_cluster, tmp_path):
+    # As a new user on a 2-CPU cluster: no --cores, so train asks for the profile's 8 CPUs; then too much memory.
+    project = scratch_project(tmp_path / "project")
+    shutil.copy(REPO / "tests" / "fixtures" / "tiny.yaml", project / "tiny.yaml")
+    node_cpus = run("sinfo", "-h", "-o", "%c").stdout.split()[0]
+    for args, message in (
+        ((), f"SLURM could never run this job: rule train asks for 8 CPUs per node (--cpus-per-task), but no node of partition "
+             f"'local' (the default partition) has more than {node_cpus}: run with --cores {node_cpus}, or lower set-threads: train "
+             "in workflow/profiles/slurm/config.yaml."),
+        (("--cores", "2", "--set-resources", "train:mem_mb=9000000"),
+         "SLURM could never run this job: rule train asks for 9000000 MB of memory (--mem), but no node of partition 'local' "
+         "(the default partition) has more than"),
+    ):
+        result = snakemake(project, "results/train/summary.json", "--profile", "workflow/profiles/slurm", *args,
+                           "--configfile", "tiny.yaml", timeout=120)
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output[-3000:]
+        assert message in output, output[-3000:]
+        assert "Traceback" not in output and not SUBMITTED.findall(output)  # nothing was submitted

@@ -25,6 +25,14 @@ def limit_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def launch_rank() -> int:
+    """This process's rank among a job's training processes (DDP), known before training starts: SLURM's task id in
+    a step of several tasks, else LOCAL_RANK, which Lightning's launcher sets in the processes it starts; 0 otherwise."""
+    if "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_STEP_NUM_TASKS") or 1) > 1:
+        return int(os.environ["SLURM_PROCID"])
+    return int(os.environ.get("LOCAL_RANK") or 0)
+
+
 def torch_threads(threads: int) -> None:
     """Call after importing torch (lazy imports keep `--help` fast)."""
     import torch

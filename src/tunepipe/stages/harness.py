@@ -120,7 +120,11 @@ def main(stage: Stage, argv: list[str] | None = None) -> int:
     runtime.offline_defaults()
     runtime.limit_threads(args.threads)
     log = runtime.setup_logging(stage.name)
-    partials = {key: partial_path(path) for key, path in outputs.items()}
+    # A training stage under DDP runs once per process (Lightning re-runs this command, or srun starts it per task):
+    # rank 0 alone writes the outputs; another rank gets temporary names of its own (never written, as training
+    # ends such a process when it is done), so it can never remove or replace rank 0's.
+    rank = runtime.launch_rank()
+    partials = {key: partial_path(path) if rank == 0 else Path(f"{partial_path(path)}.rank{rank}") for key, path in outputs.items()}
     started = time.perf_counter()
     try:
         for path in partials.values():
