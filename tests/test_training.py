@@ -102,56 +102,6 @@ def test_auto_hardware_uses_the_gpu_with_mixed_precision(default_params):
     assert hardware.accelerator == "gpu" and hardware.precision in ("bf16-mixed", "16-mixed")
 
 
-def test_sigterm_mid_training_fails_the_job_then_a_rerun_resumes_to_the_same_weights(tmp_path, labelled_rows, tiny_model_cfg, default_params):
-    """A real SIGTERM (what schedulers and Snakemake send): non-zero exit, no outputs, then an exact resume."""
-    import json
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tunepipe.io import write_jsonl
-
-    write_jsonl(tmp_path / "train.jsonl", labelled_rows[:36])
-    write_jsonl(tmp_path / "val.jsonl", labelled_rows[36:])
-    params = {"seed": 3, "data": dict(default_params["data"], labels=["neg", "pos"]), "model": tiny_model_cfg,
-              "train": train_cfg(default_params, max_epochs=40, early_stopping_patience=100, log_every_n_steps=100)}
-
-    def command(out):
-        return [sys.executable, "-m", "tunepipe.stages.train", "--params", json.dumps(params), "--threads", "1",
-                "--in", f"train={tmp_path / 'train.jsonl'}", "--in", f"val={tmp_path / 'val.jsonl'}",
-                "--out", f"best={out / 'best.ckpt'}", "--out", f"history={out / 'history.csv'}",
-                "--out", f"config={out / 'config.yaml'}", "--out", f"summary={out / 'summary.json'}"]
-
-    reference = subprocess.run(command(tmp_path / "ref"), capture_output=True, text=True)
-    assert reference.returncode == 0, reference.stderr[-2000:]
-
-    out = tmp_path / "run"
-    process = subprocess.Popen(command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / "checkpoints" / "last.ckpt").exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    time.sleep(0.3)  # a few epochs in
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode != 0, "a training stopped by SIGTERM must not look like a success"
-    assert "re-run to resume" in stderr
-    assert not (out / "best.ckpt").exists() and not (out / "summary.json").exists()
-
-    resumed = subprocess.run(command(out), capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads((out / "summary.json").read_text())["resumed"] is True
-
-    def history(folder):  # every column but the wall time
-        return [line.rsplit(",", 1)[0] for line in (folder / "history.csv").read_text().splitlines()]
-
-    assert history(out) == history(tmp_path / "ref") and len(history(out)) == 41
-    # The final weights (not only the best epoch's, which may predate the kill) are bit-identical.
-    ref_final = torch.load(tmp_path / "ref" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    new_final = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    assert all(torch.equal(ref_final[key], new_final[key]) for key in ref_final)
-
-
 def test_a_diverging_training_fails_with_advice_instead_of_keeping_a_broken_model(tmp_path, labelled_rows, tiny_model_cfg, default_params):
     cfg = train_cfg(default_params, encoder_lr=1e30, head_lr=1e30, gradient_clip_val=None, head_init="random")
     with pytest.raises(TunepipeError, match=r"training diverged: the loss is (nan|inf).*train\.encoder_lr"):

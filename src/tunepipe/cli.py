@@ -87,6 +87,32 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 130
 
 
+def _resume(args: argparse.Namespace) -> int:
+    from tunepipe.resume import resume
+
+    return resume(args.snakemake_args, folder=Path.cwd(), say=lambda line: print(line, flush=True))
+
+
+RESUME_HELP = """Continue a pipeline run whose Snakemake was killed (kill -9, a power loss, a closed terminal).
+
+Run it in the project folder with the arguments of the command that was killed. It checks that no Snakemake
+and no pipeline stage of the folder is still running (a job can outlive a killed Snakemake), then runs
+`snakemake --unlock ARGS` (the killed run's lock is stale) and `snakemake ARGS`. Jobs that did not
+finish rerun (the default profile's rerun-incomplete), and a killed training resumes from its last
+checkpoint, results/train/checkpoints/last.ckpt (written at every epoch end, and mid-epoch every
+train.checkpoint_minutes), to the same result as an uninterrupted run.
+
+On a SLURM cluster, check first that the killed run left no jobs: squeue --me (they are not on this
+machine, so this command cannot see them).
+
+exit status: Snakemake's; 2 when a Snakemake or stage of this folder is still running (nothing is touched).
+
+examples:
+  tunepipe resume --cores 8 results/report.html
+  tunepipe resume --profile workflow/profiles/slurm results/report.html
+"""
+
+
 REPRODUCE_HELP = """Re-run the experiment committed at REV and check that it gives the same metrics.
 
 What it does, in a separate git worktree (your checkout, committed or not, is never touched):
@@ -127,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="*", type=Path, default=[Path("params.yaml")], help="default: params.yaml")
     validate.set_defaults(func=_validate)
     sub.add_parser("stages", help="list the pipeline's stages").set_defaults(func=_stages)
+    res = sub.add_parser("resume", help="continue a run whose Snakemake was killed: unlock (if nothing runs) and rerun",
+                         description=RESUME_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    res.add_argument("snakemake_args", nargs=argparse.REMAINDER, metavar="SNAKEMAKE_ARGS",
+                     help="the killed command's arguments, e.g. --cores 8 results/report.html")
+    res.set_defaults(func=_resume)
     rep = sub.add_parser(
         "reproduce", help="re-run a committed experiment in a separate worktree and compare its metrics",
         description=REPRODUCE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -157,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["resume"] and not {"-h", "--help"} & set(argv[1:]):
+        # Everything after `resume` is Snakemake's (argparse would take its options for ours).
+        return _resume(argparse.Namespace(snakemake_args=argv[1:]))
     args = build_parser().parse_args(argv)
     return args.func(args)
 
