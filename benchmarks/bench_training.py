@@ -180,7 +180,7 @@ def run_lightning(setup: Setup) -> Run:
         deterministic=hardware.deterministic, gradient_clip_val=train_cfg["gradient_clip_val"],
         accumulate_grad_batches=train_cfg["accumulate_grad_batches"], callbacks=[timer.callback], logger=False,
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
-        limit_val_batches=0, default_root_dir=setup.tmp, plugins=[cluster_environment()],
+        limit_val_batches=0, default_root_dir=setup.tmp, plugins=[cluster_environment(hardware)],
     )
     trainer.fit(module, train_dataloaders=setup.datamodule.train_dataloader())
     run = Run(timer.rows / timer.window, timer.seconds, timer.cpu, torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0)
