@@ -63,7 +63,7 @@ def test_optimizer_keyword_arguments_can_be_swept():
     ({"train.encoder_lrr": [1e-5]}, "unknown key 'train.encoder_lrr'"),
     ({"trian.encoder_lr": [1e-5]}, "'trian.encoder_lr' cannot be swept"),
     ({"split.folds": [2, 3]}, "'split.folds' cannot be swept"),
-    ({"train.batch_size": [16, 0]}, "train.batch_size: 0 is less than the minimum of 1"),
+    ({"train.batch_size": [16, 0]}, "train.batch_size: expected an integer >= 1"),
     ({"train.monitor": ["val_f2"]}, "train.monitor: \"val_f2\" is not allowed"),
 ])
 def test_bad_sweep_parameters_name_the_key(grid, message):

@@ -11,6 +11,7 @@ torch): the Snakefile calls it to build the DAG.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -24,6 +25,7 @@ from typing import Any
 
 from tunepipe.config import load_schema, validate_params
 from tunepipe.errors import ParamsError
+from tunepipe.search import Range, Space, draw, has_ranges, parse_space
 
 #: Sections a variant may override: the trial jobs share the upstream data, so only what training reads.
 OVERRIDABLE = ("seed", "model", "train")
@@ -31,6 +33,8 @@ OVERRIDABLE = ("seed", "model", "train")
 DEFAULT_VARIANT = "default"
 NAME_PATTERN = r"[A-Za-z0-9_.+-]+"
 _MAX_NAME = 80
+#: Significant digits of a float in a variant name.
+_NAME_DIGITS = 4
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,8 @@ def sweep_enabled(params: Mapping[str, Any]) -> bool:
     return params["sweep"]["method"] != "none" or params["split"]["folds"] >= 2
 
 
-def _check_key(key: str) -> None:
-    """Unknown keys fail here with the key named (free-form optimizer/scheduler kwargs are allowed)."""
+def _check_key(key: str) -> Mapping[str, Any]:
+    """Unknown keys fail here with the key named (free-form optimizer/scheduler kwargs are allowed); returns its schema."""
     parts = key.split(".")
     if parts[0] not in OVERRIDABLE:
         raise ParamsError(
@@ -60,13 +64,14 @@ def _check_key(key: str) -> None:
             continue
         free_form = node.get("type") in ("object", ["object", "null"]) and node.get("additionalProperties", True) is not False
         if free_form and depth == len(parts) - 1 and depth > 1:
-            return  # a keyword argument of a `_target_` object (e.g. train.optimizer.momentum)
+            return {}  # a keyword argument of a `_target_` object (e.g. train.optimizer.momentum)
         close = difflib.get_close_matches(part, list(props), n=1)
         hint = f"did you mean {'.'.join([*parts[:depth], close[0]])!r}? " if close else ""
         known = ", ".join(sorted(props)) or "none"
         raise ParamsError(f"sweep.parameters: unknown key {key!r}; {hint}Known keys of {'.'.join(parts[:depth]) or 'params'}: {known}.")
     if node.get("type") == "object" and "properties" in node and node.get("additionalProperties") is False:
         raise ParamsError(f"sweep.parameters: {key!r} is a section; sweep its keys (e.g. {key}.{next(iter(node['properties']))}).")
+    return node
 
 
 def apply_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any], source: str = "sweep variant") -> dict[str, Any]:
@@ -96,6 +101,8 @@ def _get(params: Mapping[str, Any], key: str) -> Any:
 
 
 def _slug(value: Any) -> str:
+    if isinstance(value, float) and math.isfinite(value):
+        value = float(f"{value:.{_NAME_DIGITS}g}")  # TPE's and random ranges' floats: the name rounds, the overrides keep them exact
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
     text = text.rsplit(".", 1)[-1] if isinstance(value, str) and re.fullmatch(r"[\w.]+\.[A-Za-z_]\w*", value) else text
     return re.sub(r"[^A-Za-z0-9_.+-]+", "", text.replace(" ", "")) or "x"
@@ -123,30 +130,81 @@ def _combination(values: Sequence[Sequence[Any]], index: int) -> list[Any]:
     return picked[::-1]
 
 
-def expand_variants(params: Mapping[str, Any]) -> list[Variant]:
-    """The variants params ask for, in a stable order; `[Variant("default")]` when only CV is on, `[]` when off."""
+def _schema_type(node: Mapping[str, Any]) -> set[str]:
+    types = set()
+    for option in [node, *node.get("anyOf", []), *node.get("oneOf", [])]:
+        kind = option.get("type")
+        types |= set(kind) if isinstance(kind, list) else ({kind} if kind else set())
+    return types
+
+
+def search_space(params: Mapping[str, Any]) -> Space:
+    """`sweep.parameters` checked: known keys, ranges well formed (integer ranges for integer keys), every listed
+    value and both ends of every range valid for its key (read as the schema reads them: "16" -> 16)."""
     sweep = params["sweep"]
-    grid = sweep["parameters"]
+    space = parse_space(sweep["parameters"])
+    for key, values in space.items():
+        types = _schema_type(_check_key(key))
+        if isinstance(values, Range):
+            if sweep["method"] == "grid":
+                raise ParamsError(f"sweep.parameters: {key} is a range; grid needs a list of values (or use sweep.method random or tpe).")
+            if "integer" in types and "number" not in types:
+                if not values.integer:
+                    raise ParamsError(f"sweep.parameters: {key} takes integers: give integer low/high (and step).")
+            elif types & {"number"}:
+                values = space[key] = dataclasses.replace(values, integer=False, low=float(values.low), high=float(values.high))
+            for end in values.ends():
+                apply_overrides(params, {key: end}, source="sweep range")
+        else:
+            space[key] = [_get(apply_overrides(params, {key: value}, source="sweep variant"), key) for value in values]
+    return space
+
+
+def _random_points(space: Space, samples: int, seed: int) -> list[dict[str, Any]]:
+    """Distinct random points; lists alone: drawn without replacement from their product (never more than it holds)."""
+    keys = list(space)
+    if not has_ranges(space):
+        values = [space[key] for key in keys]
+        total = math.prod(len(options) for options in values)
+        indices = random.Random(seed).sample(range(total), min(samples, total))
+        return [dict(zip(keys, _combination(values, index))) for index in indices]
+    rng, points, names = random.Random(seed), [], set()
+    for _ in range(samples * 50):
+        if len(points) == samples:
+            break
+        point = draw(space, rng)
+        if variant_name(point) not in names:
+            names.add(variant_name(point))
+            points.append(point)
+    return points
+
+
+def expand_variants(params: Mapping[str, Any]) -> list[Variant]:
+    """The variants params ask for, in a stable order; `[Variant("default")]` when only CV is on, `[]` when off.
+
+    `tpe` also gives `[]`: its variants are asked round by round (tunepipe.search), the space is only checked here.
+    """
+    sweep = params["sweep"]
     if sweep["method"] == "none":
-        if grid:
-            raise ParamsError("sweep.parameters is set but sweep.method is none: set sweep.method to grid or random.")
+        if sweep["parameters"]:
+            raise ParamsError("sweep.parameters is set but sweep.method is none: set sweep.method to grid, random or tpe.")
         return [Variant(DEFAULT_VARIANT)] if params["split"]["folds"] >= 2 else []
-    if not grid:
-        raise ParamsError(f"sweep.method is {sweep['method']} but sweep.parameters is empty: give at least one key and its values.")
-    keys = list(grid)
-    for key in keys:
-        _check_key(key)
-    values = [list(grid[key]) for key in keys]
-    total = math.prod(len(options) for options in values)
+    if not sweep["parameters"]:
+        raise ParamsError(f"sweep.method is {sweep['method']} but sweep.parameters is empty: give at least one key and its values (or a range).")
+    space = search_space(params)
+    if sweep["method"] == "tpe":
+        if params["split"]["folds"] >= 2:
+            raise ParamsError("sweep.method tpe does not cross-validate yet: set split.folds to 0, or use grid/random with folds.")
+        return []
     if sweep["method"] == "grid":
-        indices = list(range(total))
+        keys = list(space)
+        values = [space[key] for key in keys]
+        points = [dict(zip(keys, _combination(values, index))) for index in range(math.prod(len(v) for v in values))]
     else:
-        indices = random.Random(sweep["seed"]).sample(range(total), min(sweep["samples"], total))
+        points = _random_points(space, sweep["samples"], sweep["seed"])
     variants, seen = [], {}
-    for index in indices:
-        overrides = dict(zip(keys, _combination(values, index)))
-        resolved = apply_overrides(params, overrides, source="sweep variant")
-        overrides = {key: _get(resolved, key) for key in keys}  # as the schema reads them ("16" -> 16)
+    for overrides in points:
+        apply_overrides(params, overrides, source="sweep variant")
         name = variant_name(overrides)
         if name in seen:
             raise ParamsError(f"sweep.parameters: variants {seen[name]} and {overrides} get the same name {name!r}; remove the duplicate value.")
@@ -182,11 +240,16 @@ def score_at_best_epoch(history: Sequence[Mapping[str, Any]], best_epoch: int, m
     raise ValueError(f"no {metric} recorded for epoch {best_epoch}")
 
 
+#: What a tpe trial's row also records: its round and where it stopped.
+_TRIAL_FACTS = ("round", "epochs_run", "max_epochs", "pruned_at_epoch")
+
+
 def select(trials: Sequence[Mapping[str, Any]], metric: str, mode: str) -> dict[str, Any]:
     """Rank variants on the mean of their trials' scores; ties go to the variant listed first.
 
-    Each trial is `{"variant", "overrides", "fold", "score"}` (fold None without CV). Returns the
-    selection record written to results/select/selection.json.
+    Each trial is `{"variant", "overrides", "fold", "score"}` (fold None without CV), and for tpe also `round`,
+    `epochs_run`, `max_epochs` and `pruned_at_epoch` (kept in the variant's row): a pruned trial competes with its
+    best score before it was stopped. Returns the selection record written to results/select/selection.json.
     """
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be max or min, not {mode!r}")
@@ -195,10 +258,12 @@ def select(trials: Sequence[Mapping[str, Any]], metric: str, mode: str) -> dict[
         entry = by_variant.setdefault(trial["variant"], {"name": trial["variant"], "overrides": dict(trial["overrides"]), "folds": [], "scores": []})
         entry["folds"].append(trial["fold"])
         entry["scores"].append(float(trial["score"]))
+        entry.update({key: trial[key] for key in _TRIAL_FACTS if key in trial})
     if not by_variant:
         raise ValueError("no trials to select from")
     rows = []
     for order, entry in enumerate(by_variant.values()):
+        facts = {key: entry[key] for key in _TRIAL_FACTS if key in entry}
         pairs = sorted(zip(entry["folds"], entry["scores"]), key=lambda pair: -1 if pair[0] is None else pair[0])
         scores = [score for _, score in pairs]
         rows.append({
@@ -208,6 +273,7 @@ def select(trials: Sequence[Mapping[str, Any]], metric: str, mode: str) -> dict[
             "scores": scores,
             "mean": statistics.fmean(scores),
             "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+            **facts,
             "order": order,
         })
     sign = -1.0 if mode == "max" else 1.0

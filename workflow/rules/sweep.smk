@@ -1,15 +1,42 @@
-# Sweep phase (only with sweep.method grid/random or split.folds >= 2): one job per variant and fold, then
+# Sweep phase (only with sweep.method grid/random/tpe or split.folds >= 2): one job per variant and fold, then
 # `select` ranks the variants; `train` (model.smk) makes the final model with the winner's overrides.
+# tpe: the variants are asked in rounds by the `ask` checkpoint; round k's trials run side by side, and round
+# k+1 is asked once they have all finished (common.smk: ask_inputs, trial_round_inputs, per_trial).
+
+
+checkpoint ask:
+    input:
+        unpack(ask_inputs),
+        code=stage_code("ask"),
+    output:
+        asked="results/sweep/round{round}/asked.json",
+    log:
+        "results/logs/ask/round{round}.log",
+    benchmark:
+        benchmark_file("ask/round{round}")
+    params:
+        cfg=ask_params,
+        files=stage_files,
+    threads: 1
+    resources:
+        **RESOURCES["small"],
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        stage_command("ask")
 
 
 rule trial:
     input:
+        # tpe: the round that asked this trial and, with median pruning, the earlier rounds' histories.
+        unpack(trial_round_inputs),
         train=rules.augment.output.train,
         val=rules.split.output.val,
         code=stage_code("trial"),
     output:
         best="results/sweep/{variant}/best.ckpt",
         history="results/sweep/{variant}/history.csv",
+        steps="results/sweep/{variant}/steps.csv",
         summary="results/sweep/{variant}/summary.json",
     log:
         "results/logs/trial/{variant}.log",
@@ -24,7 +51,7 @@ rule trial:
     conda:
         "../../envs/train.yaml"
     shell:
-        stage_command("trial")
+        stage_command("trial", tasks=True)
 
 
 # The same stage on one cross-validation fold: no checkpoint is kept.
@@ -49,7 +76,7 @@ rule cv_fold:
     conda:
         "../../envs/train.yaml"
     shell:
-        stage_command("trial")
+        stage_command("trial", tasks=True)
 
 
 rule select:

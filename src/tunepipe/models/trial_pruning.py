@@ -1,0 +1,47 @@
+"""The median pruning rule of a `sweep.method: tpe` trial as a Lightning callback (tunepipe.search has the rule itself)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+
+from tunepipe.search import worse_than_median
+
+log = logging.getLogger("tunepipe.train")
+
+
+class MedianPruning(pl.Callback):
+    """Stops training at the end of the first epoch (after the warm-up) whose `metric` is worse than `medians[epoch]`.
+
+    The medians come from earlier rounds' finished trials only, so the decision does not depend on scheduling.
+    The value compared is the one history.csv records (rounded to 6 digits), so a rerun decides the same. The
+    epoch it stopped at is kept in checkpoints: a killed pruned trial that resumes stops again at once.
+    """
+
+    def __init__(self, medians: Mapping[int, float], metric: str, mode: str, warmup_epochs: int) -> None:
+        self.medians = {int(epoch): float(value) for epoch, value in medians.items()}
+        self.metric, self.mode, self.warmup = metric, mode, warmup_epochs
+        self.pruned_at: int | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self.pruned_at is not None:
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.metric)
+        if value is None or self.pruned_at is not None:
+            return
+        epoch, value = trainer.current_epoch + 1, round(float(value), 6)
+        if worse_than_median(value, epoch, self.medians, self.mode, self.warmup):
+            self.pruned_at = epoch
+            trainer.should_stop = True
+            log.info("pruned at epoch %d: %s %.4f is worse than the earlier rounds' median %.4f", epoch, self.metric, value, self.medians[epoch])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pruned_at": self.pruned_at}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.pruned_at = state_dict.get("pruned_at")
