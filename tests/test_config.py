@@ -31,7 +31,7 @@ def test_every_schema_key_has_a_description_and_default():
 def test_missing_keys_are_filled_from_defaults():
     params = validate_params({"train": {"max_epochs": 5}})
     assert params["train"]["max_epochs"] == 5
-    assert params["train"]["batch_size"] == 32
+    assert params["train"]["batch_size"] == "auto"
     assert params["prune"]["sparsities"] == [0.2, 0.4, 0.6]
 
 
@@ -47,7 +47,7 @@ def test_wrong_type_and_enum_are_explained():
     with pytest.raises(ParamsError) as info:
         validate_params({"train": {"batch_size": "big", "accelerator": "tpu"}})
     message = str(info.value)
-    assert 'train.batch_size: expected integer, got "big" (str)' in message
+    assert 'train.batch_size: expected an integer >= 1 or "auto", got "big".' in message
     assert 'train.accelerator: "tpu" is not allowed. Use one of: "auto", "cpu", "gpu"' in message
 
 
@@ -86,7 +86,7 @@ def test_command_line_strings_are_read_as_the_types_the_schema_asks_for():
     assert params["export"]["dynamo"] is True and params["train"]["devices"] == 2
     assert params["train"]["gradient_clip_val"] is None and params["data"]["labels"] is None
     assert validate_params({"train": {"devices": "auto"}})["train"]["devices"] == "auto"
-    with pytest.raises(ParamsError, match='train.max_epochs: expected integer, got "three"'):
+    with pytest.raises(ParamsError, match='train.max_epochs: expected an integer >= 1 or "auto", got "three"'):
         validate_params({"train": {"max_epochs": "three"}})
 
 

@@ -67,8 +67,12 @@ def test_evaluate_scores_model_and_baseline_alike(tmp_path, modality, labelled_r
         ("metrics", "metrics.json"), ("confusion", "confusion.json"), ("predictions", "predictions.csv"), ("per_class", "per_class.csv"),
         ("roc", "roc.csv"), ("pr", "pr.csv"), ("calibration", "calibration.csv"), ("worst_errors", "worst_errors.json"),
         ("details", "details.json"), ("slices", "slices.json"), ("slices_table", "slices.csv"), ("comparison", "comparison.json"))}
+    # what train wrote of this (untrained) model: one epoch, stopped at its best
+    (tmp_path / "summary.json").write_text(json.dumps({"epochs_run": 1, "best_epoch": 1, "train_rows": len(train), "data_aware": {}}))
+    (tmp_path / "history.csv").write_text("epoch,train_loss,val_loss,val_accuracy,val_f1_macro,seconds\n1,0.7,0.69,0.5,0.5,1.0\n")
     argv = ["--params", json.dumps(params), "--in", f"best={tmp_path / 'best.ckpt'}", "--in", f"test={tmp_path / 'test.jsonl'}",
-            "--in", f"baseline_predictions={base_dir / 'predictions.csv'}"]
+            "--in", f"baseline_predictions={base_dir / 'predictions.csv'}",
+            "--in", f"train_summary={tmp_path / 'summary.json'}", "--in", f"train_history={tmp_path / 'history.csv'}"]
     for name, path in files.items():
         argv += ["--out", f"{name}={path}"]
     assert main(evaluate.STAGE, argv) == 0
@@ -112,6 +116,13 @@ def test_evaluate_scores_model_and_baseline_alike(tmp_path, modality, labelled_r
         assert w["label"] != w["predicted"] and w["input"] == by_id[w["id"]][key]  # the text, or the image's path
     details = json.loads(files["details"].read_text())
     assert set(details["models"]) == {"fine_tuned", "baseline"} and details["bootstrap"]["resamples"] == 50
+    comparison = json.loads(files["comparison"].read_text())
+    if comparison["fine_tuned_vs_baseline"]["verdict"] == "better":
+        assert comparison["diagnosis"] is None
+    else:  # an untrained model: the summary says so in words, and names what it can see (a few rows)
+        diagnosis = comparison["diagnosis"]
+        assert diagnosis["headline"].startswith("The fine-tuned model is ") and "baseline" in diagnosis["headline"]
+        assert "few rows" in {cause["cause"] for cause in diagnosis["causes"]}
 
 
 def test_baseline_predictions_for_other_labels_are_a_clear_error(tmp_path):

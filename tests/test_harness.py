@@ -84,8 +84,8 @@ STAGES = sorted(module.name for module in pkgutil.iter_modules(tunepipe.stages._
 
 
 def test_every_rule_runs_a_stage_of_the_package():
-    assert {"prepare", "clean", "split", "augment", "train", "trial", "select", "baseline", "evaluate", "robustness", "explain", "prune", "export",
-            "report"} == set(STAGES)
+    assert {"prepare", "clean", "split", "augment", "train", "trial", "ask", "select", "baseline", "evaluate", "robustness", "explain", "distill", "prune",
+            "export", "report"} == set(STAGES)
 
 
 @pytest.mark.parametrize("name", STAGES)

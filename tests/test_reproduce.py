@@ -23,7 +23,7 @@ e2e = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 PROFILE: list[str] = []  # profiles/default is found by Snakemake itself, as in a user's checkout
 #: What a training param edit reruns: train and every rule that reads its model.
-AFTER_TRAIN = {"train", "robustness", "evaluate", "explain", "prune", "export", "report"}
+AFTER_TRAIN = {"train", "robustness", "evaluate", "explain", "distill", "prune", "export", "report"}
 
 
 def planned_rules(done: subprocess.CompletedProcess) -> set[str]:

@@ -89,8 +89,8 @@ def test_earlier_runs_list_what_changed_since_the_newest_recorded_run(tmp_path):
 
     record = earlier_runs(project, current=metrics, current_params={"seed": 7, "train": {"encoder_lr": 1e-04, "max_epochs": 3}})
 
-    # Defaults are filled in on both sides: the newest run left max_epochs out (default 2), this run sets 3.
-    assert record["since_last"] == ["train.encoder_lr: 5e-05 → 0.0001", "train.max_epochs: 2 → 3"]
+    # Defaults are filled in on both sides: the newest run left max_epochs out (default auto), this run sets 3.
+    assert record["since_last"] == ["train.encoder_lr: 5e-05 → 0.0001", 'train.max_epochs: "auto" → 3']
 
 
 def test_param_changes_are_capped_with_a_count():

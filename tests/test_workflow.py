@@ -78,7 +78,8 @@ def test_a_param_edit_reruns_exactly_the_rules_that_read_it(tiny_run):
     export_only = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "export={latency_runs: 4, latency_batch_sizes: [1, 8]}")
     assert planned_rules(export_only) == {"export", "report"}
     train_change = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "seed=7")
-    assert planned_rules(train_change) == {"split", "augment", "train", "baseline", "evaluate", "robustness", "explain", "prune", "export", "report"}
+    assert planned_rules(train_change) == {"split", "augment", "train", "baseline", "evaluate", "robustness", "explain", "distill", "prune", "export",
+                                           "report"}
     # Presentation-only params are read by the report alone: a new title re-renders, it does not retrain.
     title_only = snakemake(tiny_run, "results/report.html", "-n", "--configfile", "tiny.yaml", "--config", "report={title: Another title, examples: 3}")
     assert planned_rules(title_only) == {"report"}

@@ -55,6 +55,12 @@ def write_csv(path: Path, rows: list[Mapping[str, Any]], fieldnames: list[str]) 
         writer.writerows(rows)
 
 
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """A CSV file's rows as dicts of strings (header row as keys)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

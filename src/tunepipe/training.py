@@ -22,15 +22,19 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import yaml
-from lightning_fabric.plugins.environments import LightningEnvironment
+from lightning_fabric.plugins.environments import ClusterEnvironment, LightningEnvironment, SLURMEnvironment
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from tunepipe.data.datamodule import ClassificationDataModule
+from tunepipe.data_aware import resolve_max_epochs
 from tunepipe.data.labels import encode, label_names as run_label_names
 from tunepipe.errors import TunepipeError
 from tunepipe.io import write_csv, write_json
 from tunepipe.modalities import get_modality
+from tunepipe.models.checkpointing import MidEpochCheckpoint
+from tunepipe.models.efficiency import compile_model, resolve_batch_size
 from tunepipe.models.lightning_module import ClassifierModule, DivergenceGuard, ProgressLog, RNGState
+from tunepipe.models.loggers import STEP_COLUMNS, StepCurves, make_loggers
 
 log = logging.getLogger("tunepipe.train")
 
@@ -48,6 +52,16 @@ class Hardware:
     precision: str
     deterministic: bool | str
     strategy: str = "auto"
+    num_nodes: int = 1
+
+    @property
+    def processes(self) -> int:
+        """Training processes in all (one per device per node): the world size Lightning expects."""
+        if isinstance(self.devices, int):
+            per_node = max(1, self.devices)
+        else:  # `auto`: every visible GPU (SLURM shows a job only its own), one process on the CPU
+            per_node = max(1, torch.cuda.device_count()) if self.accelerator == "gpu" else 1
+        return per_node * self.num_nodes
 
 
 @dataclass
@@ -55,6 +69,7 @@ class TrainResult:
     best_checkpoint: Path
     history: list[dict[str, float]]
     summary: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)  # per optimizer step: models/loggers.py STEP_COLUMNS
 
 
 def resolve_hardware(train_cfg: dict[str, Any]) -> Hardware:
@@ -67,27 +82,82 @@ def resolve_hardware(train_cfg: dict[str, Any]) -> Hardware:
     precision = train_cfg["precision"]
     if precision == "auto":
         precision = ("bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed") if on_gpu else "32-true"
-    devices = train_cfg["devices"] if on_gpu else 1
-    count = devices if isinstance(devices, int) else (torch.cuda.device_count() if on_gpu else 1)
-    # Several devices: one process per device with DistributedDataParallel (Lightning launches the others).
-    strategy = "ddp" if count > 1 else "auto"
+    devices = train_cfg["devices"]
+    if not on_gpu and not isinstance(devices, int):
+        devices = 1  # `auto` on the CPU: one process (it already uses every thread the job has)
+    count = devices if isinstance(devices, int) else torch.cuda.device_count()
+    # Several devices: one process per device with DistributedDataParallel, on CPUs too (gloo; each process
+    # takes its share of the job's threads, see process_threads). Lightning starts the other processes by
+    # re-running this same command (the `ddp` subprocess launcher; fit() keeps them off the stage's files),
+    # or SLURM starts them as tasks of the job (cluster_environment). Not `ddp_spawn`: it would pickle the
+    # module and datasets to its workers and bring their results back, for nothing the launcher lacks.
+    num_nodes = int(train_cfg.get("num_nodes", 1))
+    strategy = "ddp" if count > 1 or num_nodes > 1 else "auto"
     # Some CUDA kernels have no deterministic version: warn there instead of failing.
-    return Hardware(accelerator, devices, precision, "warn" if on_gpu else True, strategy)
+    return Hardware(accelerator, devices, precision, "warn" if on_gpu else True, strategy, num_nodes)
 
 
-def cluster_environment() -> LightningEnvironment:
-    """Training is one process that Lightning manages itself, also inside a SLURM job.
+def process_threads(threads: int, hardware: Hardware) -> int:
+    """CPU threads for each training process: the job's threads shared among the processes of one node."""
+    per_node = hardware.processes // hardware.num_nodes
+    return max(1, threads // per_node)
 
-    The slurm profile runs each job as a one-task step (`srun -n1`). Left to detect it, Lightning would
-    pick SLURMEnvironment: world size from SLURM_NTASKS (1) while `devices` may name every allocated GPU,
-    with the other ranks expected from srun (which never starts them), and auto-requeue on SIGUSR1 (a
-    mid-epoch checkpoint that does not resume exactly). Here requeueing is SLURM's (`sbatch --requeue`);
-    a requeued or re-run job resumes from the epoch-end last.ckpt, like any interrupted run.
+
+def cluster_environment(hardware: Hardware) -> ClusterEnvironment:
+    """Who starts the training processes and sets their ranks: SLURM, when it started them all; else Lightning.
+
+    The slurm profile runs a training job of one process per device (`train.devices` x `train.num_nodes` > 1) as a
+    job of that many tasks, started by `srun` (workflow/rules/common.smk, slurm_tasks): SLURMEnvironment then takes
+    each process's rank from SLURM_PROCID. Any other job (one task: `srun -n1`, or no SLURM at all) is one process
+    that Lightning manages itself, starting the other ranks when devices > 1. Left to detect SLURM there, Lightning
+    would take the world size from SLURM_NTASKS (1) while `devices` may name every allocated GPU, and wait for ranks
+    that srun never starts. A step whose task count differs from what the params ask for stops with an error
+    rather than hang. Either way no SIGUSR1 auto-requeue by Lightning: requeueing is SLURM's (`sbatch --requeue`),
+    and a requeued or re-run job resumes from last.ckpt, like any interrupted run.
     """
+    # The val metrics are logged already reduced over the ranks (torchmetrics syncs on compute): no second sync.
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val_")
+    tasks = int(os.environ.get("SLURM_STEP_NUM_TASKS") or 1) if "SLURM_PROCID" in os.environ else 1
+    if tasks > 1:
+        nodes = int(os.environ.get("SLURM_STEP_NUM_NODES") or os.environ.get("SLURM_NNODES") or 1)
+        per_node = hardware.processes // hardware.num_nodes
+        if tasks != hardware.processes or nodes != hardware.num_nodes:
+            raise TunepipeError(
+                f"SLURM started {tasks} tasks on {nodes} node(s), but train.devices ({per_node}) x train.num_nodes "
+                f"({hardware.num_nodes}) asks for {hardware.processes} processes on {hardware.num_nodes} node(s); "
+                "submit the job with the slurm profile (it sizes --nodes/--ntasks-per-node from those params), or change them to match."
+            )
+        return SLURMEnvironment(auto_requeue=False)
+    if hardware.num_nodes > 1:
+        raise TunepipeError(
+            f"train.num_nodes is {hardware.num_nodes}, but this is not a SLURM job step of {hardware.processes} tasks: "
+            "training on several machines needs the slurm profile (snakemake --profile workflow/profiles/slurm); set train.num_nodes: 1 otherwise."
+        )
     # Lightning still probes for SLURM when a run starts from scratch and warns, wherever srun is installed,
     # that it is not used: by design here.
     warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
     return LightningEnvironment()
+
+
+def ddp_strategy(hardware: Hardware):
+    """DistributedDataParallel as we need it: gloo on CPUs (NCCL on GPUs); unused parameters allowed, because a
+    text encoder computes its pooler output, which the mean-pooled head never uses (DDP would stop at step 2)."""
+    from pytorch_lightning.strategies import DDPStrategy
+
+    return DDPStrategy(find_unused_parameters=True, process_group_backend="gloo" if hardware.accelerator == "cpu" else None)
+
+
+class RankLog(pl.Callback):
+    """One line per process when training starts, so a log shows that every rank trained, and on what share."""
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.world_size > 1:
+            environment = trainer.strategy.cluster_environment
+            where = type(environment).__name__
+            if isinstance(environment, SLURMEnvironment):
+                where += f", SLURM job {os.environ.get('SLURM_JOB_ID')} step {os.environ.get('SLURM_STEP_ID')} task {os.environ.get('SLURM_PROCID')}"
+            log.info("rank %d of %d (%s): %d training batches per epoch, %d threads", trainer.global_rank, trainer.world_size,
+                     where, trainer.num_training_batches, torch.get_num_threads())
 
 
 class KillSafeCheckpoint(ModelCheckpoint):
@@ -131,6 +201,13 @@ def linear_probe_head(module: ClassifierModule, data, batch_size: int) -> float:
     return float(probe.score(features, labels))
 
 
+def _run_id(marker: Path) -> str | None:
+    try:
+        return json.loads(marker.read_text()).get("run_id")
+    except (OSError, ValueError):  # being written by rank 0 (a new run): not this run's
+        return None
+
+
 def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -149,19 +226,29 @@ def fit(
     probe_rows: list[int] | None = None,
     callbacks: tuple[pl.Callback, ...] = (),
     modality: str = "text",
+    loggers_dir: Path | None = None,
 ) -> TrainResult:
-    """Fine-tune and return the best checkpoint's path, the per-epoch history and a summary."""
+    """Fine-tune and return the best checkpoint's path, the per-epoch history, a summary and the per-step rows.
+
+    With `loggers_dir`, the `train.loggers` (TensorBoard, DVCLive) write their files under it as training goes."""
+    from tunepipe import runtime
     from tunepipe.runtime import quiet_libraries
 
     quiet_libraries()
     started = time.perf_counter()
     hardware = resolve_hardware(train_cfg)
-    run_id = fingerprint(modality, model_cfg, train_cfg, seed, label_names, train_rows, train_labels, val_rows, val_labels)
+    # How often checkpoints are saved is not part of what is trained: changing it still resumes.
+    identity = {key: value for key, value in train_cfg.items() if key != "checkpoint_minutes"}
+    run_id = fingerprint(modality, model_cfg, identity, seed, label_names, train_rows, train_labels, val_rows, val_labels)
     work_dir.mkdir(parents=True, exist_ok=True)
     marker = work_dir / "run.json"
     last = work_dir / "last.ckpt"
-    resume = last.exists() and marker.exists() and json.loads(marker.read_text()).get("run_id") == run_id
-    if not resume:
+    environment = cluster_environment(hardware)
+    # Under DDP every rank runs this; only rank 0 touches the work folder (and the stage's outputs, see below).
+    # Another rank reads the marker first: rank 0 deletes a stale last.ckpt before it writes a new marker.
+    rank = runtime.launch_rank()
+    resume = marker.exists() and _run_id(marker) == run_id and last.exists()
+    if not resume and rank == 0:
         for stale in work_dir.glob("*.ckpt"):
             stale.unlink()
         marker.write_text(json.dumps({"run_id": run_id}) + "\n")
@@ -170,6 +257,17 @@ def fit(
     pl.seed_everything(seed, workers=True, verbose=False)
     # From here on the order is the random numbers' order (the head's init, the probe): keep it.
     processor = kind.load_processor(model_cfg)
+    # Data-aware defaults (`auto`): the token length from the training texts, the epochs from the steps they give.
+    model_cfg, data_aware = kind.resolve_model_cfg(model_cfg, train_rows, processor)
+    train_cfg, data_aware["train.batch_size"] = resolve_batch_size(train_cfg, len(train_rows), hardware.accelerator, hardware.processes)
+    # each process trains on its shard: the epochs follow from the steps one process takes
+    train_cfg, data_aware["train.max_epochs"] = resolve_max_epochs(train_cfg, len(train_rows), hardware.processes)
+    for key, facts in data_aware.items():
+        log.info("%s %s%s", key, facts["value"], " (auto)" if facts.get("auto") else "")
+    if data_aware.get("model.max_length", {}).get("truncated_texts"):
+        facts = data_aware["model.max_length"]
+        log.info("%d of %d training texts (%.1f%%) are longer than %d tokens and are truncated", facts["truncated_texts"], facts["texts"],
+                 100 * facts["truncated_share"], facts["max_length"])
     train_set = kind.encode(train_rows, train_labels, model_cfg, processor)
     val_set = kind.encode(val_rows, val_labels, model_cfg, processor)
     adversarial = (train_cfg.get("adversarial") or {}).get("method", "none") != "none"
@@ -182,6 +280,8 @@ def fit(
         log.info("linear probe on %d frozen embeddings to warm-start the head", len(probe_set))
         probe_accuracy = linear_probe_head(module, probe_set, batch_size=64)
         log.info("linear probe train accuracy %.4f", probe_accuracy)
+    if train_cfg.get("compile"):
+        compile_model(module.model, hardware.accelerator)
 
     datamodule = ClassificationDataModule(
         train_set, val_set, train_cfg["batch_size"], eval_batch_size=max(64, train_cfg["batch_size"]), seed=seed,
@@ -192,22 +292,27 @@ def fit(
     best_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True, enable_version_counter=False)
     last_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, monitor=None, every_n_epochs=1, enable_version_counter=False)
     progress = ProgressLog(train_cfg["log_every_n_steps"])
+    curves = StepCurves(make_loggers(train_cfg.get("loggers", []), loggers_dir) if loggers_dir else [], loggers_dir, train_cfg["log_every_n_steps"])
     trainer = pl.Trainer(
         accelerator=hardware.accelerator,
         devices=hardware.devices,
-        strategy=hardware.strategy,
+        strategy=ddp_strategy(hardware) if hardware.strategy == "ddp" else hardware.strategy,
         precision=hardware.precision,
         accumulate_grad_batches=train_cfg["accumulate_grad_batches"],
         max_epochs=train_cfg["max_epochs"],
         deterministic=hardware.deterministic,
         gradient_clip_val=train_cfg["gradient_clip_val"],
-        callbacks=[best_ckpt, last_ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg["early_stopping_patience"]), RNGState(), DivergenceGuard(train_cfg["log_every_n_steps"], hardware.precision), progress, *callbacks],
+        callbacks=[best_ckpt, last_ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg["early_stopping_patience"]), RNGState(), DivergenceGuard(train_cfg["log_every_n_steps"], hardware.precision), progress, curves, RankLog(), *callbacks,
+                   MidEpochCheckpoint(last, train_cfg.get("checkpoint_minutes"))],  # last: after every callback has seen the batch
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=work_dir,
-        plugins=[cluster_environment()],
+        num_nodes=hardware.num_nodes,
+        # BucketBatchSampler shards itself by rank (Lightning's DistributedSampler would not shard a batch sampler).
+        use_distributed_sampler=False,
+        plugins=[environment],
     )
     if resume:
         log.info("resuming from %s", last)
@@ -257,17 +362,19 @@ def fit(
         "frozen_parameters": module.frozen,
         "adversarial": module.adversarial["method"],
         "strategy": hardware.strategy,
+        "data_aware": data_aware,
     }
-    return TrainResult(Path(best_ckpt.best_model_path), progress.history, summary)
+    return TrainResult(Path(best_ckpt.best_model_path), progress.history, summary, curves.steps)
 
 
 def train_model(params: dict[str, Any], train_rows: list[dict], val_rows: list[dict], outputs: dict[str, Path], work_dir: Path,
-                logger: logging.Logger, threads: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                logger: logging.Logger, threads: int, extra: dict[str, Any] | None = None, loggers_dir: Path | None = None,
+                callbacks: tuple[pl.Callback, ...] = ()) -> dict[str, Any]:
     """Fit on the given rows (params: seed, data, model, train); write `history`, `summary` and (when asked)
-    `best` and `config`; return the summary (with `extra` merged in)."""
+    `best`, `config` and `steps`; return the summary (with `extra` merged in). `loggers_dir`, `callbacks`: see `fit`."""
     from tunepipe import runtime
 
-    runtime.torch_threads(threads)
+    runtime.torch_threads(process_threads(threads, resolve_hardware(params["train"])))
     names = run_label_names(params["data"]["labels"], train_rows, val_rows)
     result = fit(
         train_rows=train_rows,
@@ -281,6 +388,8 @@ def train_model(params: dict[str, Any], train_rows: list[dict], val_rows: list[d
         seed=params["seed"],
         work_dir=work_dir,
         probe_rows=[i for i, row in enumerate(train_rows) if not row.get("augmented")],
+        loggers_dir=loggers_dir,
+        callbacks=callbacks,
     )
     best_row = next((row for row in result.history if row["epoch"] == result.summary["best_epoch"]), {})
     metrics = {key: best_row[key] for key in ("val_f1_macro", "val_accuracy", "val_loss") if key in best_row}
@@ -288,6 +397,8 @@ def train_model(params: dict[str, Any], train_rows: list[dict], val_rows: list[d
     if "best" in outputs:
         shutil.copyfile(result.best_checkpoint, outputs["best"])
     write_csv(outputs["history"], result.history, HISTORY_COLUMNS)
+    if "steps" in outputs:
+        write_csv(outputs["steps"], result.steps, STEP_COLUMNS)
     if "config" in outputs:
         write_config(outputs["config"], params, names, summary)
     write_json(outputs["summary"], summary)
@@ -299,6 +410,9 @@ def write_config(path: Path, params: dict[str, Any], names: list[str], summary: 
     """The resolved training config saved beside the checkpoint: what was trained, how, and on which hardware."""
     resolved = {"seed": params["seed"], "modality": params["data"]["modality"], "label_names": names, "model": params["model"], "train": params["train"],
                 "resolved": {k: summary[k] for k in ("accelerator", "precision", "device", "threads")}}
+    # the data-aware `auto` values as training resolved them (tunepipe.data_aware)
+    for key, facts in summary.get("data_aware", {}).items():
+        resolved["resolved"][key] = facts["value"]
     if "variant" in summary:
         resolved["variant"] = {"name": summary["variant"], "overrides": summary["overrides"]}
     path.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")

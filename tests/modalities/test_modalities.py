@@ -16,9 +16,9 @@ from tunepipe.modalities import NAMES, Modality, get_modality
 SRC = Path(__file__).resolve().parents[2] / "src" / "tunepipe"
 ATTRIBUTES = {
     "text": {"name": "text", "input_field": "text", "task": "text classification", "baseline_name": "TF-IDF + logistic regression",
-             "default_quantization": "dynamic"},
+             "default_quantization": "dynamic", "distillable": True},
     "image": {"name": "image", "input_field": "path", "task": "image classification", "baseline_name": "pixels + logistic regression",
-              "default_quantization": "static"},
+              "default_quantization": "static", "distillable": False},
 }
 
 

@@ -137,7 +137,8 @@ def test_several_devices_select_ddp_and_one_device_does_not(default_params, monk
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert resolve_hardware(dict(train, devices="auto")).strategy == "auto"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_hardware(dict(train, devices=2, accelerator="auto")).strategy == "auto"  # CPU: one process
+    assert resolve_hardware(dict(train, devices=2, accelerator="auto")).strategy == "ddp"  # CPU: two processes (gloo)
+    assert resolve_hardware(dict(train, devices="auto", accelerator="auto")).strategy == "auto"  # CPU: one process
 
 
 def test_gradient_accumulation_reaches_the_trainer_and_the_schedule_length(tmp_path, labelled_rows, tiny_model_cfg, default_params):

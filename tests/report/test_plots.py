@@ -39,3 +39,20 @@ def test_per_label_curves_show_labels_with_dollar_signs_as_written():
     svg = plots.roc_pr_curves(curves, curves, {"auroc": 0.8})
 
     assert svg is not None and DOLLAR_GLYPH.search(svg) and "Oblique" not in svg
+
+
+def test_the_frontier_keeps_only_points_nothing_beats_on_both_latency_and_accuracy():
+    points = [(10.0, 0.80), (5.0, 0.79), (6.0, 0.70), (2.0, 0.60), (5.0, 0.75), (12.0, 0.80)]
+    assert plots.pareto_frontier(points) == [(2.0, 0.60), (5.0, 0.79), (10.0, 0.80)]
+
+
+def test_the_variant_frontier_rings_the_deployed_variant():
+    variants = [
+        {"variant": "dense-fp32", "precision": "fp32", "test_accuracy": 0.78, "latency_ms": {"1": {"onnxruntime": 4.0}}},
+        {"variant": "pruned-fp32", "precision": "fp32", "pruning_level": "distilled-0.50", "test_accuracy": 0.77, "latency_ms": {"1": {"onnxruntime": 2.1}}},
+        {"variant": "pruned-int8", "precision": "int8", "pruning_level": "distilled-0.50", "test_accuracy": 0.75, "latency_ms": {"1": {"onnxruntime": 1.2}}},
+    ]
+    svg = plots.variant_frontier(variants, "pruned-fp32")
+    assert svg is not None and svg.startswith("<svg") and "#dc2626" in svg  # the red ring (text is drawn as paths)
+    assert "#dc2626" not in plots.variant_frontier(variants, "none-of-them")
+    assert plots.variant_frontier(variants[:1], "dense-fp32") is None  # one point is no frontier

@@ -11,6 +11,8 @@ rule train:
     output:
         best="results/train/best.ckpt",
         history="results/train/history.csv",
+        # Every optimizer step (the report's curves); the loggers write results/train/tensorboard/ and dvclive/ beside it.
+        steps="results/train/steps.csv",
         config="results/train/config.yaml",
         summary="results/train/summary.json",
     log:
@@ -22,12 +24,12 @@ rule train:
         files=stage_files,
     threads: workflow.cores
     resources:
-        # GPUs to ask the scheduler for (SLURM profile: sbatch --gpus=N); see train_gpus() in common.smk.
+        # GPUs, and tasks with several processes, to ask the scheduler for (SLURM profile); see slurm_tasks() in common.smk.
         **RESOURCES["training"],
     conda:
         "../../envs/train.yaml"
     shell:
-        stage_command("train")
+        stage_command("train", tasks=True)
 
 
 rule baseline:
@@ -59,6 +61,8 @@ rule evaluate:
         best=rules.train.output.best,
         test=rules.split.output.test,
         baseline_predictions=rules.baseline.output.predictions,
+        train_summary=rules.train.output.summary,
+        train_history=rules.train.output.history,
         code=stage_code("evaluate"),
     output:
         metrics="results/evaluate/metrics.json",

@@ -1,5 +1,30 @@
-# Optimisation phase: prune the fine-tuned model (unstructured and/or structured), export the dense and the
-# selected model to ONNX, check them, quantize to INT8, measure every variant and write a model card.
+# Optimisation phase: distil the fine-tuned model into a smaller student (texts), prune it (unstructured and/or
+# structured), select one candidate, export the dense and the selected model to ONNX, check them, quantize to
+# INT8, measure every variant and write a model card.
+
+
+rule distill:
+    input:
+        best=rules.train.output.best,
+        train=rules.augment.output.train,
+        code=stage_code("distill"),
+    output:
+        student="results/distill/student.pt",
+        summary="results/distill/summary.json",
+    log:
+        "results/logs/distill.log",
+    benchmark:
+        benchmark_file("distill")
+    params:
+        cfg=params_for("seed", "distill"),
+        files=stage_files,
+    threads: workflow.cores
+    resources:
+        **RESOURCES["training_single"],
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        stage_command("distill")
 
 
 rule prune:
@@ -9,6 +34,8 @@ rule prune:
         val=rules.split.output.val,
         test=rules.split.output.test,
         code=stage_code("prune"),
+        # With distillation on (texts): the student, a candidate beside the pruning levels; see distill_inputs() in common.smk.
+        **distill_inputs(),
     output:
         model="results/prune/model.pt",
         levels="results/prune/levels.json",
@@ -17,7 +44,7 @@ rule prune:
     benchmark:
         benchmark_file("prune")
     params:
-        cfg=params_for("seed", "prune"),
+        cfg=params_for("seed", "prune", "distill"),
         files=stage_files,
     threads: workflow.cores
     resources:

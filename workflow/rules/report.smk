@@ -8,6 +8,7 @@ rule report:
         split=rules.split.output.summary,
         augment=rules.augment.output.summary,
         train_history=rules.train.output.history,
+        train_steps=rules.train.output.steps,
         train=rules.train.output.summary,
         baseline=rules.baseline.output.metrics,
         metrics=rules.evaluate.output.metrics,

@@ -106,6 +106,23 @@ def _schema_at(schema: Mapping[str, Any], path: Iterable[Any]) -> Mapping[str, A
     return node
 
 
+def _alternative(alt: Mapping[str, Any]) -> str:
+    """One branch of an `anyOf` in words: `an integer from 8 to 512`, `"auto"`, `null`."""
+    if "enum" in alt:
+        return " or ".join(json.dumps(value) for value in alt["enum"])
+    kind = alt.get("type", "a value")
+    if kind == "null":
+        return "null"
+    words = {"integer": "an integer", "number": "a number", "string": "a string", "array": "a list", "object": "a mapping", "boolean": "true/false"}
+    text = words.get(kind, kind)
+    low, high = alt.get("minimum", alt.get("exclusiveMinimum")), alt.get("maximum")
+    if low is not None and high is not None:
+        return f"{text} from {low} to {high}"
+    if low is not None:
+        return f"{text} {'>' if 'exclusiveMinimum' in alt else '>='} {low}"
+    return text
+
+
 def _describe_error(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> str:
     where = _dotted(error.absolute_path)
     node = _schema_at(schema, error.absolute_path)
@@ -130,7 +147,8 @@ def _describe_error(error: jsonschema.ValidationError, schema: Mapping[str, Any]
     if error.validator in {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "minLength", "uniqueItems", "pattern"}:
         return f"{where}: {error.message}.{hint}"
     if error.validator == "anyOf":
-        return f"{where}: {json.dumps(error.instance)} is not valid.{hint}"
+        wanted = " or ".join(_alternative(alt) for alt in error.validator_value)
+        return f"{where}: expected {wanted}, got {json.dumps(error.instance)}.{hint}"
     if error.validator == "required":
         return f"{where}: {error.message}.{hint}"
     return f"{where}: {error.message}"

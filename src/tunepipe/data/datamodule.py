@@ -6,6 +6,7 @@ modality's `encode` (tunepipe.modalities) builds the right one from rows.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator, Sequence
 
@@ -96,14 +97,20 @@ class BucketBatchSampler(Sampler[list[int]]):
     """Shuffled batches of similar-length texts (less padding, faster steps).
 
     The order depends only on (seed, epoch), so a resumed run sees the same batches as an uninterrupted one.
+    Under DDP each of `world_size` processes takes its own share (Lightning shards only plain samplers, not a
+    batch sampler like this one): training batches dealt round-robin, padded by repeating the first ones so every
+    rank runs the same number of steps (DDP syncs gradients at each); evaluation (`shuffle=False`) splits rows,
+    each row seen exactly once, so metrics summed over the ranks are the whole set's.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True, pool: int = 50) -> None:
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True, pool: int = 50,
+                 rank: int = 0, world_size: int = 1) -> None:
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
         self.pool = pool
+        self.rank, self.world_size = rank, world_size
         self.sampler = EpochClock()
 
     @property
@@ -114,9 +121,37 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        if not self.shuffle:
+            rows = len(range(self.rank, len(self.lengths), self.world_size))
+            return (rows + self.batch_size - 1) // self.batch_size
+        batches = (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        return (batches + self.world_size - 1) // self.world_size
+
+    _resume_at: tuple[int, int] | None = None
+
+    def skip_once(self, epoch: int, batches: int) -> None:
+        """Resume mid-epoch: the next pass over `epoch` leaves out its first `batches` batches (this process's share)."""
+        self._resume_at = (epoch, batches)
 
     def __iter__(self) -> Iterator[list[int]]:
+        resume, self._resume_at = self._resume_at, None
+        skip = resume[1] if resume is not None and resume[0] == self.epoch else 0
+        yield from itertools.islice(self._shard_batches(), skip, None)
+
+    def _shard_batches(self) -> Iterator[list[int]]:
+        if self.world_size == 1:
+            yield from self._all_batches()
+            return
+        if not self.shuffle:
+            indices = sorted(range(len(self.lengths)), key=lambda i: self.lengths[i])[self.rank :: self.world_size]
+            yield from (indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size))
+            return
+        batches = list(self._all_batches())
+        padded = batches + batches[: len(self) * self.world_size - len(batches)]
+        yield from padded[self.rank :: self.world_size]
+
+    def _all_batches(self) -> Iterator[list[int]]:
+        """Every batch of the epoch, for one process."""
         indices = list(range(len(self.lengths)))
         if not self.shuffle:
             indices.sort(key=lambda i: self.lengths[i])
@@ -139,6 +174,9 @@ class ClassificationDataModule(pl.LightningDataModule):
         self.train_set, self.val_set = train, val
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.seed, self.num_workers, self.pin_memory = seed, num_workers, pin_memory
+        # (epoch, batches): resuming from a mid-epoch checkpoint, the first pass skips the batches it already trained on
+        # (set by tunepipe.models.checkpointing.MidEpochCheckpoint when the checkpoint is loaded).
+        self.resume_at: tuple[int, int] | None = None
 
     def _loader(self, dataset: Dataset, sampler: BucketBatchSampler) -> DataLoader:
         return DataLoader(
@@ -149,8 +187,18 @@ class ClassificationDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory,
         )
 
+    def _shard(self) -> dict[str, int]:
+        """This process's rank and the number of processes (DDP), from the trainer; one process without one."""
+        trainer = self.trainer
+        return {"rank": trainer.global_rank, "world_size": trainer.world_size} if trainer is not None else {}
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, BucketBatchSampler(self.train_set.lengths(), self.batch_size, self.seed))
+        sampler = BucketBatchSampler(self.train_set.lengths(), self.batch_size, self.seed, **self._shard())
+        if self.resume_at is not None:  # set before the loader's worker processes (if any) start drawing batches
+            sampler.set_epoch(self.resume_at[0])
+            sampler.skip_once(*self.resume_at)
+        return self._loader(self.train_set, sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, BucketBatchSampler(self.val_set.lengths(), self.eval_batch_size, self.seed, shuffle=False))
+        return self._loader(self.val_set, BucketBatchSampler(self.val_set.lengths(), self.eval_batch_size, self.seed, shuffle=False,
+                                                             **self._shard()))

@@ -36,6 +36,8 @@ class Modality(Protocol):
     baseline_name: str
     #: export.quantization `auto`: "dynamic" or "static" (calibrated) INT8.
     default_quantization: str
+    #: Whether the distill rule can make a student with fewer layers of this modality's classifier.
+    distillable: bool
 
     def read(self, data_cfg: dict[str, Any], image_dir: Path) -> pd.DataFrame:
         """The raw rows of `data.source`: id, <input_field>, label[, group]; bundled images go to `image_dir`."""
@@ -48,6 +50,10 @@ class Modality(Protocol):
 
     def load_processor(self, model_cfg: dict[str, Any]) -> Any:
         """What `encode` needs to turn rows into model inputs (a tokenizer, or None)."""
+
+    def resolve_model_cfg(self, model_cfg: dict[str, Any], rows: list[dict], processor: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`model_cfg` with its data-aware `auto` values made concrete from the training rows (tunepipe.data_aware),
+        and the facts behind them (e.g. how many texts the token length truncates) for the summary and the report."""
 
     def encode(self, rows: list[dict], labels: list[int] | None, model_cfg: dict[str, Any], processor: Any) -> Dataset:
         """The rows as a dataset with `collate(items)` and `lengths()` (labels -1 when None)."""

@@ -15,6 +15,8 @@ class ImageModality:
     baseline_name = "pixels + logistic regression"
     # On x86 CPUs without VNNI, dynamic INT8 made a CNN several times slower; static QDQ (calibrated) keeps its speed.
     default_quantization = "static"
+    # EfficientNet's blocks change width from stage to stage: dropping some breaks the network, so no student (yet).
+    distillable = False
 
     def read(self, data_cfg: dict[str, Any], image_dir: Path):
         from tunepipe.data.readers import read_fashion_mnist, read_image_folder, read_image_table, resolve_source
@@ -43,6 +45,10 @@ class ImageModality:
     def load_processor(self, model_cfg):
         """Nothing: images are decoded and resized by `encode` itself."""
         return None
+
+    def resolve_model_cfg(self, model_cfg, rows, processor):
+        """Nothing is data-aware for images yet: `model.image_size` is the user's (or the preset's) choice."""
+        return model_cfg, {}
 
     def encode(self, rows, labels, model_cfg, processor):
         from tunepipe.data.datamodule import ImageTensors

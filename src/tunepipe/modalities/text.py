@@ -15,6 +15,8 @@ class TextModality:
     baseline_name = "TF-IDF + logistic regression"
     # Transformers are MatMul/Gemm-heavy: dynamic INT8 needs no calibration and keeps their speed.
     default_quantization = "dynamic"
+    # A transformer's layers can be dropped and the rest trained on the teacher's soft labels (tunepipe.optimize.distillation).
+    distillable = True
 
     def read(self, data_cfg: dict[str, Any], image_dir: Path):
         from tunepipe.data.readers import read_text_table, resolve_source
@@ -42,6 +44,18 @@ class TextModality:
         from tunepipe.models.backbone import load_tokenizer
 
         return load_tokenizer(model_cfg["pretrained"], model_cfg["allow_download"])
+
+    def resolve_model_cfg(self, model_cfg, rows, processor):
+        from tunepipe.data_aware import auto_max_length, token_length_facts
+
+        original = [row for row in rows if not row.get("augmented")] or rows  # augmented copies are not the user's texts
+        lengths = [len(ids) for ids in processor([row["text"] for row in original], truncation=False)["input_ids"]] if original else []
+        max_length = model_cfg["max_length"]
+        if max_length == "auto":
+            limit = processor.model_max_length if 0 < processor.model_max_length < 100_000 else 512
+            max_length = auto_max_length(lengths, limit)
+        facts = {**token_length_facts(lengths, max_length), "value": max_length, "auto": model_cfg["max_length"] == "auto"}
+        return {**model_cfg, "max_length": max_length}, {"model.max_length": facts}
 
     def encode(self, rows, labels, model_cfg, processor):
         from tunepipe.data.datamodule import EncodedTexts

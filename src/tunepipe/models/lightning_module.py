@@ -60,21 +60,24 @@ class ClassifierModule(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch)
         loss = self.loss(logits.float(), batch["labels"])
-        self.log("train_loss", loss, on_step=True, on_epoch=True, batch_size=len(batch["labels"]))
+        self.step_loss = loss.detach()  # the clean loss, for the per-step curves (models/loggers.py StepCurves); no sync
+        # sync_dist: under DDP the logged loss is every rank's (batch-size-weighted mean over all ranks), as are the
+        # val metrics (torchmetrics syncs on compute); one process: no-op.
+        self.log("train_loss", loss, on_step=True, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
         if self.attack_space is None:
             return loss
         # Adversarial training: add the loss on inputs moved by FGM/PGD (train_loss stays the clean loss, comparable to val_loss).
         adv = self.adversarial
         adversarial = adversarial_loss(self.attack_space, self.model, model_inputs(self.model, batch), batch["labels"],
                                        method=adv["method"], epsilon=adv["epsilon"], steps=adv["steps"])
-        self.log("train_adversarial_loss", adversarial, on_step=True, on_epoch=True, batch_size=len(batch["labels"]))
+        self.log("train_adversarial_loss", adversarial, on_step=True, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
         return loss + adv["weight"] * adversarial
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self(batch).float()
         loss = self.loss(logits, batch["labels"])
         self.val_metrics.update(logits.softmax(dim=-1), batch["labels"])
-        self.log("val_loss", loss, on_epoch=True, batch_size=len(batch["labels"]))
+        self.log("val_loss", loss, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute())
@@ -136,10 +139,22 @@ def freeze_layers(model: nn.Module, count: int) -> int:
 class RNGState(pl.Callback):
     """Saves torch/CUDA/numpy/python RNG states in checkpoints so a resumed run draws the same numbers.
 
-    Lightning's checkpoints hold no RNG state (verified: resumed runs diverged without this).
+    Lightning's checkpoints hold no RNG state (verified: resumed runs diverged without this). Under DDP every
+    process draws its own numbers (dropout on its own batches), so each rank's state is saved and restored.
     """
 
     def state_dict(self) -> dict[str, Any]:
+        from tunepipe.models.checkpointing import per_rank
+
+        return {"ranks": per_rank(self._local_state())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from tunepipe.models.checkpointing import own
+
+        self._set_local_state(own(state["ranks"]) if "ranks" in state else state)
+
+    @staticmethod
+    def _local_state() -> dict[str, Any]:
         kind, keys, pos, has_gauss, cached = np.random.get_state()
         state: dict[str, Any] = {
             "torch": torch.get_rng_state(),
@@ -151,7 +166,8 @@ class RNGState(pl.Callback):
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    @staticmethod
+    def _set_local_state(state: dict[str, Any]) -> None:
         torch.set_rng_state(state["torch"])
         pos, has_gauss, cached = state["numpy_rest"]
         np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
@@ -229,7 +245,10 @@ class ProgressLog(pl.Callback):
         log.info("epoch %d done in %.0fs: %s", row["epoch"], row["seconds"], shown)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history}
+        # The epoch's time and rows so far matter in a mid-epoch checkpoint (the resumed epoch's row adds them up).
+        return {"history": self.history, "epoch_seconds": time.perf_counter() - self._epoch_start, "seen": self._seen}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state.get("history", []))
+        self._epoch_start = time.perf_counter() - state.get("epoch_seconds", 0.0)
+        self._seen = state.get("seen", 0)

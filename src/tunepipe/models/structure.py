@@ -15,10 +15,13 @@ SHAPE_ATTRS = ("in_features", "out_features", "in_channels", "out_channels", "gr
 
 
 def structure(model: nn.Module) -> dict[str, dict[str, int]]:
-    """The shape attributes of every module (saved with a pruned model's state dict)."""
+    """The shape attributes of every module (saved with a pruned model's state dict), and the length of every
+    module list (a distilled student keeps fewer transformer layers)."""
     result = {}
     for name, module in model.named_modules():
         attrs = {a: getattr(module, a) for a in SHAPE_ATTRS if isinstance(getattr(module, a, None), int)}
+        if isinstance(module, nn.ModuleList):
+            attrs["length"] = len(module)
         if attrs:
             result[name] = attrs
     return result
@@ -27,10 +30,15 @@ def structure(model: nn.Module) -> dict[str, dict[str, int]]:
 def restore_structure(model: nn.Module, shapes: dict[str, dict[str, int]], state_dict: dict[str, torch.Tensor]) -> nn.Module:
     """Give a freshly built dense model the shapes of a pruned one, so that `load_state_dict(state_dict)` fits."""
     modules = dict(model.named_modules())
+    for name, attrs in sorted(shapes.items()):  # lists first shortened (parents sort before their children)
+        if isinstance(modules.get(name), nn.ModuleList) and "length" in attrs:
+            del modules[name][attrs["length"]:]
+            modules = dict(model.named_modules())
     for name, attrs in shapes.items():
         if name in modules:
             for attr, value in attrs.items():
-                setattr(modules[name], attr, value)
+                if attr != "length":
+                    setattr(modules[name], attr, value)
     for key, tensor in state_dict.items():
         owner, _, leaf = key.rpartition(".")
         module = modules.get(owner)

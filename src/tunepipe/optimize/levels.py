@@ -33,10 +33,15 @@ class PruneSettings:
     finetune_batch_size: int
     latency_runs: int
     batch_size: int
+    #: The recovery fine-tune learns from the dense teacher at this temperature and soft-loss weight (the `distill` section's).
+    recovery_temperature: float = 2.0
+    recovery_alpha: float = 0.5
 
     @classmethod
-    def from_params(cls, section: Mapping[str, Any]) -> PruneSettings:
+    def from_params(cls, section: Mapping[str, Any], distill: Mapping[str, Any] | None = None) -> PruneSettings:
+        recovery = {"recovery_temperature": distill["temperature"], "recovery_alpha": distill["alpha"]} if distill else {}
         return cls(
+            **recovery,
             method=section["method"],
             sparsities=tuple(section["sparsities"]),
             max_accuracy_drop=section["max_accuracy_drop"],
@@ -97,10 +102,12 @@ def score(model: nn.Module, splits: Mapping[str, LabelledSet], one_row: dict[str
 
 
 def prune_and_select(dense: nn.Module, settings: PruneSettings, *, val: LabelledSet, test: LabelledSet, metrics: Metrics, seed: int,
-                     train: Dataset | None = None, device: torch.device | str = "cpu", log: logging.Logger = _log) -> PruneResult:
-    """Every level of `settings.plan()` scored on `val` (selection) and `test` (reported), timed on one test row;
-    the smallest or fastest within `max_accuracy_drop` of dense is selected. `train` (labelled rows) is needed only
-    for the recovery fine-tune (`finetune_steps` > 0)."""
+                     train: Dataset | None = None, device: torch.device | str = "cpu", log: logging.Logger = _log,
+                     candidates: tuple[tuple[PruningLevel, nn.Module], ...] = ()) -> PruneResult:
+    """Every level of `settings.plan()`, then each of `candidates` (e.g. the distilled student), scored on `val`
+    (selection) and `test` (reported), timed on one test row; the smallest or fastest within `max_accuracy_drop`
+    of dense is selected. `train` (labelled rows) is needed only for the recovery fine-tune (`finetune_steps` > 0),
+    which learns from `dense` as its teacher."""
     one_row = test.rows.collate([test.rows[0]])
     example = test.rows.collate([test.rows[i] for i in range(min(2, len(test.rows)))])
     finetune = None
@@ -109,16 +116,18 @@ def prune_and_select(dense: nn.Module, settings: PruneSettings, *, val: Labelled
             raise ValueError("prune.finetune_steps > 0 needs the training rows")
 
         def finetune(model: nn.Module) -> None:
-            pruning.finetune_steps(model, train, settings.finetune_steps, settings.finetune_lr, settings.finetune_batch_size, seed)
+            pruning.finetune_steps(model, train, settings.finetune_steps, settings.finetune_lr, settings.finetune_batch_size, seed,
+                                   teacher=dense, temperature=settings.recovery_temperature, alpha=settings.recovery_alpha)
 
     dense_params = pruning.count_params(dense)
     splits = {"val": val, "test": test}
     rows, models = [], {}
-    for level in settings.plan():
-        model = pruning.prune_at(dense, level, example, finetune)
+    planned = [(level, None) for level in settings.plan()] + list(candidates)
+    for level, ready in planned:
+        model = ready if ready is not None else pruning.prune_at(dense, level, example, finetune)
         row = {**level.as_dict(), **pruning.sparsity_report(model, dense_params),
                **score(model, splits, one_row, metrics=metrics, batch_size=settings.batch_size, latency_runs=settings.latency_runs, device=device)}
-        row["finetune_steps"] = 0 if level.method == "dense" else settings.finetune_steps
+        row["finetune_steps"] = 0 if level.method == "dense" or ready is not None else settings.finetune_steps
         rows.append(row)
         models[level.name] = (level, model)
         log.info(

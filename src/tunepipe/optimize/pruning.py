@@ -25,7 +25,9 @@ from tunepipe.models.structure import structure
 
 Finetune = Callable[[nn.Module], None]
 
-METHODS = ("dense", "unstructured", "structured")
+#: `distilled`: a student with fewer layers made and trained by the distill stage (tunepipe.optimize.distillation);
+#: its sparsity is the fraction of the teacher's layers it dropped.
+METHODS = ("dense", "unstructured", "structured", "distilled")
 
 
 @dataclass(frozen=True)
@@ -195,18 +197,23 @@ def prune_at(dense: nn.Module, level: PruningLevel, example: dict[str, torch.Ten
 
 
 def saved_structure(model: nn.Module, level: PruningLevel) -> dict[str, dict[str, int]] | None:
-    """The shapes to save with a model at `level`: only structured pruning changes them."""
-    return structure(model) if level.method == "structured" else None
+    """The shapes to save with a model at `level`: only structured pruning and distillation change them."""
+    return structure(model) if level.method in ("structured", "distilled") else None
 
 
 # ---------------------------------------------------------------- fine-tune, selection
 
 
-def finetune_steps(model: nn.Module, dataset, steps: int, lr: float, batch_size: int, seed: int) -> None:
-    """A short recovery fine-tune (AdamW, cross-entropy) on training rows after pruning; `steps` optimizer steps."""
+def finetune_steps(model: nn.Module, dataset, steps: int, lr: float, batch_size: int, seed: int,
+                   teacher: nn.Module | None = None, temperature: float = 2.0, alpha: float = 0.5) -> None:
+    """A short recovery fine-tune (AdamW) on training rows after pruning; `steps` optimizer steps. With a `teacher`
+    (the dense model) the loss is the distillation loss (tunepipe.optimize.distillation), else cross-entropy."""
     from tunepipe.data.datamodule import BucketBatchSampler
     from tunepipe.models.inference import model_inputs
+    from tunepipe.optimize.distillation import distillation_loss
 
+    if teacher is not None:
+        teacher.eval()
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
@@ -216,7 +223,13 @@ def finetune_steps(model: nn.Module, dataset, steps: int, lr: float, batch_size:
         sampler.set_epoch(epoch)
         for indices in sampler:
             batch = dataset.collate([dataset[i] for i in indices])
-            loss = nn.functional.cross_entropy(model(**model_inputs(model, batch)), batch["labels"])
+            inputs = model_inputs(model, batch)
+            if teacher is None:
+                loss = nn.functional.cross_entropy(model(**inputs), batch["labels"])
+            else:
+                with torch.no_grad():
+                    teacher_logits = teacher(**inputs)
+                loss = distillation_loss(model(**inputs), teacher_logits, batch["labels"], temperature=temperature, alpha=alpha)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

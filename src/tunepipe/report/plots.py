@@ -144,6 +144,60 @@ def training_curves(history: Sequence[Mapping[str, Any]], best_epoch: Any = None
             _close(fig)
 
 
+_MAX_STEP_POINTS = 1500
+
+
+def step_curves(steps: Sequence[Mapping[str, Any]], epoch_ends: Sequence[float] = ()) -> str | None:
+    """Every optimizer step's training loss and learning rates (results/train/steps.csv), side by side; thin dotted
+    lines mark the epochs' ends. None when there is no step with a loss."""
+    import matplotlib
+
+    def series(key: str) -> tuple[list[float], list[float]]:
+        pairs = [(_number(row.get("step")), _number(row.get(key))) for row in steps]
+        pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+        return [x for x, _ in pairs], [y for _, y in pairs]
+
+    xs, losses = series("loss")
+    if not xs:
+        return None
+    with matplotlib.rc_context(_rc("steps")):
+        fig = _new_figure(7.6, 2.6)
+        try:
+            loss_ax, lr_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+            marker = "o" if len(xs) < 30 else None
+            every = max(1, len(xs) // _MAX_STEP_POINTS)  # a long run is thinned for drawing (the SVG stays small)
+            loss_ax.plot(xs[::every], losses[::every], color=_BLUE, linewidth=0.9, marker=marker, markersize=2.5,
+                         label="train loss (per step)" if every == 1 else f"train loss (every {every}th step)")
+            if len(xs) >= 10:  # a running mean over about a tenth of the steps: the trend through the batches' noise
+                window = max(2, len(xs) // 10)
+                sums = [0.0]
+                for value in losses:
+                    sums.append(sums[-1] + value)
+                smooth = [(sums[i + 1] - sums[max(0, i + 1 - window)]) / min(window, i + 1) for i in range(len(losses))]
+                loss_ax.plot(xs[::every], smooth[::every], color=_ORANGE, linewidth=1.6, label=f"running mean ({window} steps)")
+            drawn_lr = False
+            for key, label, colour in (("lr_encoder", "encoder", _GREEN), ("lr_head", "head", "#7c3aed")):
+                lx, ly = series(key)
+                if lx:
+                    lr_ax.plot(lx[::every], ly[::every], color=colour, linewidth=1.4, marker=marker, markersize=2.5, label=label)
+                    drawn_lr = True
+            for ax in (loss_ax, lr_ax):
+                for end in epoch_ends[:-1]:
+                    ax.axvline(end, color=_GREY, linestyle=":", linewidth=0.8)
+                ax.set_xlabel("optimizer step")
+            loss_ax.set_title("Training loss per step")
+            loss_ax.legend(loc="best")
+            lr_ax.set_title("Learning rate per step")
+            if drawn_lr:
+                lr_ax.set_yscale("log")
+                lr_ax.legend(loc="best")
+            else:
+                lr_ax.text(0.5, 0.5, "not available", ha="center", va="center", transform=lr_ax.transAxes, color=_GREY)
+            return figure_to_svg(fig, "fig-steps", "Training loss and learning rates per optimizer step")
+        finally:
+            _close(fig)
+
+
 def confusion_matrix(labels: Sequence[Any], matrix: Sequence[Sequence[Any]]) -> str | None:
     """Two heatmaps side by side: counts, and each row divided by its total (rows = true label, columns = predicted).
 
@@ -316,7 +370,7 @@ def reliability_diagram(
             _close(fig)
 
 
-_METHOD_STYLE = {"unstructured": ("o", "-"), "structured": ("s", "--")}
+_METHOD_STYLE = {"unstructured": ("o", "-"), "structured": ("s", "--"), "distilled": ("^", ":")}
 
 
 def pruning_curve(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any = None) -> str | None:
@@ -398,6 +452,56 @@ def sweep_scores(variants: Sequence[Mapping[str, Any]], metric: str | None = Non
             _close(fig)
 
 
+def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (latency, accuracy) points no other point beats on both (faster and at least as accurate), fastest first."""
+    frontier: list[tuple[float, float]] = []
+    for latency, accuracy in sorted(points, key=lambda point: (point[0], -point[1])):
+        if not frontier or accuracy > frontier[-1][1]:
+            frontier.append((latency, accuracy))
+    return frontier
+
+
+def variant_frontier(variants: Sequence[Mapping[str, Any]], exported: Any = None, batch: str = "1") -> str | None:
+    """Test accuracy against ONNX Runtime latency of export's variants (dense, pruned or distilled, INT8), the
+    frontier drawn and the `exported` variant (variants.json's `selected`) ringed: the accuracy each millisecond costs."""
+    import matplotlib
+
+    rows = []
+    for r in variants:
+        if not isinstance(r, Mapping):
+            continue
+        timings = r.get("latency_ms") if isinstance(r.get("latency_ms"), Mapping) else {}
+        at_batch = timings.get(batch) if isinstance(timings.get(batch), Mapping) else {}
+        latency = _number(at_batch.get("onnxruntime"))
+        accuracy = _number(r.get("test_accuracy"))
+        if latency is not None and accuracy is not None:
+            rows.append((r, latency, accuracy))
+    if len(rows) < 2:
+        return None
+    with matplotlib.rc_context(_rc("variant-frontier")):
+        fig = _new_figure(6.0, 3.2)
+        try:
+            ax = fig.add_subplot()
+            frontier = pareto_frontier([(latency, accuracy) for _, latency, accuracy in rows])
+            ax.step(*zip(*frontier), where="post", color=_GREY, linewidth=0.8, alpha=0.7, label="frontier")
+            for r, latency, accuracy in rows:
+                int8 = "int8" in str(r.get("precision", "")) or str(r.get("variant", "")).endswith("int8")
+                ax.plot([latency], [accuracy], linestyle="none", marker="s" if int8 else "o", markersize=6, color=_ORANGE if int8 else _BLUE)
+                label = str(r.get("variant"))
+                if r.get("pruning_level") and not str(r.get("variant", "")).startswith("dense"):
+                    label += f" ({r['pruning_level']})"
+                ax.annotate(label, (latency, accuracy), textcoords="offset points", xytext=(5, 3), fontsize=7)
+                if r.get("variant") == exported:
+                    ax.plot([latency], [accuracy], marker="o", markersize=12, markerfacecolor="none", markeredgecolor="#dc2626",
+                            linestyle="none", label="exported (model.onnx)")
+            ax.set_xlabel(f"ONNX Runtime latency, batch {batch} (ms)")
+            ax.set_ylabel("test accuracy")
+            ax.legend(loc="best")
+            return figure_to_svg(fig, "fig-variant-frontier", "Test accuracy against ONNX Runtime latency per exported variant")
+        finally:
+            _close(fig)
+
+
 def pruning_latency(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any = None) -> str | None:
     """Validation accuracy against eager batch-1 latency, one marker style per method; the selected level ringed."""
     import matplotlib
@@ -405,12 +509,12 @@ def pruning_latency(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any 
     rows = [r for r in levels if isinstance(r, Mapping) and _number(r.get("latency_ms")) is not None and _number(r.get("val_accuracy")) is not None]
     if not rows:
         return None
-    colours = {"dense": _GREY, "unstructured": _BLUE, "structured": _ORANGE}
+    colours = {"dense": _GREY, "unstructured": _BLUE, "structured": _ORANGE, "distilled": _GREEN}
     with matplotlib.rc_context(_rc("pruning-latency")):
         fig = _new_figure(6.0, 3.2)
         try:
             ax = fig.add_subplot()
-            for method in ("dense", "unstructured", "structured"):
+            for method in colours:
                 points = [r for r in rows if r.get("method") == method]
                 if points:
                     ax.plot([_number(r["latency_ms"]) for r in points], [_number(r["val_accuracy"]) for r in points],
@@ -420,6 +524,9 @@ def pruning_latency(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any 
                         if method != "dense" and _number(r.get("sparsity")) is not None:
                             ax.annotate(f"{_number(r['sparsity']) * 100:.0f}%", (_number(r["latency_ms"]), _number(r["val_accuracy"])),
                                         textcoords="offset points", xytext=(4, 3), fontsize=7, color=colours[method])
+            frontier = pareto_frontier([(_number(r["latency_ms"]), _number(r["val_accuracy"])) for r in rows])
+            if len(frontier) > 1:
+                ax.step(*zip(*frontier), where="post", color=_GREY, linewidth=0.8, alpha=0.7, label="frontier")
             dense = next((r for r in rows if r.get("method") == "dense"), None)
             drop = _number(max_accuracy_drop)
             if dense is not None and drop is not None:

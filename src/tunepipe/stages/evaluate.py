@@ -12,7 +12,7 @@ from typing import Any
 
 from tunepipe.data.labels import encode
 from tunepipe.errors import DataError
-from tunepipe.io import read_jsonl, write_csv, write_json
+from tunepipe.io import read_csv_rows, read_json, read_jsonl, write_csv, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 
@@ -58,6 +58,7 @@ def _worst(rows: list[dict[str, Any]], names: list[str], probs, targets, count: 
 
 def _trust(ctx: StageContext, rows, modality, names, probs, baseline_probs, targets) -> dict[str, Any]:
     """Slices and the paired comparison with the baseline (tunepipe.trust): writes their files, returns their headline numbers."""
+    from tunepipe.trust.diagnosis import diagnose
     from tunepipe.trust.significance import compare_paired, sentence
     from tunepipe.trust.slices import CSV_FIELDS, flat_rows, slice_columns_of, slice_table
 
@@ -69,8 +70,15 @@ def _trust(ctx: StageContext, rows, modality, names, probs, baseline_probs, targ
     write_csv(ctx.outputs["slices_table"], flat_rows(slices), CSV_FIELDS)
     versus = compare_paired(targets.numpy(), predicted, base_predicted, len(names), resamples=cfg["bootstrap_resamples"], seed=seed, alpha=cfg["alpha"])
     versus["sentence"] = sentence(versus, "the fine-tuned model", "the baseline")
-    write_json(ctx.outputs["comparison"], {"fine_tuned_vs_baseline": versus})
+    # Not better than the baseline: say so, with the causes training's own records show (tunepipe.trust.diagnosis).
+    diagnosis = diagnose(versus, summary=read_json(ctx.inputs["train_summary"]), history=read_csv_rows(ctx.inputs["train_history"]),
+                         test_labels=[str(row["label"]) for row in rows], baseline_name=modality.baseline_name)
+    write_json(ctx.outputs["comparison"], {"fine_tuned_vs_baseline": versus, "diagnosis": diagnosis})
     ctx.log.info("%s", versus["sentence"])
+    if diagnosis:
+        ctx.log.warning("%s", diagnosis["headline"])
+        for cause in diagnosis["causes"]:
+            ctx.log.warning("  %s: %s. Advice: %s.", cause["cause"], cause["evidence"], cause["advice"])
     flat: dict[str, Any] = {}
     worst = slices["worst"]
     if worst is not None:
@@ -143,6 +151,8 @@ STAGE = Stage(
         "best": "Lightning checkpoint from train",
         "test": "JSONL test rows",
         "baseline_predictions": "CSV of the baseline's test probabilities (prob:<label> columns)",
+        "train_summary": "results/train/summary.json (what training did: the data-aware facts, epochs; read to explain a loss to the baseline)",
+        "train_history": "results/train/history.csv (per-epoch losses, to see overfitting or a training stopped while improving)",
     },
     outputs={
         "metrics": "flat JSON (DVC can diff it): scalar metrics, *_ci_low/*_ci_high, test_rows, baseline_* of each, worst_slice_accuracy, "
@@ -157,7 +167,8 @@ STAGE = Stage(
         "details": "JSON: per-class scores, confusion, curves and calibration of both models (what the report draws)",
         "slices": "JSON: metrics per slice (group, evaluate.slice_columns, the modality's automatic quartiles) with bootstrap intervals; the worst slice",
         "slices_table": "CSV: one row per slice (slice, kind, column, value, rows, accuracy and macro F1 with intervals, accuracy_gap, ranked)",
-        "comparison": "JSON: fine_tuned_vs_baseline (paired: McNemar's test, paired bootstrap intervals of the differences, verdict, sentence)",
+        "comparison": "JSON: fine_tuned_vs_baseline (paired: McNemar's test, paired bootstrap intervals of the differences, verdict, sentence); "
+                      "diagnosis (null when the fine-tuned model is better; else headline and causes: cause, evidence, advice)",
     },
     run=run,
     params_help="seed, evaluate.batch_size, evaluate.bootstrap_resamples, evaluate.worst_examples, evaluate.slice_columns, "

@@ -12,13 +12,13 @@ def run(ctx: StageContext) -> None:
     import torch
 
     from tunepipe import runtime
-    from tunepipe.checkpoints import load_checkpoint, save_model
+    from tunepipe.checkpoints import load_checkpoint, load_model, save_model
     from tunepipe.evaluation import classification_metrics
     from tunepipe.models.inference import pick_device
     from tunepipe.optimize.levels import LabelledSet, PruneSettings, levels_record, prune_and_select
 
     runtime.torch_threads(ctx.threads)
-    settings = PruneSettings.from_params(ctx.params["prune"])
+    settings = PruneSettings.from_params(ctx.params["prune"], ctx.params.get("distill"))
     dense, meta = load_checkpoint(ctx.inputs["best"])
     names, model_cfg = meta["label_names"], meta["model_cfg"]
     modality = get_modality(meta["modality"])
@@ -35,7 +35,14 @@ def run(ctx: StageContext) -> None:
     if settings.finetune_steps > 0:
         train_rows = read_jsonl(ctx.inputs["train"])
         train = modality.encode(train_rows, encode(train_rows, names, str(ctx.inputs["train"])), model_cfg, processor)
-    result = prune_and_select(dense, settings, val=val, test=test, train=train, metrics=classification_metrics, seed=ctx.params["seed"], device=device, log=ctx.log)
+    candidates = ()
+    if "student" in ctx.inputs:  # the distilled student, scored and timed like a level
+        from tunepipe.optimize.pruning import PruningLevel
+
+        student, payload = load_model(ctx.inputs["student"])
+        candidates = ((PruningLevel.from_dict(payload["pruning_level"]), student),)
+    result = prune_and_select(dense, settings, val=val, test=test, train=train, metrics=classification_metrics, seed=ctx.params["seed"], device=device,
+                              log=ctx.log, candidates=candidates)
     save_model(ctx.outputs["model"], result.model, model_cfg=model_cfg, label_names=names, modality=modality.name,
                pruning_level=result.selected.as_dict(), structure=result.structure)
     write_json(ctx.outputs["levels"], levels_record(result, settings, ctx.threads))
@@ -49,10 +56,13 @@ STAGE = Stage(
         "train": "JSONL training rows (only read for the recovery fine-tune)",
         "val": "JSONL validation rows (selection)",
         "test": "JSONL test rows (reported)",
+        "student": "optional: results/distill/student.pt, the distilled student, a candidate like the levels",
     },
     outputs={"model": "the selected model (state dict + shapes + config) for export", "levels": "JSON: every level's params, size, accuracy, latency"},
     run=run,
-    params_help="prune.method, prune.sparsities, prune.max_accuracy_drop, prune.select, prune.finetune_*, prune.latency_runs, prune.batch_size, seed",
+    params_help="prune.method, prune.sparsities, prune.max_accuracy_drop, prune.select, prune.finetune_*, prune.latency_runs, prune.batch_size, seed; "
+    "distill.temperature and distill.alpha (the recovery fine-tune learns from the dense teacher)",
+    optional=frozenset({"student"}),
 )
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ STAGE = Stage(
         "split": "results/split/summary.json (rows per split and label)",
         "augment": "results/augment/summary.json (augmented rows and examples)",
         "train_history": "results/train/history.csv (per-epoch losses and validation metrics)",
+        "train_steps": "optional: results/train/steps.csv (every optimizer step's loss and learning rates)",
         "train": "results/train/summary.json (device, precision, epochs, wall time)",
         "baseline": "results/baseline/metrics.json (which baseline was fitted: its `model` name)",
         "metrics": "results/evaluate/metrics.json (test metrics, fine-tuned and baseline)",
@@ -62,7 +63,7 @@ STAGE = Stage(
     params_help="report.title     page title\n"
     "report.examples  examples shown per cleaning reason, for augmentation and of the most confident errors\n"
     "(every params section is printed in the provenance section)",
-    optional=frozenset({"selection", "timings", "slices", "comparison", "predictions", "explanations",
+    optional=frozenset({"selection", "timings", "slices", "train_steps", "comparison", "predictions", "explanations",
                         "robustness_metrics", "robustness_perturbations", "robustness_attacks", "robustness_examples"}),
     repeatable=frozenset({"timings"}),
 )

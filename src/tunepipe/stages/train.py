@@ -34,13 +34,25 @@ def run(ctx: StageContext) -> None:
             summary = {**read_json(run_dir / "summary.json"), **extra}
             shutil.copyfile(run_dir / "best.ckpt", ctx.outputs["best"])
             shutil.copyfile(run_dir / "history.csv", ctx.outputs["history"])
+            _reuse_steps(run_dir / "steps.csv", ctx, params)
             train_rows = read_jsonl(ctx.inputs["train"])
             write_config(ctx.outputs["config"], params, label_names(params["data"]["labels"], train_rows, read_jsonl(ctx.inputs["val"])), summary)
             write_json(ctx.outputs["summary"], summary)
             return
         ctx.log.info("training the selected variant %s on the whole training split", selection["winner"])
     work_dir = Path(ctx.outputs["best"]).resolve().parent / "checkpoints"
-    train_model(params, read_jsonl(ctx.inputs["train"]), read_jsonl(ctx.inputs["val"]), ctx.outputs, work_dir, ctx.log, ctx.threads, extra)
+    # The loggers write where a TensorBoard or `dvc plots` can watch them during the run (results/train/tensorboard, /dvclive).
+    train_model(params, read_jsonl(ctx.inputs["train"]), read_jsonl(ctx.inputs["val"]), ctx.outputs, work_dir, ctx.log, ctx.threads, extra,
+                loggers_dir=work_dir.parent)
+
+
+def _reuse_steps(steps: Path, ctx: StageContext, params: dict) -> None:
+    """The reused sweep run's per-step rows, and the loggers' files rebuilt from them (trials write no loggers)."""
+    from tunepipe.models.loggers import write_curves
+    from tunepipe.report.load import read_rows
+
+    shutil.copyfile(steps, ctx.outputs["steps"])
+    write_curves(params["train"]["loggers"], Path(ctx.outputs["best"]).resolve().parent, read_rows(steps), read_rows(ctx.outputs["history"]))
 
 
 STAGE = Stage(
@@ -55,6 +67,7 @@ STAGE = Stage(
     outputs={
         "best": "Lightning checkpoint (weights) of the best epoch",
         "history": "CSV of per-epoch losses and validation metrics",
+        "steps": "CSV of every optimizer step: step, epoch, loss, lr_encoder, lr_head (TensorBoard and DVCLive files beside it, per train.loggers)",
         "config": "YAML of the resolved training config, saved beside the checkpoint",
         "summary": "JSON: best epoch and score, device, precision, wall time, throughput",
     },

@@ -55,7 +55,10 @@ def _variants(record: dict[str, Any]) -> dict[str, Any]:
         batches += [batch for batch in latency if batch not in batches]
         rows.append({**row, "latency": latency, "latency_ratio": as_dict(row.get("latency_ratio"))})
     batches.sort(key=lambda b: float(b) if b.isdigit() else math.inf)
-    return {"rows": rows, "batches": batches, "selected": record.get("selected"), "threads": record.get("threads")}
+    from tunepipe.report import plots
+
+    return {"rows": rows, "batches": batches, "selected": record.get("selected"), "threads": record.get("threads"),
+            "frontier": plots.variant_frontier(rows, record.get("selected"), batches[0] if batches else "1")}
 
 
 #: Where the export rule writes the bundle, relative to the project (the report is built in the same project).

@@ -10,7 +10,7 @@ from tunepipe.report.format import number
 from tunepipe.report.sections import as_dict, as_list
 
 #: Table order: the dense reference first, then each method's levels by sparsity.
-METHOD_ORDER = {"dense": 0, "unstructured": 1, "structured": 2}
+METHOD_ORDER = {"dense": 0, "unstructured": 1, "structured": 2, "distilled": 3}
 
 
 def pruning(inputs: Mapping[str, Any]) -> dict[str, Any]:

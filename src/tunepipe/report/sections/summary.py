@@ -30,7 +30,21 @@ def summary(inputs: Mapping[str, Any]) -> dict[str, Any]:
         # tunepipe.trust: the worst slice (headline numbers of metrics.json) and the paired test against the baseline, in words
         "worst_slice": _worst_slice(inputs),
         "versus_baseline": as_dict(as_dict(inputs.get("comparison")).get("fine_tuned_vs_baseline")).get("sentence"),
+        # evaluate's verdict when the fine-tuned model is not better than the baseline (tunepipe.trust.diagnosis): shown first
+        "diagnosis": as_dict(inputs.get("comparison")).get("diagnosis") or None,
+        "data_aware": _data_aware(train),
     }
+
+
+def _data_aware(train: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The values training resolved (`auto` or set), with the truncation they cause: one line each in the summary."""
+    rows = []
+    for key, facts in as_dict(train.get("data_aware")).items():
+        facts = as_dict(facts)
+        rows.append({"key": key, "value": facts.get("value"), "auto": bool(facts.get("auto")),
+                     "truncated_texts": facts.get("truncated_texts"), "texts": facts.get("texts"), "truncated_share": facts.get("truncated_share"),
+                     "steps_per_epoch": facts.get("steps_per_epoch")})
+    return rows
 
 
 def _worst_slice(inputs: Mapping[str, Any]) -> dict[str, Any] | None:

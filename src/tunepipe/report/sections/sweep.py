@@ -10,7 +10,10 @@ from tunepipe.report.sections import as_dict, as_list
 
 
 def sweep(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """One row per variant with its overrides and score; `ran` is False when there was no sweep."""
+    """One row per variant with its overrides and score; `ran` is False when there was no sweep.
+
+    tpe: also each trial's round and where it stopped (pruned at epoch e of max_epochs, or the epochs it ran), and the
+    compute pruning saved: epochs not trained / epochs a sweep without pruning would have trained."""
     from tunepipe.report import plots
 
     selection = as_dict(inputs.get("selection"))
@@ -29,6 +32,10 @@ def sweep(inputs: Mapping[str, Any]) -> dict[str, Any]:
             "mean": v.get("mean"),
             "std": v.get("std"),
             "runs": len(as_list(v.get("scores"))),
+            "round": v.get("round"),
+            "epochs_run": v.get("epochs_run"),
+            "max_epochs": v.get("max_epochs"),
+            "pruned_at_epoch": v.get("pruned_at_epoch"),
         })
     return {
         "ran": bool(variants),
@@ -39,5 +46,7 @@ def sweep(inputs: Mapping[str, Any]) -> dict[str, Any]:
         "winner": selection.get("winner"),
         "keys": keys,
         "rows": rows,
+        "tpe": selection.get("method") == "tpe",
+        "pruning": as_dict(selection.get("pruning")),
         "figure": plots.sweep_scores(variants, selection.get("metric"), selection.get("winner")) if variants else None,
     }
