@@ -87,41 +87,55 @@ def make_student(teacher: nn.Module, layer_fraction: float) -> tuple[nn.Module, 
     return student, keep
 
 
-def distill_steps(student: nn.Module, teacher: nn.Module, dataset, *, steps: int, lr: float, batch_size: int, temperature: float, alpha: float,
-                  seed: int, device: torch.device | str = "cpu", log: logging.Logger = _log, log_every: int = 50) -> dict[str, Any]:
-    """Train `student` for `steps` AdamW steps on `dataset` (labelled rows) against `teacher`'s logits; returns what happened."""
+def train_steps(model: nn.Module, dataset, *, steps: int, lr: float, batch_size: int, seed: int, teacher: nn.Module | None = None,
+                temperature: float = 2.0, alpha: float = 0.5, decay: bool = False, device: torch.device | str = "cpu",
+                log: logging.Logger | None = None, log_every: int = 50) -> dict[str, Any]:
+    """`steps` AdamW steps of `model` on `dataset` (labelled rows, bucketed batches seeded by `seed`): the
+    distillation loss against `teacher`'s logits, or plain cross-entropy without one; `decay`: the learning rate
+    falls linearly to zero. The one short training loop of the optimisation phase (distill, prune's recovery)."""
     from tunepipe.data.datamodule import BucketBatchSampler
     from tunepipe.models.inference import model_inputs
 
+    if teacher is not None:
+        teacher.to(device).eval()
     torch.manual_seed(seed)
-    teacher.to(device).eval()
-    student.to(device).train()
-    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=lr)
-    # linear decay to zero over the steps (no warm-up: the student starts from trained weights)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / max(1, steps)))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / max(1, steps))) if decay else None
+    model.to(device).train()
     done, epoch, started, losses = 0, 0, time.perf_counter(), []
     while done < steps:
         sampler = BucketBatchSampler(dataset.lengths(), batch_size, seed=seed)
         sampler.set_epoch(epoch)
         for indices in sampler:
             batch = {key: value.to(device) for key, value in dataset.collate([dataset[i] for i in indices]).items()}
-            inputs = model_inputs(student, batch)
-            with torch.no_grad():
-                teacher_logits = teacher(**inputs)
-            loss = distillation_loss(student(**inputs), teacher_logits, batch["labels"], temperature=temperature, alpha=alpha)
+            inputs = model_inputs(model, batch)
+            if teacher is None:
+                loss = nn.functional.cross_entropy(model(**inputs), batch["labels"])
+            else:
+                with torch.no_grad():
+                    teacher_logits = teacher(**inputs)
+                loss = distillation_loss(model(**inputs), teacher_logits, batch["labels"], temperature=temperature, alpha=alpha)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            schedule.step()
+            if schedule is not None:
+                schedule.step()
             losses.append(float(loss.detach()))
             done += 1
-            if done % log_every == 0 or done == steps:
-                log.info("distill step %d/%d  loss %.4f  %.1f s", done, steps, sum(losses[-log_every:]) / len(losses[-log_every:]),
-                         time.perf_counter() - started)
+            if log is not None and (done % log_every == 0 or done == steps):
+                log.info("step %d/%d  loss %.4f  %.1f s", done, steps, sum(losses[-log_every:]) / len(losses[-log_every:]), time.perf_counter() - started)
             if done >= steps:
                 break
         epoch += 1
-    student.eval()
+    model.eval()
     last = losses[-log_every:]
     return {"steps": done, "epochs_seen": round(done * batch_size / max(1, len(dataset)), 2),
             "final_loss": round(sum(last) / max(1, len(last)), 6), "seconds": round(time.perf_counter() - started, 2)}
+
+
+def distill_steps(student: nn.Module, teacher: nn.Module, dataset, *, steps: int, lr: float, batch_size: int, temperature: float, alpha: float,
+                  seed: int, device: torch.device | str = "cpu", log: logging.Logger = _log, log_every: int = 50) -> dict[str, Any]:
+    """Train `student` for `steps` AdamW steps on `dataset` (labelled rows) against `teacher`'s logits, the learning
+    rate decayed linearly to zero (no warm-up: the student starts from trained weights); returns what happened."""
+    return train_steps(student, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed, teacher=teacher, temperature=temperature,
+                       alpha=alpha, decay=True, device=device, log=log, log_every=log_every)

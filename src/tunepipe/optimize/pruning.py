@@ -208,36 +208,9 @@ def finetune_steps(model: nn.Module, dataset, steps: int, lr: float, batch_size:
                    teacher: nn.Module | None = None, temperature: float = 2.0, alpha: float = 0.5) -> None:
     """A short recovery fine-tune (AdamW) on training rows after pruning; `steps` optimizer steps. With a `teacher`
     (the dense model) the loss is the distillation loss (tunepipe.optimize.distillation), else cross-entropy."""
-    from tunepipe.data.datamodule import BucketBatchSampler
-    from tunepipe.models.inference import model_inputs
-    from tunepipe.optimize.distillation import distillation_loss
+    from tunepipe.optimize.distillation import train_steps
 
-    if teacher is not None:
-        teacher.eval()
-    torch.manual_seed(seed)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    model.train()
-    done, epoch = 0, 0
-    while done < steps:
-        sampler = BucketBatchSampler(dataset.lengths(), batch_size, seed=seed)
-        sampler.set_epoch(epoch)
-        for indices in sampler:
-            batch = dataset.collate([dataset[i] for i in indices])
-            inputs = model_inputs(model, batch)
-            if teacher is None:
-                loss = nn.functional.cross_entropy(model(**inputs), batch["labels"])
-            else:
-                with torch.no_grad():
-                    teacher_logits = teacher(**inputs)
-                loss = distillation_loss(model(**inputs), teacher_logits, batch["labels"], temperature=temperature, alpha=alpha)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            done += 1
-            if done >= steps:
-                break
-        epoch += 1
-    model.eval()
+    train_steps(model, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed, teacher=teacher, temperature=temperature, alpha=alpha)
 
 
 def qualifying(levels: Sequence[dict[str, Any]], max_accuracy_drop: float) -> list[dict[str, Any]]:
