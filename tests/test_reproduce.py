@@ -51,8 +51,10 @@ def test_each_run_is_versioned_and_diffable(history):
     params_diff = json.loads(sh(project, "dvc", "params", "diff", history.rev1, history.rev2, "--json").stdout)
     assert {k: params_diff["params.yaml"]["train.encoder_lr"][k] for k in ("old", "new")} == {"old": 5e-05, "new": 0.0002}
     plots = json.loads(sh(project, "dvc", "plots", "diff", history.rev1, history.rev2, "--json").stdout)
-    assert set(plots["data"]) == {"training-loss", "validation-metrics", "pruning", "roc", "precision-recall", "calibration", "per-class-f1",
-                                  "slices", "robustness", "confusion"}
+    dvclive = {name for name in plots["data"] if name.startswith("results/train/dvclive/plots/metrics/")}
+    assert set(plots["data"]) - dvclive == {"training-loss", "validation-metrics", "training-loss-per-step", "learning-rate", "pruning", "roc",
+                                            "precision-recall", "calibration", "per-class-f1", "slices", "robustness", "confusion"}
+    assert {f"results/train/dvclive/plots/metrics/{name}.tsv" for name in ("train_loss_step", "lr_encoder", "val_accuracy")} <= dvclive
     assert len(plots["data"]["pruning"][0]["revisions"]) == 2
 
     # the second run's report compares it with the first (read from git and the local cache)

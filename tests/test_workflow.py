@@ -39,8 +39,12 @@ def test_the_whole_chain_produces_a_report_with_real_numbers(tiny_run):
     split = json.loads((results / "split" / "summary.json").read_text())
     assert {k: v["rows"] for k, v in split["splits"].items()} == {"train": 132, "val": 48, "test": 60}
     levels = json.loads((results / "prune" / "levels.json").read_text())
-    assert [level["name"] for level in levels["levels"]] == ["dense", "unstructured-0.50", "structured-0.50"]
+    assert [level["name"] for level in levels["levels"]] == ["dense", "unstructured-0.50", "structured-0.50", "distilled-0.50"]
     assert levels["levels"][2]["total_params"] < levels["levels"][0]["total_params"]  # structured really removes weights
+    # the distilled student (3 of 6 layers) is scored like a level: fewer parameters, its own accuracy and latency
+    distill = json.loads((results / "distill" / "summary.json").read_text())
+    assert distill["student_layers"] == 3 and distill["teacher_layers"] == 6 and distill["steps"] == 8
+    assert levels["levels"][3]["total_params"] == distill["student_params"] < levels["levels"][0]["total_params"]
     variants = json.loads((results / "export" / "variants.json").read_text())
     assert [row["variant"] for row in variants["variants"]] == ["dense-fp32", "pruned-fp32", "pruned-int8"]
     assert variants["variants"][2]["quantization"]["mode"] == "dynamic" and variants["variants"][2]["size_ratio"] < 0.5
