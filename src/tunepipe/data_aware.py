@@ -45,11 +45,15 @@ def auto_max_length(lengths: Sequence[int], model_limit: int) -> int:
     return int(min(cap, max(MIN_AUTO_LENGTH, 8 * math.ceil(covering / 8))))
 
 
+def steps_per_epoch(rows: int, batch_size: int, accumulate_grad_batches: int, processes: int = 1) -> int:
+    """Optimizer steps one process takes in an epoch over `rows` training rows (at least 1)."""
+    batches = math.ceil(rows / max(1, processes) / batch_size) if rows else 1
+    return max(1, batches // max(1, accumulate_grad_batches))
+
+
 def auto_max_epochs(rows: int, batch_size: int, accumulate_grad_batches: int, min_steps: int, processes: int = 1) -> int:
     """Epochs for at least `min_steps` optimizer steps over `rows` training rows (between 1 and MAX_AUTO_EPOCHS)."""
-    batches = math.ceil(rows / max(1, processes) / batch_size) if rows else 1
-    steps_per_epoch = max(1, batches // max(1, accumulate_grad_batches))
-    return int(min(MAX_AUTO_EPOCHS, max(1, math.ceil(min_steps / steps_per_epoch))))
+    return int(min(MAX_AUTO_EPOCHS, max(1, math.ceil(min_steps / steps_per_epoch(rows, batch_size, accumulate_grad_batches, processes)))))
 
 
 def resolve_max_epochs(train_cfg: dict[str, Any], rows: int, processes: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -57,6 +61,6 @@ def resolve_max_epochs(train_cfg: dict[str, Any], rows: int, processes: int = 1)
     if train_cfg["max_epochs"] != "auto":
         return train_cfg, {"value": train_cfg["max_epochs"], "auto": False}
     epochs = auto_max_epochs(rows, train_cfg["batch_size"], train_cfg["accumulate_grad_batches"], train_cfg["min_steps"], processes)
-    steps = math.ceil(rows / max(1, processes) / train_cfg["batch_size"]) // max(1, train_cfg["accumulate_grad_batches"])
+    steps = steps_per_epoch(rows, train_cfg["batch_size"], train_cfg["accumulate_grad_batches"], processes)
     return {**train_cfg, "max_epochs": epochs}, {"value": epochs, "auto": True, "min_steps": train_cfg["min_steps"],
-                                                 "steps_per_epoch": max(1, steps), "rows": rows}
+                                                 "steps_per_epoch": steps, "rows": rows}

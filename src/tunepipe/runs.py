@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tunepipe.io import read_csv_rows
 from tunepipe.vcs import LOCK_FILE, cache_dir, cached_object, git, read_lock, recorded_md5, recorded_run, recording_stage
 
 HEADLINE = ("accuracy", "f1_macro", "baseline_accuracy", "baseline_f1_macro")
@@ -70,8 +71,7 @@ def _read_metrics(cache: Path, md5: str | None) -> tuple[dict[str, Any] | None, 
 
 def read_predictions(path: Path) -> list[dict[str, str]]:
     """A predictions table (results/evaluate/predictions.csv) as rows of text cells."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
+    return read_csv_rows(path)
 
 
 def recorded_predictions(lock: Mapping[str, Any], cache: Path) -> tuple[list[dict[str, str]] | None, str | None]:

@@ -7,9 +7,8 @@ for texts, heat-map PNGs for images); the library is tunepipe.trust.explain.
 
 from __future__ import annotations
 
-import csv
 
-from tunepipe.io import read_jsonl, write_json
+from tunepipe.io import read_csv_rows, read_jsonl, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 
@@ -34,8 +33,7 @@ def run(ctx: StageContext) -> None:
     model, meta = load_checkpoint(ctx.inputs["best"])
     names, model_cfg, modality = meta["label_names"], meta["model_cfg"], get_modality(meta["modality"])
     rows = {str(row["id"]): row for row in read_jsonl(ctx.inputs["test"])}
-    with open(ctx.inputs["predictions"], encoding="utf-8", newline="") as handle:
-        predictions = list(csv.DictReader(handle))
+    predictions = read_csv_rows(ctx.inputs["predictions"])
     picked = pick_examples(predictions, cfg["examples"])
     unknown = [item["id"] for item in picked if item["id"] not in rows or item["predicted"] not in names]
     if unknown:
