@@ -6,6 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
+# pytest-xdist workers for `make test`: the suite waits on subprocesses (Snakemake, SLURM, servers) much of the time,
+# so two workers on two cores finish sooner; tests sharing a pipeline run stay on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 # pip on these machines warns about every local index it skips; keep the output readable.
@@ -34,7 +37,7 @@ report: setup ## Run the whole pipeline: results/report.html
 test: setup ## Run the whole test suite (what CI runs); as root, installs the local SLURM cluster's packages first
 	@if [ "$$(id -u)" -eq 0 ]; then bash scripts/slurm-local.sh install; \
 	else echo "note: not root, so the SLURM tests will skip (they need scripts/slurm-local.sh install)"; fi
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 lint: setup ## snakemake --lint
 	$(BIN)/snakemake --lint

@@ -96,6 +96,26 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped under CI=true, where nothing but a GPU test may skip: {reason}"
 
 
+#: Session fixtures that run a pipeline (minutes each), in the order a test using several is grouped by.
+SHARED_RUNS = ("slurm_cluster", "history", "tiny_image_run", "tiny_run")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test` runs two workers), each worker has its own session: keep every test of one
+    shared pipeline run on one worker, so each run is built once, and every other test with its module (module
+    fixtures are built once too). `--dist loadgroup` then hands whole groups to the workers."""
+    as_group = getattr(config.option, "loadgroup", False)  # an xdist worker of `--dist loadgroup`
+    for item in items:
+        shared = next((name for name in SHARED_RUNS if name in item.fixturenames), None)
+        group = shared or item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+        if as_group:
+            # xdist tells the controller a test's group as a "@group" suffix of its node id, set on `item._nodeid`,
+            # which pytest 9 no longer reads (its node ids are structured, `item._id`): set the suffix here.
+            item._id = type(item._id).parse(f"{item.nodeid}@{group}")
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """The real pipeline on tests/fixtures/tiny.yaml (real dataset, real MiniLM), run once for the whole session.
