@@ -43,8 +43,13 @@ def run(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
     return subprocess.run(["timeout", "-k", "10", str(timeout), *args], capture_output=True, text=True)
 
 
+#: The timeouts below guard against a hang, they time nothing: under `make test` another pytest-xdist worker shares
+#: the CPUs (and the cluster's node is this machine), so a run may take twice as long as it would alone.
+HANG_FACTOR = 2
+
+
 def snakemake_command(*args: str, timeout: int) -> list[str]:
-    return ["timeout", "-k", "10", str(timeout), SNAKEMAKE, *args]
+    return ["timeout", "-k", "10", str(timeout * HANG_FACTOR), SNAKEMAKE, *args]
 
 
 def snakemake_env() -> dict[str, str]:
