@@ -61,6 +61,9 @@ def test_short_or_unfinished_training_and_overfitting_are_told_apart():
     assert "still improving" in causes(diagnose(WORSE, summary=improving, history=HEALTHY, test_labels=BALANCED, baseline_name="x"))
     stopped_early = summary(best_epoch=2, epochs_run=2, max_epochs={"value": 5})  # stopped by early stopping, not by the limit
     assert "still improving" not in causes(diagnose(WORSE, summary=stopped_early, history=HEALTHY, test_labels=BALANCED, baseline_name="x"))
+    # 4 of 8 epochs of 32 steps: few steps, but early stopping ended the training, so more steps were not the cure
+    short_but_stopped = summary(best_epoch=2, epochs_run=4, max_epochs={"steps_per_epoch": 32, "value": 8})
+    assert "too few steps" not in causes(diagnose(WORSE, summary=short_but_stopped, history=HEALTHY, test_labels=BALANCED, baseline_name="x"))
     rising = [{"train_loss": "0.6", "val_loss": "0.50"}, {"train_loss": "0.3", "val_loss": "0.52"}, {"train_loss": "0.1", "val_loss": "0.61"}]
     found = causes(diagnose(WORSE, summary=summary(epochs_run=3), history=rising, test_labels=BALANCED, baseline_name="x"))
     assert "rose to 0.610 from its best 0.500" in found["overfitting"]["evidence"]

@@ -50,7 +50,9 @@ def _too_few_steps(summary: Mapping[str, Any], history: Sequence[Mapping[str, An
     run = summary.get("epochs_run") or len(history)
     total = steps * run if steps else None
     still_improving = bool(history) and summary.get("best_epoch") == run and epochs.get("value") == run
-    if total is not None and total < FEW_STEPS:
+    planned = epochs.get("value") or summary.get("max_epochs")
+    stopped_early = isinstance(planned, int) and run < planned  # early stopping ended it: more steps were on offer
+    if total is not None and total < FEW_STEPS and not stopped_early:
         return _cause("too few steps", f"training took {total} optimizer steps ({run} epoch(s) of {steps})",
                       "raise `train.min_steps` (with `train.max_epochs: auto`) or `train.max_epochs`")
     if still_improving and run >= 1:
