@@ -13,6 +13,7 @@ from tunepipe.checkpoints import load_model
 from tunepipe.io import write_jsonl
 from tunepipe.modalities import get_modality
 from tunepipe.optimize.onnx_export import ort_session
+from tunepipe.optimize.quantization import AUTO_CHOICES, Int8Candidate, select_int8
 from tunepipe.stages import export as export_stage
 from tunepipe.stages import prune as prune_stage
 from tunepipe.stages.harness import main
@@ -40,7 +41,8 @@ def run_prune_and_export(tmp_path, ckpt, rows, prune_cfg, quantize="auto"):
 
 
 def run_export(out, ckpt, splits, quantize="auto", max_abs_logit_diff=1e-3):
-    export_params = {"export": {"opset": 17, "dynamo": False, "latency_batch_sizes": [1, 4], "latency_runs": 2, "max_abs_logit_diff": max_abs_logit_diff, "quantize": quantize, "calibration_rows": 8, "fuse": True}}
+    export_params = {"export": {"opset": 17, "dynamo": False, "latency_batch_sizes": [1, 4], "latency_runs": 2, "max_abs_logit_diff": max_abs_logit_diff, "quantize": quantize, "calibration_rows": 8, "fuse": True,
+                              "int8_max_size_ratio": 0.3}}
     outputs = {"onnx": "model.onnx", "int8": "model.int8.onnx", "parity": "parity.json", "variants": "variants.json", "card": "model_card.json", "bundle": "bundle"}
     return main(
         export_stage.STAGE,
@@ -67,18 +69,29 @@ def check_outputs(out, dense_params, input_names):
     assert sum(p.numel() for p in model.parameters()) == by_name[levels["selected"]]["total_params"]
 
     onnx.checker.check_model(str(out / "model.onnx"))
-    variants = {row["variant"]: row for row in json.loads((out / "variants.json").read_text())["variants"]}
-    assert set(variants) == {"dense-fp32", "pruned-fp32", "pruned-int8"}
+    record = json.loads((out / "variants.json").read_text())
+    variants = {row["variant"]: row for row in record["variants"]}
+    int8_rows = [row for row in record["variants"] if row["precision"] == "int8"]
+    assert list(variants)[:2] == ["dense-fp32", "pruned-fp32"] and [row["variant"] for row in int8_rows] == list(variants)[2:]
     assert variants["dense-fp32"]["params"] == dense_params
     assert variants["pruned-fp32"]["prediction_agreement"] == 1.0 and variants["pruned-fp32"]["max_abs_logit_diff"] < 1e-3
-    assert variants["pruned-int8"]["onnx_bytes"] == (out / "model.int8.onnx").stat().st_size
-    assert variants["pruned-int8"]["size_ratio"] < 0.5  # int8 weights: a quarter of fp32, plus graph overhead
-    assert set(variants["pruned-int8"]["latency_ms"]) == {"1", "4"}
+    # one INT8 choice is shipped as model.int8.onnx: the one the rule picks from the rows written, on validation accuracy
+    assert [row["variant"] for row in int8_rows if row["selected"]] == [record["int8_selected"]]
+    assert record["int8_selected"] == select_int8([Int8Candidate(row["variant"], row["val_accuracy"], row["vs_fp32"]["size_ratio"], row["latency_ms"]["4"]["onnxruntime"])
+                                                   for row in int8_rows], record["int8_max_size_ratio"])
+    shipped = variants[record["int8_selected"]]
+    assert shipped["onnx_bytes"] == (out / "model.int8.onnx").stat().st_size
+    for row in int8_rows:
+        assert row["size_ratio"] < 0.5  # int8 weights: a quarter of fp32, plus graph overhead
+        assert set(row["latency_ms"]) == {"1", "4"} and row["val_rows"] == 16 and 0 <= row["val_accuracy"] <= 1
+        assert row["vs_fp32"]["size_ratio"] == pytest.approx(row["onnx_bytes"] / variants["pruned-fp32"]["onnx_bytes"], abs=1e-4)
+        assert row["vs_fp32"]["val_accuracy_delta"] == pytest.approx(row["val_accuracy"] - variants["pruned-fp32"]["val_accuracy"], abs=1e-6)
+        assert row["seconds"]["quantize"] > 0 and row["seconds"]["total"] >= row["seconds"]["quantize"] + row["seconds"]["val_scoring"]
     int8 = ort_session(out / "model.int8.onnx", threads=1)
     assert [i.name for i in int8.get_inputs()] == input_names
     card = json.loads((out / "model_card.json").read_text())
     assert card["labels"] == NAMES and [i["name"] for i in card["inputs"]] == input_names
-    assert card["metrics"]["accuracy"] == variants["pruned-fp32"]["test_accuracy"]
+    assert card["metrics"]["accuracy"] == variants["pruned-fp32"]["test_accuracy"] and card["metrics"]["int8_accuracy"] == shipped["test_accuracy"]
     # the card names the files a user deploys beside it, not the temporary names they had while export ran
     assert (card["model"]["file"], card["model"]["int8_file"]) == ((out / "model.onnx").name, (out / "model.int8.onnx").name)
     # the bundle: everything inference needs, checked by its own manifest, and its model answers like model.onnx
@@ -101,7 +114,12 @@ def test_text_model_prunes_exports_and_quantizes(tmp_path, tiny_model_cfg, label
     out = run_prune_and_export(tmp_path, ckpt, rows, {"method": "both", "sparsities": [0.5]})
     check_outputs(out, sum(p.numel() for p in model.parameters()), ["input_ids", "attention_mask"])
     variants = {row["variant"]: row for row in json.loads((out / "variants.json").read_text())["variants"]}
-    assert variants["pruned-int8"]["quantization"]["mode"] == "dynamic"
+    # auto: the transformer list of INT8 choices, each a row
+    assert [name for name in variants if "int8" in name] == [f"pruned-int8-{name}" for name in AUTO_CHOICES["dynamic"]]
+    assert all(variants[f"pruned-int8-{name}"]["quantization"]["choice"] == name for name in AUTO_CHOICES["dynamic"])
+    assert all(variants[f"pruned-int8-{name}"]["quantization"]["mode"] == "dynamic" for name in AUTO_CHOICES["dynamic"])
+    mixed = variants["pruned-int8-dynamic-mixed"]["quantization"]
+    assert mixed["calibration_split"] == "val" and mixed["fp32_nodes"] and mixed["sensitivity"].startswith("per-node output error")
     # the BERT's graphs are fused for ONNX Runtime (and still passed parity); the structured level has uneven
     # heads or not, but its LayerNorm/GELU patterns fuse either way
     assert variants["dense-fp32"]["graph_fusion"]["applied"] and variants["dense-fp32"]["graph_fusion"]["operators"]["Attention"] == 2
@@ -140,6 +158,7 @@ def test_image_model_prunes_channels_exports_and_quantizes_statically(tmp_path, 
     out = run_prune_and_export(tmp_path, ckpt, image_rows, {"method": "both", "sparsities": [0.5]})
     check_outputs(out, sum(p.numel() for p in model.parameters()), ["pixels"])
     variants = {row["variant"]: row for row in json.loads((out / "variants.json").read_text())["variants"]}
-    assert variants["pruned-int8"]["quantization"]["mode"] == "static"
-    assert variants["pruned-int8"]["quantization"]["calibration_rows"] == 8
+    assert [name for name in variants if "int8" in name] == [f"pruned-int8-{name}" for name in AUTO_CHOICES["static"]]
+    assert variants["pruned-int8-static"]["quantization"]["mode"] == "static"
+    assert variants["pruned-int8-static"]["quantization"]["calibration_rows"] == 8
     assert variants["pruned-fp32"]["graph_fusion"] is None  # a CNN: nothing for the transformer fuser

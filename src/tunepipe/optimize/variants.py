@@ -1,13 +1,16 @@
 """Export the dense and the selected pruned model to ONNX, prove each matches PyTorch, quantize the selected one
-to INT8 and measure all three: what the export stage computes, without its files."""
+to INT8 by every choice asked for, pick the shipped INT8 on the validation split, and measure them all: what the
+export stage computes, without its files."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from tunepipe.errors import TunepipeError
 from tunepipe.optimize.pruning import DENSE, PruningLevel
+from tunepipe.optimize.quantization import Int8Choice
 
 _log = logging.getLogger(__name__)
 
@@ -34,9 +39,10 @@ class ExportSettings:
     latency_batch_sizes: tuple[int, ...]
     latency_runs: int
     max_abs_logit_diff: float
-    quantize: str  # "auto", "dynamic" or "static"
+    quantize: str | tuple[str, ...]  # "auto", one INT8 choice, or several (tunepipe.optimize.quantization.CHOICES)
     calibration_rows: int
     fuse: bool
+    int8_max_size_ratio: float
 
     @classmethod
     def from_params(cls, section: Mapping[str, Any]) -> ExportSettings:
@@ -46,9 +52,10 @@ class ExportSettings:
             latency_batch_sizes=tuple(section["latency_batch_sizes"]),
             latency_runs=section["latency_runs"],
             max_abs_logit_diff=section["max_abs_logit_diff"],
-            quantize=section["quantize"],
+            quantize=section["quantize"] if isinstance(section["quantize"], str) else tuple(section["quantize"]),
             calibration_rows=section["calibration_rows"],
             fuse=section["fuse"],
+            int8_max_size_ratio=section["int8_max_size_ratio"],
         )
 
     @property
@@ -58,18 +65,27 @@ class ExportSettings:
 
 @dataclass(frozen=True)
 class Variants:
-    """The three measured variants (variants.json's rows) and what the model card needs of the exported graph."""
+    """The measured variants (variants.json's rows: dense fp32, pruned fp32, one per INT8 choice tried) and what the
+    model card needs of the exported graph."""
 
     dense: dict[str, Any]
     pruned: dict[str, Any]
-    int8: dict[str, Any]
+    int8_rows: list[dict[str, Any]]
+    #: The INT8 variant shipped as model.int8.onnx (`select_int8`).
+    int8_selected: str
     input_names: list[str]
     #: The batch the graph was traced with (the card's input dtypes and shapes).
     sample: dict[str, torch.Tensor]
+    #: INT8 choices onnxruntime could not quantize, with the error.
+    int8_failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def int8(self) -> dict[str, Any]:
+        return next(row for row in self.int8_rows if row["variant"] == self.int8_selected)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
-        return [self.dense, self.pruned, self.int8]
+        return [self.dense, self.pruned, *self.int8_rows]
 
 
 def add_ratios(row: dict[str, Any], dense: dict[str, Any]) -> None:
@@ -83,31 +99,33 @@ def add_ratios(row: dict[str, Any], dense: dict[str, Any]) -> None:
     row["accuracy_delta"] = round(row["test_accuracy"] - dense["test_accuracy"], 6)
 
 
-def calibration_feeds(dataset: Dataset, input_names: list[str], batch_size: int = CALIBRATION_BATCH_SIZE) -> list[dict[str, np.ndarray]]:
-    """Static INT8 calibration batches, in row order."""
-    feeds = []
-    for start in range(0, len(dataset), batch_size):
-        batch = dataset.collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        feeds.append({name: batch[name].numpy() for name in input_names})
-    return feeds
+def calibration_feeds(dataset: Dataset, input_names: list[str], batch_size: int = CALIBRATION_BATCH_SIZE, rows: int | None = None) -> list[dict[str, np.ndarray]]:
+    """INT8 calibration batches of the first `rows` rows (all by default), in row order, all of one shape (texts
+    padded to the longest of them): the histogram calibrators (percentile, entropy) stack every batch."""
+    end = len(dataset) if rows is None else min(rows, len(dataset))
+    if not end:
+        return []
+    batch = dataset.collate([dataset[i] for i in range(end)])
+    return [{name: batch[name][start : start + batch_size].numpy() for name in input_names} for start in range(0, end, batch_size)]
 
 
 def export_variants(dense: nn.Module, pruned: nn.Module, level: PruningLevel, test: Dataset, targets: np.ndarray, *,
-                    onnx_path: Path, int8_path: Path, settings: ExportSettings, int8_mode: str, calibration: Dataset | None = None,
-                    threads: int = 1, log: logging.Logger = _log) -> Variants:
-    """Dense fp32 (a temporary file), pruned fp32 (`onnx_path`) and pruned INT8 (`int8_path`), each scored on every
-    `test` row. Raises TunepipeError when either fp32 graph's logits differ from PyTorch's by more than
-    `settings.max_abs_logit_diff`. `int8_mode` "static" needs `calibration` (validation rows)."""
+                    onnx_path: Path, int8_path: Path, settings: ExportSettings, int8_choices: Sequence[Int8Choice],
+                    val: Dataset, val_targets: np.ndarray, threads: int = 1, log: logging.Logger = _log) -> Variants:
+    """Dense fp32 (a temporary file), pruned fp32 (`onnx_path`) and one pruned INT8 per choice in `int8_choices`,
+    each scored on every `val` and `test` row; the INT8 choice `select_int8` picks on `val` is written to
+    `int8_path`. Raises TunepipeError when either fp32 graph's logits differ from PyTorch's by more than
+    `settings.max_abs_logit_diff`. Static choices and `dynamic-mixed` calibrate on the first
+    `settings.calibration_rows` validation rows."""
     from tunepipe.optimize.graph_fusion import exportable_for_fusion, fuse, fusion_target
     from tunepipe.optimize.onnx_export import export_onnx, latency, ort_logits, ort_session, parity, require_parity
     from tunepipe.optimize.pruning import count_params
-    from tunepipe.optimize.quantization import quantize_int8
 
     sample = test.collate([test[i] for i in range(min(2, len(test)))])
     input_names = list(pruned.input_names)
 
-    def accuracy(logits: np.ndarray) -> float:
-        return float((logits.argmax(1) == targets).mean()) if len(targets) else float("nan")
+    def accuracy(logits: np.ndarray, truth: np.ndarray) -> float:
+        return float((logits.argmax(1) == truth).mean()) if len(truth) else float("nan")
 
     def fp32_variant(name: str, module: nn.Module, path: Path) -> tuple[dict[str, Any], np.ndarray]:
         spec = fusion_target(module) if settings.fuse else None
@@ -137,7 +155,7 @@ def export_variants(dense: nn.Module, pruned: nn.Module, level: PruningLevel, te
         log.info("%s: parity on %d test rows: max |logit diff| %.2e, prediction agreement %.4f", name, check["rows"], check["max_abs_logit_diff"], check["prediction_agreement"])
         require_parity(check, settings.max_abs_logit_diff, path)
         timings = latency(module, session, test, settings.latency_batch_sizes, settings.latency_runs)
-        row = {"variant": name, "precision": "fp32", "params": count_params(module), "onnx_bytes": path.stat().st_size, "test_accuracy": accuracy(logits), **check,
+        row = {"variant": name, "precision": "fp32", "params": count_params(module), "onnx_bytes": path.stat().st_size, "test_accuracy": accuracy(logits, targets), **check,
                "graph_fusion": fusion, "latency_ms": timings}
         return row, logits
 
@@ -146,36 +164,99 @@ def export_variants(dense: nn.Module, pruned: nn.Module, level: PruningLevel, te
     dense_row["pruning_level"] = DENSE.name
     pruned_row, fp32_logits = fp32_variant("pruned-fp32", pruned, onnx_path)
     pruned_row["pruning_level"] = level.name
+    pruned_row["val_accuracy"] = accuracy(ort_logits(ort_session(onnx_path, threads), input_names, val, PARITY_BATCH_SIZE), val_targets)
+    pruned_row["val_rows"] = len(val)
 
-    static = int8_mode == "static"
-    if static and calibration is None:
-        raise ValueError("static INT8 quantization needs calibration rows")
-    feeds = calibration_feeds(calibration, input_names) if static else []
-    log.info("int8: %s quantization%s", int8_mode, f" calibrated on {len(calibration)} validation rows" if static else "")
-    quant = quantize_int8(onnx_path, int8_path, int8_mode, feeds)
-    session = ort_session(int8_path, threads)
-    int8_logits = ort_logits(session, input_names, test, PARITY_BATCH_SIZE)
-    int8_row = {
-        "variant": "pruned-int8",
-        "precision": "int8",
-        "pruning_level": level.name,
-        "params": pruned_row["params"],
-        "onnx_bytes": int8_path.stat().st_size,
-        "test_accuracy": accuracy(int8_logits),
-        "rows": len(test),
-        "max_abs_logit_diff_vs_fp32": float(np.abs(int8_logits - fp32_logits).max()) if len(test) else 0.0,
-        "prediction_agreement_vs_fp32": float((int8_logits.argmax(1) == fp32_logits.argmax(1)).mean()) if len(test) else 1.0,
-        "quantization": quant | ({"calibration_rows": len(calibration), "calibration_split": "val"} if static else {}),
-        "latency_ms": latency(None, session, test, settings.latency_batch_sizes, settings.latency_runs, input_names),
-    }
-    variants = Variants(dense=dense_row, pruned=pruned_row, int8=int8_row, input_names=input_names, sample=sample)
+    int8_rows, failed = int8_variants(onnx_path, int8_path, pruned_row, fp32_logits, test, targets, val, val_targets, input_names,
+                                      settings=settings, choices=int8_choices, threads=threads, log=log)
+    variants = Variants(dense=dense_row, pruned=pruned_row, int8_rows=int8_rows, int8_selected=next(r["variant"] for r in int8_rows if r["selected"]),
+                        input_names=input_names, sample=sample, int8_failed=failed)
     for row in variants.rows:
         add_ratios(row, dense_row)
         log.info(
-            "%-12s %9d bytes  test acc %.4f  %s", row["variant"], row["onnx_bytes"], row["test_accuracy"],
+            "%-26s %9d bytes  %s test acc %.4f  %s", row["variant"], row["onnx_bytes"], f"val acc {row['val_accuracy']:.4f} " if "val_accuracy" in row else "",
+            row["test_accuracy"],
             "  ".join(f"b{size}: ORT {t['onnxruntime']:.2f} ms" + (f" eager {t['eager']:.2f} ms" if "eager" in t else "") for size, t in row["latency_ms"].items()),
         )
     return variants
+
+
+def int8_variants(fp32_path: Path, int8_path: Path, fp32: dict[str, Any], fp32_logits: np.ndarray, test: Dataset, targets: np.ndarray,
+                  val: Dataset, val_targets: np.ndarray, input_names: list[str], *, settings: ExportSettings, choices: Sequence[Int8Choice],
+                  threads: int, log: logging.Logger = _log) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """One row per INT8 choice of the fp32 model at `fp32_path` (its row `fp32`), scored on val and test and timed;
+    the one `select_int8` picks on val is copied to `int8_path` and flagged `selected`. A choice onnxruntime cannot
+    quantize is skipped (logged, and returned with its error); TunepipeError when none can."""
+    from tunepipe.optimize.onnx_export import latency, ort_logits, ort_session
+    from tunepipe.optimize.quantization import Int8Candidate, prepare, quantize_int8, select_int8, vs_fp32
+
+    def accuracy(logits: np.ndarray, truth: np.ndarray) -> float:
+        return float((logits.argmax(1) == truth).mean()) if len(truth) else float("nan")
+
+    if not choices:
+        raise ValueError("no INT8 choice to try")
+    calibrated = any(choice.method == "static" or choice.sensitive_fp32 for choice in choices)
+    feeds = calibration_feeds(val, input_names, rows=settings.calibration_rows) if calibrated else []
+    if calibrated and not feeds:
+        raise ValueError("these INT8 choices need validation rows to calibrate on, and the validation split is empty")
+    calibration = {"calibration_rows": min(settings.calibration_rows, len(val)), "calibration_split": "val"}
+    largest = str(max(settings.latency_batch_sizes))
+    rows: list[dict[str, Any]] = []
+    tried: list[Int8Choice] = []
+    failed: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        prepared = prepare(fp32_path, Path(tmp) / "prepared.onnx")
+        prepare_seconds = time.perf_counter() - started
+        for choice in choices:
+            path = Path(tmp) / f"{choice.name}.onnx"
+            started = time.perf_counter()
+            try:
+                quant = quantize_int8(fp32_path, path, choice, feeds, prepared=prepared, max_size_ratio=settings.int8_max_size_ratio)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime.quantization raises anything; one recipe failing must not stop the rest
+                failed[choice.name] = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("int8 %s: quantization failed (%s); this choice is skipped", choice.name, failed[choice.name])
+                continue
+            quantized = time.perf_counter()
+            session = ort_session(path, threads)
+            val_accuracy = accuracy(ort_logits(session, input_names, val, PARITY_BATCH_SIZE), val_targets)
+            scored = time.perf_counter()
+            logits = ort_logits(session, input_names, test, PARITY_BATCH_SIZE)
+            row = {
+                "variant": f"pruned-int8-{choice.name}",
+                "precision": "int8",
+                "pruning_level": fp32["pruning_level"],
+                "params": fp32["params"],
+                "onnx_bytes": path.stat().st_size,
+                "val_accuracy": val_accuracy,
+                "val_rows": len(val),
+                "test_accuracy": accuracy(logits, targets),
+                "rows": len(test),
+                "max_abs_logit_diff_vs_fp32": float(np.abs(logits - fp32_logits).max()) if len(test) else 0.0,
+                "prediction_agreement_vs_fp32": float((logits.argmax(1) == fp32_logits.argmax(1)).mean()) if len(test) else 1.0,
+                "quantization": quant | (calibration if choice.method == "static" or choice.sensitive_fp32 else {}),
+                "latency_ms": latency(None, session, test, settings.latency_batch_sizes, settings.latency_runs, input_names),
+            }
+            row["vs_fp32"] = vs_fp32(row, fp32)
+            # what choosing needs (quantize, score val) apart from what reporting adds (test scoring, timing)
+            row["seconds"] = {"quantize": round(quantized - started, 2), "val_scoring": round(scored - quantized, 2),
+                              "total": round(time.perf_counter() - started, 2), "shared_preparation": round(prepare_seconds, 2)}
+            log.info("int8 %s: %.2fx the fp32 size, val acc %+.2f points, test %+.2f points vs fp32, %.1f s (%s)", choice.name,
+                     row["vs_fp32"]["size_ratio"], 100 * row["vs_fp32"]["val_accuracy_delta"], 100 * row["vs_fp32"]["test_accuracy_delta"],
+                     row["seconds"]["total"], choice.summary)
+            rows.append(row)
+            tried.append(choice)
+        if not rows:
+            raise TunepipeError(f"export.quantize: every INT8 choice failed ({'; '.join(f'{k}: {v}' for k, v in failed.items())}); "
+                                "try another choice, e.g. dynamic")
+        candidates = [Int8Candidate(row["variant"], row["val_accuracy"], row["vs_fp32"]["size_ratio"], row["latency_ms"][largest]["onnxruntime"]) for row in rows]
+        chosen = select_int8(candidates, settings.int8_max_size_ratio)
+        for row, choice in zip(rows, tried):
+            row["selected"] = row["variant"] == chosen
+            if row["selected"]:
+                shutil.copyfile(Path(tmp) / f"{choice.name}.onnx", int8_path)
+    log.info("int8: shipping %s (best val accuracy within %.2fx the fp32 size, of %d choice(s))", chosen, settings.int8_max_size_ratio, len(rows))
+    return rows, failed
 
 
 def parity_record(variants: Variants, level: PruningLevel, settings: ExportSettings, threads: int) -> dict[str, Any]:
@@ -200,5 +281,9 @@ def parity_record(variants: Variants, level: PruningLevel, settings: ExportSetti
 
 
 def variants_record(variants: Variants, settings: ExportSettings, threads: int) -> dict[str, Any]:
-    """results/export/variants.json: one row per variant; the pruned fp32 model is the deployable one."""
-    return {"threads": threads, "latency_runs": settings.latency_runs, "selected": "pruned-fp32", "variants": variants.rows}
+    """results/export/variants.json: one row per variant; the pruned fp32 model is the deployable one (`selected`),
+    `int8_selected` the INT8 choice shipped as model.int8.onnx, and `int8_rule` how it was picked."""
+    return {"threads": threads, "latency_runs": settings.latency_runs, "selected": "pruned-fp32", "int8_selected": variants.int8_selected,
+            "int8_rule": f"best validation accuracy among the INT8 choices at most {settings.int8_max_size_ratio}x the fp32 file; "
+                         f"ties: the faster at batch {max(settings.latency_batch_sizes)}; none that small: the smallest",
+            "int8_max_size_ratio": settings.int8_max_size_ratio, "int8_failed": variants.int8_failed, "variants": variants.rows}

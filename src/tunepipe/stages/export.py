@@ -1,4 +1,5 @@
-"""export: ONNX of the dense and the selected pruned model, parity on the whole test split, INT8, variants, model card, deployable bundle."""
+"""export: ONNX of the dense and the selected pruned model, parity on the whole test split, INT8 choices (one shipped,
+picked on val), variants, model card, deployable bundle."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def run(ctx: StageContext) -> None:
     from tunepipe.data.labels import encode
     from tunepipe.optimize import bundle, model_card
     from tunepipe.optimize.pruning import PruningLevel
-    from tunepipe.optimize.quantization import quantization_mode
+    from tunepipe.optimize.quantization import int8_choices
     from tunepipe.optimize.variants import ExportSettings, export_variants, parity_record, variants_record
 
     runtime.torch_threads(ctx.threads)
@@ -29,13 +30,13 @@ def run(ctx: StageContext) -> None:
     rows = read_jsonl(ctx.inputs["test"])
     test = modality.encode(rows, None, model_cfg, processor)
     targets = np.asarray(encode(rows, names, str(ctx.inputs["test"])))
-    mode = quantization_mode(settings.quantize, modality.default_quantization)
-    calibration = None
-    if mode == "static":
-        calibration = modality.encode(read_jsonl(ctx.inputs["val"])[: settings.calibration_rows], None, model_cfg, processor)
+    choices = int8_choices(settings.quantize, modality.default_quantization)
+    val_rows = read_jsonl(ctx.inputs["val"])
+    val = modality.encode(val_rows, None, model_cfg, processor)
+    val_targets = np.asarray(encode(val_rows, names, str(ctx.inputs["val"])))
 
     variants = export_variants(dense, model, level, test, targets, onnx_path=ctx.outputs["onnx"], int8_path=ctx.outputs["int8"],
-                               settings=settings, int8_mode=mode, calibration=calibration, threads=ctx.threads, log=ctx.log)
+                               settings=settings, int8_choices=choices, val=val, val_targets=val_targets, threads=ctx.threads, log=ctx.log)
     write_json(ctx.outputs["parity"], parity_record(variants, level, settings, ctx.threads))
     write_json(ctx.outputs["variants"], variants_record(variants, settings, ctx.threads))
     card = model_card.build(
@@ -52,23 +53,23 @@ def run(ctx: StageContext) -> None:
 
 STAGE = Stage(
     name="export",
-    summary="Export the dense and the selected pruned model to ONNX, check both against PyTorch on the whole test split, quantize to INT8, measure every variant.",
+    summary="Export the dense and the selected pruned model to ONNX, check both against PyTorch on the whole test split, quantize to INT8 by each choice and ship the best on val, measure every variant.",
     inputs={
         "model": "selected model from prune",
         "best": "Lightning checkpoint from train (the dense baseline variant)",
-        "val": "JSONL validation rows (static INT8 calibration)",
+        "val": "JSONL validation rows (INT8 calibration, and the choice of the shipped INT8 model)",
         "test": "JSONL test rows (parity, accuracy, latency)",
     },
     outputs={
         "onnx": "the deployable ONNX model (selected pruned model, fp32)",
-        "int8": "the INT8 ONNX model (onnxruntime.quantization)",
+        "int8": "the INT8 ONNX model (onnxruntime.quantization): the INT8 choice with the best validation accuracy within the size bound",
         "parity": "JSON: parity and latency of the deployable model",
-        "variants": "JSON: one row per variant (dense fp32, pruned fp32, pruned int8): size, accuracy, latency, ratios",
+        "variants": "JSON: one row per variant (dense fp32, pruned fp32, one per INT8 choice tried): size, accuracy, latency, ratios, the INT8 selected",
         "card": "JSON model card of the deployable model",
         "bundle": "folder: everything inference needs (models, tokenizer or image spec, labels, card, monitoring data, bundle.json)",
     },
     run=run,
-    params_help="export.opset, export.dynamo, export.latency_batch_sizes, export.latency_runs, export.max_abs_logit_diff, export.quantize, export.calibration_rows",
+    params_help="export.opset, export.dynamo, export.latency_batch_sizes, export.latency_runs, export.max_abs_logit_diff, export.quantize, export.calibration_rows, export.int8_max_size_ratio",
 )
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Section 7: the ONNX export: parity as export judged it (results/export/parity.json), latency, the
-dense/pruned/INT8 variants (results/export/variants.json), and the commands that deploy the bundle."""
+dense/pruned variants and every INT8 choice tried, the shipped one marked (results/export/variants.json), and the
+commands that deploy the bundle."""
 
 from __future__ import annotations
 
@@ -44,8 +45,31 @@ def _latency(parity: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _int8(rows: list[dict[str, Any]], selected: Any) -> list[dict[str, Any]]:
+    """Every INT8 choice tried, against the fp32 model it was made from (variants.json's `vs_fp32`), the shipped one marked."""
+    out = []
+    for row in rows:
+        if row.get("precision") != "int8":
+            continue
+        quant, ratios, seconds = as_dict(row.get("quantization")), as_dict(row.get("vs_fp32")), as_dict(row.get("seconds"))
+        out.append({
+            "variant": row.get("variant"),
+            "choice": quant.get("choice") or quant.get("mode"),
+            "recipe": quant.get("recipe"),
+            "fp32_nodes": len(as_list(quant.get("fp32_nodes"))),
+            "val_accuracy": number(row.get("val_accuracy")),
+            "val_delta": number(ratios.get("val_accuracy_delta")),
+            "test_delta": number(ratios.get("test_accuracy_delta")),
+            "size_ratio": number(ratios.get("size_ratio")),
+            "latency_ratio": as_dict(ratios.get("latency_ratio")),
+            "seconds": number(seconds.get("total")),
+            "shipped": row.get("variant") == selected if selected is not None else True,
+        })
+    return out
+
+
 def _variants(record: dict[str, Any]) -> dict[str, Any]:
-    """Dense fp32, pruned fp32 and INT8, one row each, with every batch size any of them was timed at."""
+    """Dense fp32, pruned fp32 and every INT8 choice, one row each, with every batch size any of them was timed at."""
     rows = []
     batches: list[str] = []
     for row in as_list(record.get("variants")):
@@ -57,8 +81,10 @@ def _variants(record: dict[str, Any]) -> dict[str, Any]:
     batches.sort(key=lambda b: float(b) if b.isdigit() else math.inf)
     from tunepipe.report import plots
 
+    int8_selected = record.get("int8_selected")
     return {"rows": rows, "batches": batches, "selected": record.get("selected"), "threads": record.get("threads"),
-            "frontier": plots.variant_frontier(rows, record.get("selected"), batches[0] if batches else "1")}
+            "int8_selected": int8_selected, "int8_rule": record.get("int8_rule"), "int8": _int8(rows, int8_selected),
+            "frontier": plots.variant_frontier(rows, record.get("selected"), batches[0] if batches else "1", int8_selected)}
 
 
 #: Where the export rule writes the bundle, relative to the project (the report is built in the same project).
