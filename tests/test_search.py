@@ -155,7 +155,8 @@ def test_the_report_shows_where_each_tpe_trial_stopped_and_the_compute_saved(tmp
 
 @pytest.mark.e2e
 def test_a_tiny_tpe_sweep_with_pruning_is_deterministic_and_resumes(tmp_path, tiny_model_dir):
-    """2 rounds x 2 trials as Snakemake jobs: round 1 is pruned against round 0; a removed trial alone reruns; -j 1 asks as -j 2 did."""
+    """2 rounds x 2 trials as Snakemake jobs: round 1 is pruned against round 0; a removed trial alone reruns; -j 1 asks as -j 2 did;
+    then on to prune, where the top 3 trials' ensemble is a candidate."""
     from tests.pipeline import scratch_project, snakemake
 
     project = scratch_project(tmp_path / "project")
@@ -169,6 +170,7 @@ def test_a_tiny_tpe_sweep_with_pruning_is_deterministic_and_resumes(tmp_path, ti
         "train": {"max_epochs": 2, "batch_size": 16, "head_init": "random"},
         "sweep": {"method": "tpe", "samples": 4, "parallel": 2, "seed": 0, "pruning": "median", "pruning_warmup_epochs": 0,
                   "metric": "val_loss", "mode": "min", "parameters": {"train.head_lr": [1.0e-5, 1.23456e-3, 0.5, 2.0]}},
+        "distill": {"enabled": False}, "prune": {"method": "unstructured", "sparsities": [0.5], "latency_runs": 2},  # read after the sweep only
     }))
     target = ("results/select/selection.json", "--configfile", "tpe.yaml", "--set-threads", "trial=1")
     results = project / "results"
@@ -208,3 +210,15 @@ def test_a_tiny_tpe_sweep_with_pruning_is_deterministic_and_resumes(tmp_path, ti
     log, asked_serial, selection_serial = sweep(1)
     assert (jobs(log, "trial"), jobs(log, "ask")) == (2, 1), log[-3000:]
     assert asked_serial == asked and selection_serial == selection
+
+    # On to prune: rule ensemble averages the 3 best trials (a pruned one too: its best.ckpt is kept), prune scores it.
+    done = snakemake(project, "results/prune/levels.json", "--configfile", "tpe.yaml", "--cores", "2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    assert (jobs(done.stdout + done.stderr, "trial"), jobs(done.stdout + done.stderr, "ensemble")) == (0, 1)
+    ensemble = json.loads((results / "ensemble" / "summary.json").read_text())
+    assert [member["variant"] for member in ensemble["members"]] == [row["name"] for row in selection["variants"][:3]]
+    assert ensemble["winner"]["variant"] == selection["winner"] and not ensemble["skipped"]
+    levels = json.loads((results / "prune" / "levels.json").read_text())
+    assert [row["name"] for row in levels["levels"]] == ["dense", "unstructured-0.50", "ensemble-3"]
+    assert levels["levels"][2]["val_accuracy"] == ensemble["ensemble"]["val_accuracy"]
+    assert levels["selected_reason"].startswith(f"{levels['selected']}:")

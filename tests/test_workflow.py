@@ -16,6 +16,7 @@ import yaml
 
 from tests.conftest import NEGATIVE, POSITIVE, REPO
 from tests.pipeline import default_rules, planned_outputs, planned_rules, scratch_project, snakemake
+from tunepipe.optimize.quantization import AUTO_CHOICES
 
 pytestmark = pytest.mark.e2e
 #: The rules that only a sweep or cross-validation adds to the DAG.
@@ -46,7 +47,9 @@ def test_the_whole_chain_produces_a_report_with_real_numbers(tiny_run):
     assert distill["student_layers"] == 3 and distill["teacher_layers"] == 6 and distill["steps"] == 8
     assert levels["levels"][3]["total_params"] == distill["student_params"] < levels["levels"][0]["total_params"]
     variants = json.loads((results / "export" / "variants.json").read_text())
-    assert [row["variant"] for row in variants["variants"]] == ["dense-fp32", "pruned-fp32", "pruned-int8"]
+    int8_names = [f"pruned-int8-{name}" for name in AUTO_CHOICES["dynamic"]]  # export.quantize auto: one row per INT8 choice
+    assert [row["variant"] for row in variants["variants"]] == ["dense-fp32", "pruned-fp32", *int8_names]
+    assert [row["variant"] for row in variants["variants"] if row.get("selected")] == [variants["int8_selected"]]
     assert variants["variants"][2]["quantization"]["mode"] == "dynamic" and variants["variants"][2]["size_ratio"] < 0.5
     card = json.loads((results / "export" / "model_card.json").read_text())
     assert card["labels"] == ["fresh", "rotten"] and card["model"]["pruning_level"] == levels["selected"]
@@ -146,8 +149,8 @@ def test_every_rule_output_is_versioned_by_dvc(tmp_path, tiny_model_dir):
     dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
     outs = [next(iter(out)) if isinstance(out, dict) else out for out in dvc_yaml["stages"]["pipeline"]["outs"]]
     # Sweep jobs exist only when a sweep is configured: a default run would leave these paths missing, which a
-    # DVC out may not be. The selected model itself is results/train (versioned).
-    unversioned = ("results/sweep/", "results/select/")
+    # DVC out may not be. The selected model itself is results/train (versioned), a kept ensemble results/prune.
+    unversioned = ("results/sweep/", "results/select/", "results/ensemble/")
     project = scratch_project(tmp_path / "project")
     (project / "sweep.yaml").write_text(yaml.safe_dump({"sweep": {"method": "grid", "parameters": {"train.head_lr": [1.0e-3, 1.0e-2]}}}))
     written = set()
@@ -155,6 +158,7 @@ def test_every_rule_output_is_versioned_by_dvc(tmp_path, tiny_model_dir):
         result = snakemake(project, "results/report.html", "-n", "--forceall", *extra)
         assert result.returncode == 0, result.stderr[-3000:]
         written |= planned_outputs(result)
+        assert ("ensemble" in planned_rules(result)) == (extra == ["--configfile", "sweep.yaml"])  # only after a sweep without folds
     assert written
     uncovered = sorted(path for path in written if not path.startswith(unversioned) and not any(path == out or path.startswith(out + "/") for out in outs))
     assert not uncovered, f"rule outputs that dvc.yaml does not version: {uncovered}"

@@ -4,6 +4,7 @@
   classifier (model_cfg, label_names, modality); read with `load_checkpoint`.
 - prune's portable file (`model.pt`): the state dict, the same three facts and the pruning level it was cut to
   (plus its module shapes when pruned structurally); written with `save_model`, read with `load_model`.
+  An ensemble of sweep variants (rule `ensemble`) is the same file with each member's model_cfg under `ensemble`.
 """
 
 from __future__ import annotations
@@ -34,19 +35,28 @@ def load_checkpoint(path: Path | str) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def save_model(path: Path | str, model: nn.Module, *, model_cfg: dict[str, Any], label_names: list[str], modality: str,
-               pruning_level: dict[str, Any], structure: dict[str, dict[str, int]] | None = None) -> None:
-    """`pruning_level` = {"name", "method" (dense|unstructured|structured), "sparsity"}; `structure` for a structurally pruned model."""
+               pruning_level: dict[str, Any], structure: dict[str, dict[str, int]] | None = None,
+               members: list[dict[str, Any]] | None = None) -> None:
+    """`pruning_level` = {"name", "method" (dense|unstructured|structured|distilled|ensemble), "sparsity"}; `structure` for a
+    structurally pruned model; `members` for a `tunepipe.models.ensemble.Ensemble`: each member's model_cfg, in order."""
     payload = {"model_cfg": model_cfg, "label_names": label_names, "modality": modality, "pruning_level": pruning_level,
                "state_dict": model.state_dict()}
     if structure:
         payload["structure"] = structure
+    if members:
+        payload["ensemble"] = members
     torch.save(payload, path)
 
 
 def load_model(path: Path | str) -> tuple[nn.Module, dict[str, Any]]:
     """The model `save_model` wrote (in eval mode) and its payload (model_cfg, label_names, modality, pruning_level, ...)."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    model = _rebuilt(payload["model_cfg"], payload["label_names"], payload["modality"])
+    if payload.get("ensemble"):  # the sweep's top-k variants: one classifier per member, their mean probabilities
+        from tunepipe.models.ensemble import Ensemble
+
+        model = Ensemble([_rebuilt(cfg, payload["label_names"], payload["modality"]) for cfg in payload["ensemble"]])
+    else:
+        model = _rebuilt(payload["model_cfg"], payload["label_names"], payload["modality"])
     if payload.get("structure"):  # structurally pruned: give the modules their pruned shapes first
         from tunepipe.models.structure import restore_structure
 

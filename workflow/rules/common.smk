@@ -29,6 +29,9 @@ DISTILL = config["distill"]["enabled"] and get_modality(config["data"]["modality
 # sweep.method tpe: VARIANTS is empty; each round's `ask` checkpoint names its trials (results/sweep/round<k>/asked.json).
 TPE = config["sweep"]["method"] == "tpe"
 ROUNDS = round_sizes(config["sweep"]["samples"], config["sweep"]["parallel"]) if TPE else []
+# The ensemble rule runs with a sweep without folds (each variant keeps its best.ckpt) of two variants or more and
+# ensemble.top_k >= 2; a cross-validated sweep keeps no checkpoint to average, so it has none.
+ENSEMBLE = SWEEP and not FOLDS and min(config["ensemble"]["top_k"], config["sweep"]["samples"] if TPE else len(VARIANTS)) >= 2
 
 
 wildcard_constraints:
@@ -200,6 +203,11 @@ def distill_inputs():
     return {"student": rules.distill.output.student} if DISTILL else {}
 
 
+def ensemble_inputs():
+    """The sweep's top-k ensemble as prune's input when the ensemble rule runs (ENSEMBLE); else none."""
+    return {"ensemble": rules.ensemble.output.model} if ENSEMBLE else {}
+
+
 def training_processes():
     """Training processes per job: one per device (train.devices when a count) on each of train.num_nodes machines."""
     train = config["train"]
@@ -271,7 +279,8 @@ onstart:
 def timings():
     """The benchmark file of every job the report describes: each rule before it (the sweep's only with a sweep)."""
     plain = [rule for rule in workflow.rules if rule.benchmark is not None and not rule.wildcard_names and rule.name != "report"]
-    files = [str(rule.benchmark) for rule in plain if (rule.name != "select" or SWEEP) and (rule.name != "distill" or DISTILL)]
+    files = [str(rule.benchmark) for rule in plain if (rule.name != "select" or SWEEP) and (rule.name != "distill" or DISTILL)
+             and (rule.name != "ensemble" or ENSEMBLE)]
     if TPE:  # the rounds' jobs are known once they have been asked
         return lambda wildcards: files + expand(str(rules.ask.benchmark), round=range(len(ROUNDS))) + tpe_files(str(rules.trial.benchmark))
     if SWEEP:

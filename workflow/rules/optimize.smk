@@ -36,6 +36,8 @@ rule prune:
         code=stage_code("prune"),
         # With distillation on (texts): the student, a candidate beside the pruning levels; see distill_inputs() in common.smk.
         **distill_inputs(),
+        # After a sweep without folds: the top-k variants' ensemble, another candidate; see ensemble_inputs() in common.smk.
+        **ensemble_inputs(),
     output:
         model="results/prune/model.pt",
         levels="results/prune/levels.json",

@@ -30,6 +30,8 @@ rule report:
         code=stage_code("report"),
         # The sweep/CV section's data, only when a sweep or cross-validation ran.
         **({"selection": rules.select.output.selection} if SWEEP else {}),
+        # The top-k variants' ensemble against the winner, only when the ensemble rule runs.
+        **({"ensemble": rules.ensemble.output.summary} if ENSEMBLE else {}),
     output:
         html=report("results/report.html", category="Report", labels={"file": "tunepipe report"}),
     log:

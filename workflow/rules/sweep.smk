@@ -99,3 +99,32 @@ rule select:
         "../../envs/train.yaml"
     shell:
         stage_command("select")
+
+
+# The top-k variants by select's ranking averaged (their mean class probabilities), a candidate of prune (optimize.smk);
+# only with a sweep without folds of two variants or more and ensemble.top_k >= 2 (ENSEMBLE, common.smk).
+rule ensemble:
+    input:
+        selection=rules.select.output.selection,
+        # every variant's checkpoint (the stage reads the top-k); none to name when folds are on (no ensemble then)
+        trials=per_trial(rules.trial.output.best, None) if ENSEMBLE else [],
+        val=rules.split.output.val,
+        test=rules.split.output.test,
+        code=stage_code("ensemble"),
+    output:
+        model="results/ensemble/model.pt",
+        summary="results/ensemble/summary.json",
+    log:
+        "results/logs/ensemble.log",
+    benchmark:
+        benchmark_file("ensemble")
+    params:
+        cfg=params_for("ensemble"),
+        files=stage_files,
+    threads: workflow.cores
+    resources:
+        **RESOURCES["inference"],
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        stage_command("ensemble")

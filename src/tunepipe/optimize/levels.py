@@ -72,6 +72,9 @@ class PruneResult:
     selected: PruningLevel
     #: The selected level's model, on CPU in eval mode.
     model: nn.Module
+    #: Why it was kept, in words, and the uncompressed candidate it was held to (`pruning.select_candidate`).
+    reason: str = ""
+    reference: str = DENSE.name
 
     @property
     def structure(self) -> dict[str, dict[str, int]] | None:
@@ -104,9 +107,10 @@ def score(model: nn.Module, splits: Mapping[str, LabelledSet], one_row: dict[str
 def prune_and_select(dense: nn.Module, settings: PruneSettings, *, val: LabelledSet, test: LabelledSet, metrics: Metrics, seed: int,
                      train: Dataset | None = None, device: torch.device | str = "cpu", log: logging.Logger = _log,
                      candidates: tuple[tuple[PruningLevel, nn.Module], ...] = ()) -> PruneResult:
-    """Every level of `settings.plan()`, then each of `candidates` (e.g. the distilled student), scored on `val`
-    (selection) and `test` (reported), timed on one test row; the smallest or fastest within `max_accuracy_drop`
-    of dense is selected. `train` (labelled rows) is needed only for the recovery fine-tune (`finetune_steps` > 0),
+    """Every level of `settings.plan()`, then each of `candidates` (the distilled student, the sweep's ensemble), scored
+    on `val` (selection) and `test` (reported), timed on one test row; the smallest or fastest within `max_accuracy_drop`
+    of the best uncompressed candidate (dense, or the ensemble) is selected (`pruning.select_candidate`). `train`
+    (labelled rows) is needed only for the recovery fine-tune (`finetune_steps` > 0),
     which learns from `dense` as its teacher."""
     one_row = test.rows.collate([test.rows[0]])
     example = test.rows.collate([test.rows[i] for i in range(min(2, len(test.rows)))])
@@ -134,9 +138,10 @@ def prune_and_select(dense: nn.Module, settings: PruneSettings, *, val: Labelled
             "%-18s val acc %.4f  test acc %.4f  params %d (non-zero %d)  eager batch-1 %.2f ms",
             level.name, row["val_accuracy"], row["test_accuracy"], row["total_params"], row["nonzero_params"], row["latency_ms"],
         )
-    selected, model = models[pruning.select_level(rows, settings.max_accuracy_drop, settings.select)["name"]]
-    log.info("selected %s (%s within %.3f validation accuracy of dense)", selected.name, settings.select, settings.max_accuracy_drop)
-    return PruneResult(levels=rows, selected=selected, model=model.cpu().eval())
+    choice = pruning.select_candidate(rows, settings.max_accuracy_drop, settings.select)
+    selected, model = models[choice.level["name"]]
+    log.info("selected %s", choice.reason)
+    return PruneResult(levels=rows, selected=selected, model=model.cpu().eval(), reason=choice.reason, reference=choice.reference["name"])
 
 
 def levels_record(result: PruneResult, settings: PruneSettings, threads: int) -> dict[str, Any]:
@@ -148,6 +153,8 @@ def levels_record(result: PruneResult, settings: PruneSettings, threads: int) ->
         "selected": result.selected.name,
         "selected_sparsity": result.selected.sparsity,
         "selected_method": result.selected.method,
+        "selected_reason": result.reason,
+        "selection_reference": result.reference,
         "selection_split": "val",
         "latency_batch_size": 1,
         "threads": threads,

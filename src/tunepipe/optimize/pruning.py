@@ -26,8 +26,11 @@ from tunepipe.models.structure import structure
 Finetune = Callable[[nn.Module], None]
 
 #: `distilled`: a student with fewer layers made and trained by the distill stage (tunepipe.optimize.distillation);
-#: its sparsity is the fraction of the teacher's layers it dropped.
-METHODS = ("dense", "unstructured", "structured", "distilled")
+#: its sparsity is the fraction of the teacher's layers it dropped. `ensemble`: the sweep's top-k variants averaged
+#: (rule ensemble, tunepipe.models.ensemble), uncompressed like dense (sparsity 0, named `ensemble-<k>`).
+METHODS = ("dense", "unstructured", "structured", "distilled", "ensemble")
+#: The candidates that are not compressed: the best validation accuracy among them is what the others are held to.
+UNCOMPRESSED = ("dense", "ensemble")
 
 
 @dataclass(frozen=True)
@@ -213,17 +216,56 @@ def finetune_steps(model: nn.Module, dataset, steps: int, lr: float, batch_size:
     train_steps(model, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed, teacher=teacher, temperature=temperature, alpha=alpha)
 
 
+def reference_level(levels: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The uncompressed candidate (dense, or the ensemble) with the best validation accuracy; a tie goes to dense (listed first)."""
+    return max((level for level in levels if level["method"] in UNCOMPRESSED), key=lambda level: level["val_accuracy"])
+
+
 def qualifying(levels: Sequence[dict[str, Any]], max_accuracy_drop: float) -> list[dict[str, Any]]:
-    dense = next(level for level in levels if level["method"] == "dense")
-    return [level for level in levels if level["val_accuracy"] >= dense["val_accuracy"] - max_accuracy_drop - 1e-12]
+    """The levels whose validation accuracy is within `max_accuracy_drop` of the reference (`reference_level`)."""
+    reference = reference_level(levels)
+    return [level for level in levels if level["val_accuracy"] >= reference["val_accuracy"] - max_accuracy_drop - 1e-12]
 
 
-def select_level(levels: Sequence[dict[str, Any]], max_accuracy_drop: float, select: str = "smallest") -> dict[str, Any]:
-    """Among levels whose validation accuracy is within `max_accuracy_drop` of the dense model's, the smallest
-    (fewest non-zero parameters) or the fastest (lowest eager batch-1 latency); ties go to the higher val accuracy."""
+@dataclass(frozen=True)
+class Selection:
+    """What prune keeps (a row of `levels`), what it was held to, and why, in words (levels.json's `selected_reason`)."""
+
+    level: dict[str, Any]
+    reference: dict[str, Any]
+    reason: str
+
+
+def select_candidate(levels: Sequence[dict[str, Any]], max_accuracy_drop: float, select: str = "smallest") -> Selection:
+    """Among the candidates whose validation accuracy is within `max_accuracy_drop` of the best uncompressed one's
+    (dense, or the sweep's ensemble), the smallest (fewest non-zero parameters) or the fastest (lowest eager batch-1
+    latency); ties go to the higher val accuracy, then to the one listed first. Without an ensemble the reference is
+    dense; with one, the ensemble (the largest and slowest) is kept only when it is more than the allowed drop above
+    every smaller or faster candidate."""
+    reference = reference_level(levels)
     ok = qualifying(levels, max_accuracy_drop)
     if select == "fastest":
         key = lambda level: (level["latency_ms"], -level["val_accuracy"])  # noqa: E731
     else:
         key = lambda level: (level["nonzero_params"], -level["val_accuracy"])  # noqa: E731
-    return min(ok, key=key)
+    kept = min(ok, key=key)
+    return Selection(kept, reference, _reason(kept, reference, levels, max_accuracy_drop, select))
+
+
+def _reason(kept: dict[str, Any], reference: dict[str, Any], levels: Sequence[dict[str, Any]], drop: float, select: str) -> str:
+    allowed = f"prune.max_accuracy_drop ({drop:g})"
+    others = [level for level in levels if level is not kept]
+    if kept["method"] == "ensemble":
+        dense = next(level for level in levels if level["method"] == "dense")
+        return (f"{kept['name']}: val acc {kept['val_accuracy']:.4f} vs dense {dense['val_accuracy']:.4f}, more than {allowed} "
+                f"above every {'smaller' if select == 'smallest' else 'faster'} candidate")
+    held_to = f"the best uncompressed candidate ({reference['name']}, val acc {reference['val_accuracy']:.4f})"
+    if kept is reference:
+        rest = "no smaller candidate" if select == "smallest" else "no faster candidate"
+        return f"{kept['name']}: {held_to}; {rest} is within {allowed} of it" if others else f"{kept['name']}: the only candidate"
+    return f"{kept['name']}: val acc {kept['val_accuracy']:.4f}, within {allowed} of {held_to}; the {select} such candidate"
+
+
+def select_level(levels: Sequence[dict[str, Any]], max_accuracy_drop: float, select: str = "smallest") -> dict[str, Any]:
+    """The row `select_candidate` keeps."""
+    return select_candidate(levels, max_accuracy_drop, select).level

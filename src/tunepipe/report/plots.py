@@ -373,6 +373,14 @@ def reliability_diagram(
 _METHOD_STYLE = {"unstructured": ("o", "-"), "structured": ("s", "--"), "distilled": ("^", ":")}
 
 
+def _reference(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The uncompressed row (dense, or the sweep's ensemble) with the best val accuracy: what the allowed drop is from
+    (tunepipe.optimize.pruning.reference_level; a tie goes to dense)."""
+    uncompressed = [r for r in rows if r.get("method") in ("dense", "ensemble") and _number(r.get("val_accuracy")) is not None]
+    uncompressed.sort(key=lambda r: r.get("method") != "dense")
+    return max(uncompressed, key=lambda r: _number(r["val_accuracy"]), default=None)
+
+
 def pruning_curve(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any = None) -> str | None:
     """Validation/test accuracy against sparsity, one line per pruning method (each starts at the dense model),
     with the selected level (the row whose `selected` flag is set) ringed and the allowed-drop floor marked.
@@ -410,9 +418,10 @@ def pruning_curve(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any = 
                             color=colour, linewidth=1.5, label=f"{label} ({method})" if several else label,
                         )
             drop = _number(max_accuracy_drop)
-            dense_val = _number(dense[0].get("val_accuracy")) if dense else None
+            reference = _reference(rows)  # dense, or the sweep's ensemble when the validation split prefers it
+            dense_val = _number(reference.get("val_accuracy")) if reference else None
             if drop is not None and dense_val is not None:
-                ax.axhline(dense_val - drop, color=_GREY, linestyle=":", linewidth=1.0, label="dense val − max drop")
+                ax.axhline(dense_val - drop, color=_GREY, linestyle=":", linewidth=1.0, label=f"{reference.get('method')} val − max drop")
             picked = [r for r in rows if r.get("selected") is True]
             if picked and _number(picked[0].get("val_accuracy")) is not None:
                 ax.plot([_number(picked[0]["sparsity"]) * 100], [_number(picked[0]["val_accuracy"])], marker="o", markersize=11,
@@ -461,9 +470,10 @@ def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[tuple[float, 
     return frontier
 
 
-def variant_frontier(variants: Sequence[Mapping[str, Any]], exported: Any = None, batch: str = "1") -> str | None:
-    """Test accuracy against ONNX Runtime latency of export's variants (dense, pruned or distilled, INT8), the
-    frontier drawn and the `exported` variant (variants.json's `selected`) ringed: the accuracy each millisecond costs."""
+def variant_frontier(variants: Sequence[Mapping[str, Any]], exported: Any = None, batch: str = "1", int8_shipped: Any = None) -> str | None:
+    """Test accuracy against ONNX Runtime latency of export's variants (dense, pruned or distilled, every INT8 choice),
+    the frontier drawn, the `exported` variant (variants.json's `selected`) ringed and the `int8_shipped` one
+    (`int8_selected`) boxed: the accuracy each millisecond costs."""
     import matplotlib
 
     rows = []
@@ -488,12 +498,18 @@ def variant_frontier(variants: Sequence[Mapping[str, Any]], exported: Any = None
                 int8 = "int8" in str(r.get("precision", "")) or str(r.get("variant", "")).endswith("int8")
                 ax.plot([latency], [accuracy], linestyle="none", marker="s" if int8 else "o", markersize=6, color=_ORANGE if int8 else _BLUE)
                 label = str(r.get("variant"))
-                if r.get("pruning_level") and not str(r.get("variant", "")).startswith("dense"):
+                choice = r.get("quantization", {}).get("choice") if isinstance(r.get("quantization"), Mapping) else None
+                if int8 and choice:  # the INT8 points share the pruning level of the fp32 one: name the choice only
+                    label = f"int8 {choice}"
+                elif r.get("pruning_level") and not str(r.get("variant", "")).startswith("dense"):
                     label += f" ({r['pruning_level']})"
                 ax.annotate(label, (latency, accuracy), textcoords="offset points", xytext=(5, 3), fontsize=7)
                 if r.get("variant") == exported:
                     ax.plot([latency], [accuracy], marker="o", markersize=12, markerfacecolor="none", markeredgecolor="#dc2626",
                             linestyle="none", label="exported (model.onnx)")
+                if int8_shipped is not None and r.get("variant") == int8_shipped:
+                    ax.plot([latency], [accuracy], marker="s", markersize=12, markerfacecolor="none", markeredgecolor="#0891b2",
+                            linestyle="none", label="shipped INT8 (model.int8.onnx)")
             ax.set_xlabel(f"ONNX Runtime latency, batch {batch} (ms)")
             ax.set_ylabel("test accuracy")
             ax.legend(loc="best")
@@ -509,7 +525,7 @@ def pruning_latency(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any 
     rows = [r for r in levels if isinstance(r, Mapping) and _number(r.get("latency_ms")) is not None and _number(r.get("val_accuracy")) is not None]
     if not rows:
         return None
-    colours = {"dense": _GREY, "unstructured": _BLUE, "structured": _ORANGE, "distilled": _GREEN}
+    colours = {"dense": _GREY, "unstructured": _BLUE, "structured": _ORANGE, "distilled": _GREEN, "ensemble": "#7c3aed"}
     with matplotlib.rc_context(_rc("pruning-latency")):
         fig = _new_figure(6.0, 3.2)
         try:
@@ -527,10 +543,10 @@ def pruning_latency(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any 
             frontier = pareto_frontier([(_number(r["latency_ms"]), _number(r["val_accuracy"])) for r in rows])
             if len(frontier) > 1:
                 ax.step(*zip(*frontier), where="post", color=_GREY, linewidth=0.8, alpha=0.7, label="frontier")
-            dense = next((r for r in rows if r.get("method") == "dense"), None)
+            dense = _reference(rows)
             drop = _number(max_accuracy_drop)
             if dense is not None and drop is not None:
-                ax.axhline(_number(dense["val_accuracy"]) - drop, color=_GREY, linestyle=":", linewidth=1.0, label="dense val − max drop")
+                ax.axhline(_number(dense["val_accuracy"]) - drop, color=_GREY, linestyle=":", linewidth=1.0, label=f"{dense.get('method')} val − max drop")
             picked = [r for r in rows if r.get("selected") is True]
             if picked:
                 ax.plot([_number(picked[0]["latency_ms"])], [_number(picked[0]["val_accuracy"])], marker="o", markersize=12,

@@ -16,6 +16,7 @@ def run(ctx: StageContext) -> None:
     from tunepipe.evaluation import classification_metrics
     from tunepipe.models.inference import pick_device
     from tunepipe.optimize.levels import LabelledSet, PruneSettings, levels_record, prune_and_select
+    from tunepipe.optimize.pruning import PruningLevel
 
     runtime.torch_threads(ctx.threads)
     settings = PruneSettings.from_params(ctx.params["prune"], ctx.params.get("distill"))
@@ -37,32 +38,40 @@ def run(ctx: StageContext) -> None:
         train = modality.encode(train_rows, encode(train_rows, names, str(ctx.inputs["train"])), model_cfg, processor)
     candidates = ()
     if "student" in ctx.inputs:  # the distilled student, scored and timed like a level
-        from tunepipe.optimize.pruning import PruningLevel
-
         student, payload = load_model(ctx.inputs["student"])
         candidates = ((PruningLevel.from_dict(payload["pruning_level"]), student),)
+    members = None  # the ensemble's members' model_cfg, saved with it if it is kept
+    if "ensemble" in ctx.inputs:  # the sweep's top-k variants averaged, uncompressed like dense (selection: pruning.select_candidate)
+        ensemble, payload = load_model(ctx.inputs["ensemble"])
+        if len(payload["ensemble"]) >= 2:
+            candidates += ((PruningLevel.from_dict(payload["pruning_level"]), ensemble),)
+            members = payload["ensemble"]
+        else:
+            ctx.log.info("ensemble: no other variant shares the winner's input (results/ensemble/summary.json); not a candidate")
     result = prune_and_select(dense, settings, val=val, test=test, train=train, metrics=classification_metrics, seed=ctx.params["seed"], device=device,
                               log=ctx.log, candidates=candidates)
     save_model(ctx.outputs["model"], result.model, model_cfg=model_cfg, label_names=names, modality=modality.name,
-               pruning_level=result.selected.as_dict(), structure=result.structure)
+               pruning_level=result.selected.as_dict(), structure=result.structure, members=members if result.selected.method == "ensemble" else None)
     write_json(ctx.outputs["levels"], levels_record(result, settings, ctx.threads))
 
 
 STAGE = Stage(
     name="prune",
-    summary="Prune the fine-tuned model at each level (unstructured and/or structured), evaluate and time every level, keep the smallest or fastest within the allowed accuracy drop.",
+    summary="Prune the fine-tuned model at each level (unstructured and/or structured), evaluate and time every level (and the student and "
+    "ensemble when given), keep the smallest or fastest within the allowed accuracy drop of the best uncompressed candidate.",
     inputs={
         "best": "Lightning checkpoint from train",
         "train": "JSONL training rows (only read for the recovery fine-tune)",
         "val": "JSONL validation rows (selection)",
         "test": "JSONL test rows (reported)",
         "student": "optional: results/distill/student.pt, the distilled student, a candidate like the levels",
+        "ensemble": "optional: results/ensemble/model.pt, the sweep's top-k variants averaged, an uncompressed candidate like dense",
     },
     outputs={"model": "the selected model (state dict + shapes + config) for export", "levels": "JSON: every level's params, size, accuracy, latency"},
     run=run,
     params_help="prune.method, prune.sparsities, prune.max_accuracy_drop, prune.select, prune.finetune_*, prune.latency_runs, prune.batch_size, seed; "
     "distill.temperature and distill.alpha (the recovery fine-tune learns from the dense teacher)",
-    optional=frozenset({"student"}),
+    optional=frozenset({"student", "ensemble"}),
 )
 
 if __name__ == "__main__":

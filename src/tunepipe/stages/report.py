@@ -56,6 +56,7 @@ STAGE = Stage(
         "parity": "results/export/parity.json (ONNX parity with export's verdict and tolerance, latency)",
         "variants": "results/export/variants.json (dense fp32, pruned fp32, INT8: size, accuracy, latency)",
         "selection": "optional: results/select/selection.json (sweep/CV variants, scores and winner)",
+        "ensemble": "optional: results/ensemble/summary.json (the top-k variants' ensemble against the winner)",
         "timings": "optional, repeatable: results/benchmarks/<rule>.tsv, once per rule (Snakemake's `benchmark:` files)",
     },
     outputs={"html": "results/report.html"},
@@ -63,7 +64,7 @@ STAGE = Stage(
     params_help="report.title     page title\n"
     "report.examples  examples shown per cleaning reason, for augmentation and of the most confident errors\n"
     "(every params section is printed in the provenance section)",
-    optional=frozenset({"selection", "timings", "slices", "train_steps", "comparison", "predictions", "explanations",
+    optional=frozenset({"selection", "ensemble", "timings", "slices", "train_steps", "comparison", "predictions", "explanations",
                         "robustness_metrics", "robustness_perturbations", "robustness_attacks", "robustness_examples"}),
     repeatable=frozenset({"timings"}),
 )

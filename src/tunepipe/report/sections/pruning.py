@@ -10,7 +10,7 @@ from tunepipe.report.format import number
 from tunepipe.report.sections import as_dict, as_list
 
 #: Table order: the dense reference first, then each method's levels by sparsity.
-METHOD_ORDER = {"dense": 0, "unstructured": 1, "structured": 2, "distilled": 3}
+METHOD_ORDER = {"dense": 0, "unstructured": 1, "structured": 2, "distilled": 3, "ensemble": 4}
 
 
 def pruning(inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -38,6 +38,7 @@ def pruning(inputs: Mapping[str, Any]) -> dict[str, Any]:
         "select": record.get("select"),
         "threads": record.get("threads"),
         "max_accuracy_drop": record.get("max_accuracy_drop"),
+        "reason": record.get("selected_reason"),
         "levels": rows,
         "has_latency": any(row.get("latency_ms") is not None for row in rows),
         "has_params": any(row.get("total_params") is not None for row in rows),

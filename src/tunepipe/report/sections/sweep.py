@@ -1,4 +1,5 @@
-"""The sweep/cross-validation part of the training section (results/select/selection.json, when a sweep ran)."""
+"""The sweep/cross-validation part of the training section (results/select/selection.json, when a sweep ran; with
+results/ensemble/summary.json, the top-k variants' ensemble against the winner)."""
 
 from __future__ import annotations
 
@@ -49,4 +50,24 @@ def sweep(inputs: Mapping[str, Any]) -> dict[str, Any]:
         "tpe": selection.get("method") == "tpe",
         "pruning": as_dict(selection.get("pruning")),
         "figure": plots.sweep_scores(variants, selection.get("metric"), selection.get("winner")) if variants else None,
+        "ensemble": ensemble(inputs),
+    }
+
+
+def ensemble(inputs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ensemble (rule `ensemble`) beside the winner: its members, val/test accuracy and macro F1 of both, the
+    variants skipped (another input) and the verdict; None when the rule did not run."""
+    summary = as_dict(inputs.get("ensemble"))
+    if not summary:
+        return None
+    members = [m for m in as_list(summary.get("members")) if isinstance(m, dict)]
+    winner = as_dict(summary.get("winner"))
+    keys = ("val_accuracy", "val_f1_macro", "test_accuracy", "test_f1_macro")
+    rows = [(f"ensemble of {len(members)}", as_dict(summary.get("ensemble"))), (f"winner {winner.get('variant') or ''}".strip(), winner)]
+    return {
+        "members": [m.get("variant") for m in members],
+        "top_k": summary.get("top_k"),
+        "rows": [{"label": label, **{key: row.get(key) for key in keys}} for label, row in rows],
+        "skipped": [{"variant": s.get("variant"), "rank": s.get("rank"), "reason": s.get("reason")} for s in as_list(summary.get("skipped")) if isinstance(s, dict)],
+        "verdict": summary.get("verdict"),
     }
