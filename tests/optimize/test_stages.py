@@ -86,7 +86,8 @@ def check_outputs(out, dense_params, input_names):
         assert set(row["latency_ms"]) == {"1", "4"} and row["val_rows"] == 16 and 0 <= row["val_accuracy"] <= 1
         assert row["vs_fp32"]["size_ratio"] == pytest.approx(row["onnx_bytes"] / variants["pruned-fp32"]["onnx_bytes"], abs=1e-4)
         assert row["vs_fp32"]["val_accuracy_delta"] == pytest.approx(row["val_accuracy"] - variants["pruned-fp32"]["val_accuracy"], abs=1e-6)
-        assert row["seconds"]["quantize"] > 0 and row["seconds"]["total"] >= row["seconds"]["quantize"] + row["seconds"]["val_scoring"]
+        # each figure is rounded to 10 ms on its own, so the parts may add up to a little more than the rounded total
+        assert row["seconds"]["quantize"] > 0 and row["seconds"]["total"] >= row["seconds"]["quantize"] + row["seconds"]["val_scoring"] - 0.015
     int8 = ort_session(out / "model.int8.onnx", threads=1)
     assert [i.name for i in int8.get_inputs()] == input_names
     card = json.loads((out / "model_card.json").read_text())
