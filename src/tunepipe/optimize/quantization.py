@@ -36,6 +36,11 @@ class Int8Choice:
     #: static: how activation ranges are calibrated on the validation rows.
     calibrator: Literal["minmax", "percentile", "entropy"] = "minmax"
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether it reads validation rows: static choices calibrate on them, `sensitive_fp32` measures on them."""
+        return self.method == "static" or self.sensitive_fp32
+
 
 CHOICES: dict[str, Int8Choice] = {choice.name: choice for choice in (
     Int8Choice("dynamic", "dynamic", "int8 weights per tensor (MatMul, fused Attention, embedding Gather); activations quantized at run time"),
@@ -249,7 +254,7 @@ def quantize_int8(source: Path, target: Path, choice: Int8Choice | str, calibrat
     import onnx
 
     choice = CHOICES[choice] if isinstance(choice, str) else choice
-    if (choice.method == "static" or choice.sensitive_fp32) and not calibration:
+    if choice.calibrated and not calibration:
         raise ValueError(f"INT8 choice {choice.name} needs calibration batches (validation rows)")
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         if prepared is None:

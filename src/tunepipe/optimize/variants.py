@@ -99,6 +99,11 @@ def add_ratios(row: dict[str, Any], dense: dict[str, Any]) -> None:
     row["accuracy_delta"] = round(row["test_accuracy"] - dense["test_accuracy"], 6)
 
 
+def _accuracy(logits: np.ndarray, truth: np.ndarray) -> float:
+    """Share of rows whose argmax is the true label (nan for no rows)."""
+    return float((logits.argmax(1) == truth).mean()) if len(truth) else float("nan")
+
+
 def calibration_feeds(dataset: Dataset, input_names: list[str], batch_size: int = CALIBRATION_BATCH_SIZE, rows: int | None = None) -> list[dict[str, np.ndarray]]:
     """INT8 calibration batches of the first `rows` rows (all by default), in row order, all of one shape (texts
     padded to the longest of them): the histogram calibrators (percentile, entropy) stack every batch."""
@@ -123,9 +128,6 @@ def export_variants(dense: nn.Module, pruned: nn.Module, level: PruningLevel, te
 
     sample = test.collate([test[i] for i in range(min(2, len(test)))])
     input_names = list(pruned.input_names)
-
-    def accuracy(logits: np.ndarray, truth: np.ndarray) -> float:
-        return float((logits.argmax(1) == truth).mean()) if len(truth) else float("nan")
 
     def fp32_variant(name: str, module: nn.Module, path: Path) -> tuple[dict[str, Any], np.ndarray]:
         spec = fusion_target(module) if settings.fuse else None
@@ -155,7 +157,7 @@ def export_variants(dense: nn.Module, pruned: nn.Module, level: PruningLevel, te
         log.info("%s: parity on %d test rows: max |logit diff| %.2e, prediction agreement %.4f", name, check["rows"], check["max_abs_logit_diff"], check["prediction_agreement"])
         require_parity(check, settings.max_abs_logit_diff, path)
         timings = latency(module, session, test, settings.latency_batch_sizes, settings.latency_runs)
-        row = {"variant": name, "precision": "fp32", "params": count_params(module), "onnx_bytes": path.stat().st_size, "test_accuracy": accuracy(logits, targets), **check,
+        row = {"variant": name, "precision": "fp32", "params": count_params(module), "onnx_bytes": path.stat().st_size, "test_accuracy": _accuracy(logits, targets), **check,
                "graph_fusion": fusion, "latency_ms": timings}
         return row, logits
 
@@ -164,7 +166,7 @@ def export_variants(dense: nn.Module, pruned: nn.Module, level: PruningLevel, te
     dense_row["pruning_level"] = DENSE.name
     pruned_row, fp32_logits = fp32_variant("pruned-fp32", pruned, onnx_path)
     pruned_row["pruning_level"] = level.name
-    pruned_row["val_accuracy"] = accuracy(ort_logits(ort_session(onnx_path, threads), input_names, val, PARITY_BATCH_SIZE), val_targets)
+    pruned_row["val_accuracy"] = _accuracy(ort_logits(ort_session(onnx_path, threads), input_names, val, PARITY_BATCH_SIZE), val_targets)
     pruned_row["val_rows"] = len(val)
 
     int8_rows, failed = int8_variants(onnx_path, int8_path, pruned_row, fp32_logits, test, targets, val, val_targets, input_names,
@@ -190,19 +192,15 @@ def int8_variants(fp32_path: Path, int8_path: Path, fp32: dict[str, Any], fp32_l
     from tunepipe.optimize.onnx_export import latency, ort_logits, ort_session
     from tunepipe.optimize.quantization import Int8Candidate, prepare, quantize_int8, select_int8, vs_fp32
 
-    def accuracy(logits: np.ndarray, truth: np.ndarray) -> float:
-        return float((logits.argmax(1) == truth).mean()) if len(truth) else float("nan")
-
     if not choices:
         raise ValueError("no INT8 choice to try")
-    calibrated = any(choice.method == "static" or choice.sensitive_fp32 for choice in choices)
+    calibrated = any(choice.calibrated for choice in choices)
     feeds = calibration_feeds(val, input_names, rows=settings.calibration_rows) if calibrated else []
     if calibrated and not feeds:
         raise ValueError("these INT8 choices need validation rows to calibrate on, and the validation split is empty")
     calibration = {"calibration_rows": min(settings.calibration_rows, len(val)), "calibration_split": "val"}
     largest = str(max(settings.latency_batch_sizes))
     rows: list[dict[str, Any]] = []
-    tried: list[Int8Choice] = []
     failed: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
@@ -219,7 +217,7 @@ def int8_variants(fp32_path: Path, int8_path: Path, fp32: dict[str, Any], fp32_l
                 continue
             quantized = time.perf_counter()
             session = ort_session(path, threads)
-            val_accuracy = accuracy(ort_logits(session, input_names, val, PARITY_BATCH_SIZE), val_targets)
+            val_accuracy = _accuracy(ort_logits(session, input_names, val, PARITY_BATCH_SIZE), val_targets)
             scored = time.perf_counter()
             logits = ort_logits(session, input_names, test, PARITY_BATCH_SIZE)
             row = {
@@ -230,11 +228,11 @@ def int8_variants(fp32_path: Path, int8_path: Path, fp32: dict[str, Any], fp32_l
                 "onnx_bytes": path.stat().st_size,
                 "val_accuracy": val_accuracy,
                 "val_rows": len(val),
-                "test_accuracy": accuracy(logits, targets),
+                "test_accuracy": _accuracy(logits, targets),
                 "rows": len(test),
                 "max_abs_logit_diff_vs_fp32": float(np.abs(logits - fp32_logits).max()) if len(test) else 0.0,
                 "prediction_agreement_vs_fp32": float((logits.argmax(1) == fp32_logits.argmax(1)).mean()) if len(test) else 1.0,
-                "quantization": quant | (calibration if choice.method == "static" or choice.sensitive_fp32 else {}),
+                "quantization": quant | (calibration if choice.calibrated else {}),
                 "latency_ms": latency(None, session, test, settings.latency_batch_sizes, settings.latency_runs, input_names),
             }
             row["vs_fp32"] = vs_fp32(row, fp32)
@@ -245,16 +243,15 @@ def int8_variants(fp32_path: Path, int8_path: Path, fp32: dict[str, Any], fp32_l
                      row["vs_fp32"]["size_ratio"], 100 * row["vs_fp32"]["val_accuracy_delta"], 100 * row["vs_fp32"]["test_accuracy_delta"],
                      row["seconds"]["total"], choice.summary)
             rows.append(row)
-            tried.append(choice)
         if not rows:
             raise TunepipeError(f"export.quantize: every INT8 choice failed ({'; '.join(f'{k}: {v}' for k, v in failed.items())}); "
                                 "try another choice, e.g. dynamic")
         candidates = [Int8Candidate(row["variant"], row["val_accuracy"], row["vs_fp32"]["size_ratio"], row["latency_ms"][largest]["onnxruntime"]) for row in rows]
         chosen = select_int8(candidates, settings.int8_max_size_ratio)
-        for row, choice in zip(rows, tried):
+        for row in rows:
             row["selected"] = row["variant"] == chosen
             if row["selected"]:
-                shutil.copyfile(Path(tmp) / f"{choice.name}.onnx", int8_path)
+                shutil.copyfile(Path(tmp) / f"{row['quantization']['choice']}.onnx", int8_path)
     log.info("int8: shipping %s (best val accuracy within %.2fx the fp32 size, of %d choice(s))", chosen, settings.int8_max_size_ratio, len(rows))
     return rows, failed
 
