@@ -1,4 +1,5 @@
 # tunepipe: clean -> split -> augment -> [sweep/CV -> select] -> fine-tune -> evaluate -> prune -> export -> report.
+# An optional step that the params leave out (distill, robustness, explain) leaves its reason instead (skip.smk).
 # This file is the table of contents; each phase's rules live in workflow/rules/.
 
 configfile: "params.yaml"
@@ -10,6 +11,7 @@ include: "workflow/rules/sweep.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/trust.smk"
 include: "workflow/rules/optimize.smk"
+include: "workflow/rules/skip.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -97,7 +97,7 @@ def pytest_runtest_makereport(item, call):
 
 
 #: Session fixtures that run a pipeline (minutes each), in the order a test using several is grouped by.
-SHARED_RUNS = ("slurm_cluster", "history", "tiny_image_run", "tiny_run")
+SHARED_RUNS = ("slurm_cluster", "history", "optional_history", "tiny_image_run", "tiny_run")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups
@@ -161,36 +161,14 @@ def history(tmp_path_factory, tiny_model_dir):
     Built once per session (a minute or two); the versioning, registry and comparison tests share it.
     """
     import json
-    import shutil
     from types import SimpleNamespace
 
-    import yaml
-
-    from tests.pipeline import metrics, sh
+    from tests.pipeline import metrics, micro_params, sh, versioned_project
 
     root = tmp_path_factory.mktemp("versioning")
     project, remote = root / "project", root / "dvc-remote"
-    project.mkdir()
-    for name in ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(REPO / name, project / name)
-    for name in ("workflow", "profiles", "envs", "requirements"):
-        shutil.copytree(REPO / name, project / name)
-    (project / ".dvc").mkdir()
-    for name in ("config", ".gitignore"):
-        shutil.copy(REPO / ".dvc" / name, project / ".dvc" / name)
-    shutil.copytree(REPO / "src" / "tunepipe", project / "src" / "tunepipe", ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in yaml.safe_load((REPO / "tests" / "fixtures" / "micro.yaml").read_text()).items():
-        params[section].update(values)
-    params["model"].update(pretrained=str(tiny_model_dir), max_length=24)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-    sh(project, "git", "init", "-q", "-b", "main")
-    sh(project, "git", "config", "user.name", "tunepipe test")  # `dvc exp run` commits, so it needs an identity
-    sh(project, "git", "config", "user.email", "test@tunepipe.invalid")
-    sh(project, "dvc", "remote", "modify", "--local", "storage", "url", str(remote))  # never the real default
-    sh(project, "git", "add", "-A")
-    sh(project, "git", "commit", "-qm", "project, never run")
+    params = micro_params(tiny_model_dir)
+    versioned_project(project, remote, params)
     never_ran = sh(project, "git", "rev-parse", "HEAD").stdout.strip()
 
     # The first run is the main command as a user types it; it records itself in dvc.lock (tunepipe.record),
@@ -213,3 +191,42 @@ def history(tmp_path_factory, tiny_model_dir):
     rev2 = sh(project, "git", "rev-parse", "HEAD").stdout.strip()
     return SimpleNamespace(project=project, remote=remote, never_ran=never_ran, rev1=rev1, rev2=rev2, first=first,
                            second=metrics(project), first_run=first_run, second_run=second_run, exp_show=exp_show)
+
+
+@pytest.fixture(scope="session")
+def optional_history(tmp_path_factory, tiny_model_dir):
+    """A git + DVC project (as `history`) with three committed runs that leave out optional steps, each recorded by the
+    main command alone (`snakemake --cores 2 results/report.html`, then `git add dvc.lock && git commit`):
+    `no_distill` (distill.enabled false), `no_robustness` (robustness.enabled false) and `image` (the image preset, tiny:
+    images have no student). A few minutes; the tests of tests/test_optional_steps.py share it."""
+    import json
+    from types import SimpleNamespace
+
+    import yaml
+
+    from tests.pipeline import deep_merge, metrics, micro_params, sh, versioned_project
+
+    if not Path("/usr/share/datasets/fashion-mnist").exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("dataset-fashion-mnist is not installed: `make setup` installs it when run as root")
+        pytest.skip("dataset-fashion-mnist is not installed")
+    root = tmp_path_factory.mktemp("optional")
+    project, remote = root / "project", root / "dvc-remote"
+    text = micro_params(tiny_model_dir)
+    image = deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), yaml.safe_load((REPO / "workflow" / "presets" / "image.yaml").read_text()),
+                       yaml.safe_load((REPO / "tests" / "fixtures" / "tiny-image.yaml").read_text()))
+    versioned_project(project, remote, text)
+    runs = {}
+    for name, params in (("no_distill", deep_merge(text, {"distill": {"enabled": False}})),
+                         ("no_robustness", deep_merge(text, {"robustness": {"enabled": False}})),
+                         ("image", image)):
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        done = sh(project, "snakemake", "--cores", "2", "results/report.html")
+        sh(project, "git", "add", "dvc.lock", "params.yaml")
+        sh(project, "git", "commit", "-qm", f"run {name}")
+        assert not sh(project, "git", "status", "--porcelain").stdout, f"run {name} left files for git besides dvc.lock"
+        runs[name] = SimpleNamespace(rev=sh(project, "git", "rev-parse", "HEAD").stdout.strip(), metrics=metrics(project), output=done.stdout + done.stderr,
+                                     folders={step: sorted(p.name for p in (project / "results" / step).iterdir()) for step in ("distill", "robustness", "explain")},
+                                     skipped={path.parent.name: json.loads(path.read_text())["reason"] for path in (project / "results").glob("*/skipped.json")})
+    sh(project, "dvc", "push")
+    return SimpleNamespace(project=project, remote=remote, **runs)

@@ -68,3 +68,42 @@ def tunepipe(project: Path, *args: str, timeout: int = 600) -> subprocess.Comple
 
 def metrics(project: Path) -> dict:
     return json.loads((project / "results" / "evaluate" / "metrics.json").read_text())
+
+
+def deep_merge(base: dict, *overrides: dict) -> dict:
+    """`base` with each override's keys set in turn, merged through nested sections (a new dict; the inputs unchanged)."""
+    merged = dict(base)
+    for override in overrides:
+        for key, value in override.items():
+            merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def micro_params(model_dir: Path) -> dict:
+    """params.yaml with tests/fixtures/micro.yaml and a local model: a whole text run in about a minute."""
+    import yaml
+
+    params = deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), yaml.safe_load((REPO / "tests" / "fixtures" / "micro.yaml").read_text()))
+    return deep_merge(params, {"model": {"pretrained": str(model_dir), "max_length": 24}})
+
+
+def versioned_project(project: Path, remote: Path, params: dict) -> None:
+    """A git repository holding the workflow and `params`, with DVC's remote at `remote` (a folder), committed, never run."""
+    import yaml
+
+    project.mkdir(parents=True)
+    for name in ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, project / name)
+    for name in ("workflow", "profiles", "envs", "requirements"):
+        shutil.copytree(REPO / name, project / name)
+    (project / ".dvc").mkdir()
+    for name in ("config", ".gitignore"):
+        shutil.copy(REPO / ".dvc" / name, project / ".dvc" / name)
+    shutil.copytree(REPO / "src" / "tunepipe", project / "src" / "tunepipe", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(project, "git", "init", "-q", "-b", "main")
+    sh(project, "git", "config", "user.name", "tunepipe test")  # `dvc exp run` commits, so it needs an identity
+    sh(project, "git", "config", "user.email", "test@tunepipe.invalid")
+    sh(project, "dvc", "remote", "modify", "--local", "storage", "url", str(remote))  # never the real default
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "commit", "-qm", "project, never run")

@@ -84,7 +84,7 @@ STAGES = sorted(module.name for module in pkgutil.iter_modules(tunepipe.stages._
 
 
 def test_every_rule_runs_a_stage_of_the_package():
-    assert {"prepare", "clean", "split", "augment", "train", "trial", "ask", "select", "ensemble", "baseline", "evaluate", "robustness", "explain", "distill", "prune",
+    assert {"prepare", "clean", "split", "augment", "train", "trial", "ask", "select", "ensemble", "baseline", "evaluate", "robustness", "explain", "distill", "prune", "skip",
             "export", "report"} == set(STAGES)
 
 

@@ -15,7 +15,7 @@ TABLE = ("perturbation,severity,amount,unit,rows,accuracy,drop,flip_rate\n"
          "word_drop,1,0.1,share of words deleted,4,0.5,0.25,0.25\n")
 ATTACKS = ("attack,space,epsilon,steps,max_edits,rows,clean_accuracy,accuracy,success_rate,queries\n"
            "pgd,token embeddings,0.05,5,,4,0.75,0.25,0.666667,\nchar_greedy,characters,,,3,4,0.75,0.5,0.333333,40\n")
-EXAMPLES = {"skipped": False, "perturbations": [
+EXAMPLES = {"perturbations": [
     {"perturbation": "typo_drop", "severity": 3, "id": "1", "label": "fresh", "clean_prediction": "fresh", "perturbed_prediction": "rotten",
      "original": "<script>alert(1)</script> great", "perturbed": "<script>alert(1)</script> grat"}],
     "attacks": [{"attack": "pgd", "id": "2", "label": "rotten", "clean_prediction": "rotten", "perturbed_prediction": "fresh",
@@ -42,9 +42,12 @@ def test_the_section_draws_curves_tables_and_escaped_flips(tmp_path):
 
 
 def test_a_skipped_run_says_so_and_missing_inputs_say_not_available(tmp_path):
-    assert "Not run: robustness.enabled is false." in render(
-        tmp_path, examples={"skipped": True, "reason": "robustness.enabled is false", "perturbations": [], "attacks": []},
-        metrics={"robustness_skipped": 1})
+    inputs = load_inputs({**write_inputs(tmp_path, INPUTS), "skipped": [write_inputs(tmp_path, {"marker": {
+        "step": "robustness", "skipped": True, "reason": "robustness.enabled is false"}})["marker"]]})
+    html = build_report(PARAMS, inputs, provenance=PROVENANCE)
+    section = re.search(r'<section id="robustness">(.*?)</section>', html, re.S).group(1)
+    assert "Not run: robustness.enabled is false." in section and "not available" not in section
+    assert re.search(r'id="skipped-steps">Steps left out of this run: <code>robustness</code> \(robustness.enabled is false\)\.', html)
     view = robustness({}, 5)
     assert not view["available"] and view["figure"] is None
     html = build_report(PARAMS, load_inputs(write_inputs(tmp_path, INPUTS)), provenance=PROVENANCE)

@@ -140,19 +140,3 @@ def test_the_image_modality_draws_heat_maps_and_the_report_inlines_them(tmp_path
     html = str(modality.show_attribution(results[0], out))
     assert html.startswith('<img class="heat" src="data:image/png;base64,')
     assert "not available" in str(modality.show_attribution({"heatmap": "gone.png"}, out))
-
-
-def test_explain_disabled_writes_an_empty_record(tmp_path):
-    import json
-
-    from tunepipe.stages import explain
-    from tunepipe.stages.harness import main
-
-    for name in ("best.ckpt", "test.jsonl", "predictions.csv"):
-        (tmp_path / name).write_text("")
-    params = {"explain": {"enabled": False, "examples": 4, "steps": 32}}
-    assert main(explain.STAGE, ["--params", json.dumps(params), "--in", f"best={tmp_path / 'best.ckpt'}", "--in", f"test={tmp_path / 'test.jsonl'}",
-                                "--in", f"predictions={tmp_path / 'predictions.csv'}", "--out", f"attributions={tmp_path / 'out' / 'attributions.json'}",
-                                "--out", f"heatmaps={tmp_path / 'out' / 'heatmaps'}"]) == 0
-    record = json.loads((tmp_path / "out" / "attributions.json").read_text())
-    assert record["enabled"] is False and record["items"] == [] and (tmp_path / "out" / "heatmaps").is_dir()

@@ -42,7 +42,7 @@ def test_text_explanations_shade_escaped_tokens():
     item = {"kind": "error", "rank": 1, "id": "7", "label": "neg", "predicted": "pos", "confidence": 0.9, "input": "<script>x</script> fine",
             "tokens": [{"text": "<script>x</script>", "score": -0.2, "space_before": False}, {"text": "fine", "score": 0.4, "space_before": True}],
             "output": 0.9, "baseline_output": 0.5, "delta": 0.001, "baseline": "padding tokens"}
-    record = {"enabled": True, "method": "Integrated Gradients", "steps": 16, "labels": ["neg", "pos"], "items": [item], "max_delta": 0.001}
+    record = {"method": "Integrated Gradients", "steps": 16, "labels": ["neg", "pos"], "items": [item], "max_delta": 0.001}
     html = build_report(params("text"), {"explanations": record}, provenance=PROVENANCE)
     assert "<script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
     assert 'style="background:rgba(37,99,235,0.4)" title="-0.2000"' in html and 'style="background:rgba(220,38,38,0.8)" title="+0.4000"' in html
@@ -55,7 +55,7 @@ def test_image_explanations_inline_the_heat_maps(tmp_path):
     Image.new("RGB", (8, 8), (0, 0, 0)).save(tmp_path / "img.png")
     item = {"kind": "error", "rank": 1, "id": "1", "label": "bag", "predicted": "shoe", "confidence": 0.7, "input": str(tmp_path / "img.png"),
             "heatmap": "heatmaps/error-1.png", "output": 0.7, "baseline_output": 0.1, "delta": 0.002, "baseline": "a black image"}
-    record = {"enabled": True, "method": "Integrated Gradients", "steps": 16, "labels": ["bag", "shoe"], "items": [item], "max_delta": 0.002}
+    record = {"method": "Integrated Gradients", "steps": 16, "labels": ["bag", "shoe"], "items": [item], "max_delta": 0.002}
     html = build_report(params("image"), {"explanations": record, "explanations_dir": tmp_path}, provenance=PROVENANCE)
     assert html.count('<img class="heat" src="data:image/png;base64,') == 1 and '<img class="thumb"' in html
     assert "from a black image to the input" in html

@@ -12,6 +12,8 @@ from tunepipe.config import sections
 from tunepipe.errors import ParamsError
 from tunepipe.modalities import get_modality
 from tunepipe.sources import stage_code
+from tunepipe.stages.harness import SKIP_MARKER
+from tunepipe.steps import skipped_steps
 from tunepipe.search import round_sizes, space_json
 from tunepipe.sweep import NAME_PATTERN, expand_variants, fold_indices, search_space, sweep_enabled, validate_run_params
 
@@ -24,8 +26,11 @@ except ParamsError as error:
 SWEEP = sweep_enabled(config)
 VARIANTS = {variant.name: variant.overrides for variant in expand_variants(config)}
 FOLDS = fold_indices(config)
+# Optional steps these params leave out, with the reason (tunepipe.steps): the `skip` rule (workflow/rules/skip.smk)
+# writes results/<step>/skipped.json for each instead of its outputs, and the report says why it did not run.
+SKIPPED = skipped_steps(config)
 # The distill rule runs when it is on and the modality can make a student (texts); image runs leave it out.
-DISTILL = config["distill"]["enabled"] and get_modality(config["data"]["modality"]).distillable
+DISTILL = "distill" not in SKIPPED
 # sweep.method tpe: VARIANTS is empty; each round's `ask` checkpoint names its trials (results/sweep/round<k>/asked.json).
 TPE = config["sweep"]["method"] == "tpe"
 ROUNDS = round_sizes(config["sweep"]["samples"], config["sweep"]["parallel"]) if TPE else []
@@ -198,6 +203,16 @@ def sweep_inputs():
     return inputs
 
 
+def unless_skipped(step, inputs):
+    """A rule's inputs from an optional step: `inputs` when the step runs, none when these params leave it out."""
+    return {} if step in SKIPPED else inputs
+
+
+def skip_markers():
+    """The skipped.json of every optional step these params leave out (the report lists them with their reasons)."""
+    return expand(rules.skip.output.marker, step=sorted(SKIPPED))
+
+
 def distill_inputs():
     """The distilled student as prune's input when `distill.enabled` and the modality can make one (texts); else none."""
     return {"student": rules.distill.output.student} if DISTILL else {}
@@ -279,7 +294,7 @@ onstart:
 def timings():
     """The benchmark file of every job the report describes: each rule before it (the sweep's only with a sweep)."""
     plain = [rule for rule in workflow.rules if rule.benchmark is not None and not rule.wildcard_names and rule.name != "report"]
-    files = [str(rule.benchmark) for rule in plain if (rule.name != "select" or SWEEP) and (rule.name != "distill" or DISTILL)
+    files = [str(rule.benchmark) for rule in plain if (rule.name != "select" or SWEEP) and rule.name not in SKIPPED
              and (rule.name != "ensemble" or ENSEMBLE)]
     if TPE:  # the rounds' jobs are known once they have been asked
         return lambda wildcards: files + expand(str(rules.ask.benchmark), round=range(len(ROUNDS))) + tpe_files(str(rules.trial.benchmark))

@@ -62,13 +62,29 @@ def read_timings(paths: list[Path]) -> list[dict[str, Any]]:
     return rows
 
 
+def read_skipped(paths: list[Path]) -> dict[str, str]:
+    """The skip rule's markers (results/<step>/skipped.json) as {step: why it did not run}, in pipeline order."""
+    skipped = {}
+    for path in paths:
+        try:
+            record = json.loads(Path(path).read_text(encoding="utf-8"))
+            skipped[str(record["step"])] = str(record["reason"])
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DataError(f"report input 'skipped': {path} cannot be read ({exc}); re-run its skip rule") from exc
+    return skipped
+
+
+#: Inputs given as a list of files, each read into one value by its reader.
+LIST_READERS = {"timings": read_timings, "skipped": read_skipped}
+
+
 def load_inputs(paths: Mapping[str, Any]) -> dict[str, Any]:
-    """Read each input by its kind: `timings` (a list of benchmark files) with `read_timings`, a `.csv` file
-    with `read_rows`, anything else as JSON. A missing or unreadable file is a DataError naming its key."""
+    """Read each input by its kind: a list of files (`timings`, `skipped`) by its reader in LIST_READERS, a `.csv`
+    file with `read_rows`, anything else as JSON. A missing or unreadable file is a DataError naming its key."""
     loaded: dict[str, Any] = {}
     for key, path in paths.items():
-        if key == "timings":
-            loaded[key] = read_timings(list(path))
+        if key in LIST_READERS:
+            loaded[key] = LIST_READERS[key](list(path))
             continue
         path = Path(path)
         if not path.is_file():

@@ -24,11 +24,7 @@ def run(ctx: StageContext) -> None:
     cfg = ctx.params["explain"]
     heatmaps = ctx.outputs["heatmaps"]
     heatmaps.mkdir(parents=True, exist_ok=True)
-    record = {"enabled": cfg["enabled"], "method": METHOD, "steps": cfg["steps"], "examples": cfg["examples"], "items": []}
-    if not cfg["enabled"]:
-        write_json(ctx.outputs["attributions"], {**record, "labels": []})
-        ctx.log.info("explain.enabled is false: nothing explained")
-        return
+    record = {"method": METHOD, "steps": cfg["steps"], "examples": cfg["examples"], "items": []}
     runtime.torch_threads(ctx.threads)
     model, meta = load_checkpoint(ctx.inputs["best"])
     names, model_cfg, modality = meta["label_names"], meta["model_cfg"], get_modality(meta["modality"])
@@ -62,12 +58,12 @@ STAGE = Stage(
         "predictions": "results/evaluate/predictions.csv (which rows were wrong, and how confident)",
     },
     outputs={
-        "attributions": "JSON: enabled, method, steps, labels, items (kind error|correct, rank, id, label, predicted, confidence, input, "
+        "attributions": "JSON: method, steps, labels, items (kind error|correct, rank, id, label, predicted, confidence, input, "
                         "tokens [{text, start, end, space_before, score}] or heatmap, output, baseline_output, attribution_sum, delta), max_delta",
         "heatmaps": "folder of PNG heat maps over the images (empty for texts)",
     },
     run=run,
-    params_help="explain.enabled, explain.examples, explain.steps",
+    params_help="explain.examples, explain.steps (explain.enabled: false leaves the rule out)",
 )
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ from tunepipe import runtime
 from tunepipe.errors import TunepipeError
 from tunepipe.io import commit_partial, partial_path, remove_path
 
+#: What an optional step's results folder holds when the step does not run (the skip stage writes it, with the
+#: reason); a stage that runs removes the one in each of its outputs' folders, so no folder claims both.
+SKIP_MARKER = "skipped.json"
+
 
 @dataclass(frozen=True)
 class StageContext:
@@ -136,6 +140,8 @@ def main(stage: Stage, argv: list[str] | None = None) -> int:
             raise RuntimeError(f"stage {stage.name} did not write outputs: {', '.join(not_written)}")
         for key, path in partials.items():
             commit_partial(path, outputs[key])
+        for marker in {path.parent / SKIP_MARKER for path in outputs.values()} - set(outputs.values()):
+            marker.unlink(missing_ok=True)
     except TunepipeError as exc:
         log.error("error: %s", exc)
         print(f"\ntunepipe {stage.name}: error: {exc}", file=sys.stderr)

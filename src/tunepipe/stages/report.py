@@ -13,7 +13,8 @@ def run(ctx: StageContext) -> None:
     from tunepipe.runs import earlier_runs, read_predictions
 
     # predictions.csv is read as text (its ids must not become numbers): only for the paired test against the last run.
-    inputs = load_inputs({**{k: v for k, v in ctx.inputs.items() if k != "predictions"}, "timings": ctx.many.get("timings", [])})
+    inputs = load_inputs({**{k: v for k, v in ctx.inputs.items() if k != "predictions"},
+                          **{key: ctx.many.get(key, []) for key in ("timings", "skipped")}})
     if "explanations" in ctx.inputs:  # its heat maps are files beside it
         inputs["explanations_dir"] = ctx.inputs["explanations"].parent
     current_predictions = read_predictions(ctx.inputs["predictions"]) if "predictions" in ctx.inputs else None
@@ -58,15 +59,16 @@ STAGE = Stage(
         "selection": "optional: results/select/selection.json (sweep/CV variants, scores and winner)",
         "ensemble": "optional: results/ensemble/summary.json (the top-k variants' ensemble against the winner)",
         "timings": "optional, repeatable: results/benchmarks/<rule>.tsv, once per rule (Snakemake's `benchmark:` files)",
+        "skipped": "optional, repeatable: results/<step>/skipped.json of each optional step the params left out (why it did not run)",
     },
     outputs={"html": "results/report.html"},
     run=run,
     params_help="report.title     page title\n"
     "report.examples  examples shown per cleaning reason, for augmentation and of the most confident errors\n"
     "(every params section is printed in the provenance section)",
-    optional=frozenset({"selection", "ensemble", "timings", "slices", "train_steps", "comparison", "predictions", "explanations",
+    optional=frozenset({"selection", "ensemble", "timings", "skipped", "slices", "train_steps", "comparison", "predictions", "explanations",
                         "robustness_metrics", "robustness_perturbations", "robustness_attacks", "robustness_examples"}),
-    repeatable=frozenset({"timings"}),
+    repeatable=frozenset({"timings", "skipped"}),
 )
 
 

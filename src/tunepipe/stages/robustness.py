@@ -3,7 +3,7 @@
 Scores a seeded sample of the test split (`robustness.max_rows`) clean and under each of the modality's
 perturbations at each severity (accuracy, drop from clean, flip rate), then attacks `robustness.attack.max_rows`
 of those rows (FGSM and PGD in the modality's input space; for texts also a greedy character attack). With
-`robustness.enabled: false` it writes the same files, saying it was skipped, so the DAG and DVC stay the same.
+`robustness.enabled: false` the rule does not run (the `skip` rule leaves results/robustness/skipped.json).
 """
 
 from __future__ import annotations
@@ -34,14 +34,6 @@ def _shown(value: Any, folder: Path, stem: str) -> str | None:
     return str(path)
 
 
-def _skipped(ctx: StageContext, reason: str) -> None:
-    write_json(ctx.outputs["metrics"], {"robustness_skipped": 1})
-    write_csv(ctx.outputs["perturbations"], [], PERTURBATION_COLUMNS)
-    write_csv(ctx.outputs["attacks"], [], ATTACK_COLUMNS)
-    write_json(ctx.outputs["examples"], {"skipped": True, "reason": reason, "perturbations": [], "attacks": []})
-    ctx.log.info("skipped: %s", reason)
-
-
 def run(ctx: StageContext) -> None:
     import torch
 
@@ -55,9 +47,6 @@ def run(ctx: StageContext) -> None:
     cfg, seed = ctx.params["robustness"], ctx.params["seed"]
     thumbnails = ctx.final["examples"].parent / THUMBNAILS
     shutil.rmtree(thumbnails, ignore_errors=True)  # an earlier run's images
-    if not cfg["enabled"]:
-        _skipped(ctx, "robustness.enabled is false")
-        return
     runtime.torch_threads(ctx.threads)
     model, meta = load_checkpoint(ctx.inputs["best"])
     names, model_cfg, modality = meta["label_names"], meta["model_cfg"], get_modality(meta["modality"])
@@ -131,7 +120,7 @@ STAGE = Stage(
         "examples": "JSON: flipped predictions (original and perturbed input, labels); images as PNG files in examples/ beside it",
     },
     run=run,
-    params_help="seed, robustness.* (enabled, max_rows, severities, batch_size, examples, attack.*)",
+    params_help="seed, robustness.* (max_rows, severities, batch_size, examples, attack.*)",
 )
 
 if __name__ == "__main__":

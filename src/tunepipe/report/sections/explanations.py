@@ -26,7 +26,8 @@ def explanations(params: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[s
         })
     return {
         "available": bool(record),
-        "enabled": bool(record.get("enabled")),
+        # the skip rule's reason when the params left the step out (results/explain/skipped.json)
+        "skipped_because": as_dict(inputs.get("skipped")).get("explain"),
         "method": record.get("method"),
         "steps": record.get("steps"),
         "max_delta": record.get("max_delta"),

@@ -86,9 +86,9 @@ def robustness(inputs: Mapping[str, Any], examples: int) -> dict[str, Any]:
     severities, table = _table(rows)
     worst = min((r for r in rows if number(r.get("accuracy")) is not None), key=lambda r: r["accuracy"], default=None)
     return {
-        "available": bool(metrics) and not record.get("skipped"),
-        "skipped": bool(record.get("skipped")),
-        "reason": record.get("reason"),
+        "available": bool(metrics),
+        # the skip rule's reason when the params left the step out (results/robustness/skipped.json)
+        "skipped_because": as_dict(inputs.get("skipped")).get("robustness"),
         "rows": metrics.get("robustness_rows"),
         "clean_accuracy": metrics.get("robustness_clean_accuracy"),
         "worst_accuracy": metrics.get("robustness_worst_accuracy"),

@@ -33,6 +33,8 @@ def summary(inputs: Mapping[str, Any]) -> dict[str, Any]:
         # evaluate's verdict when the fine-tuned model is not better than the baseline (tunepipe.trust.diagnosis): shown first
         "diagnosis": as_dict(inputs.get("comparison")).get("diagnosis") or None,
         "data_aware": _data_aware(train),
+        # optional steps the params left out, and why (the skip rule's results/<step>/skipped.json)
+        "skipped": [{"step": step, "reason": reason} for step, reason in as_dict(inputs.get("skipped")).items()],
     }
 
 
