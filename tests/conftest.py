@@ -97,7 +97,8 @@ def pytest_runtest_makereport(item, call):
 
 
 #: Session fixtures that run a pipeline (minutes each), in the order a test using several is grouped by.
-SHARED_RUNS = ("slurm_cluster", "history", "optional_history", "tiny_image_run", "tiny_run")
+SHARED_RUNS = ("slurm_cluster", "history", "optional_history", "tiny_image_run", "tiny_run", "genres_run", "rating_run", "image_tags_run",
+               "image_brightness_run")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups
@@ -230,3 +231,44 @@ def optional_history(tmp_path_factory, tiny_model_dir):
                                      skipped={path.parent.name: json.loads(path.read_text())["reason"] for path in (project / "results").glob("*/skipped.json")})
     sh(project, "dvc", "push")
     return SimpleNamespace(project=project, remote=remote, **runs)
+
+
+@pytest.fixture(scope="session")
+def genres_run(tmp_path_factory) -> Path:
+    """multi_label on real text: film titles -> genres (workflow/presets/movies-genres.yaml), tiny, with the real MiniLM."""
+    from tests.pipeline import task_run
+
+    return task_run(tmp_path_factory.mktemp("genres"), "project", "workflow/presets/movies-genres.yaml", "tiny-task-text.yaml")
+
+
+@pytest.fixture(scope="session")
+def rating_run(tmp_path_factory) -> Path:
+    """regression on real text: film titles -> IMDb rating (workflow/presets/movies-rating.yaml), tiny, with the real MiniLM."""
+    from tests.pipeline import task_run
+
+    return task_run(tmp_path_factory.mktemp("rating"), "project", "workflow/presets/movies-rating.yaml", "tiny-task-text.yaml")
+
+
+def _image_task_run(tmp_path_factory, name: str, task: str) -> Path:
+    from tests.pipeline import fashion_table, task_run
+
+    if not Path("/usr/share/datasets/fashion-mnist").exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("dataset-fashion-mnist is not installed: `make setup` installs it when run as root")
+        pytest.skip("dataset-fashion-mnist is not installed")
+    root = tmp_path_factory.mktemp(name)
+    project = root / "project"
+    fashion_table(project)
+    return task_run(root, "project", "tiny-task-image.yaml", "task.yaml", files={"task.yaml": task})
+
+
+@pytest.fixture(scope="session")
+def image_tags_run(tmp_path_factory) -> Path:
+    """multi_label on real images: Fashion-MNIST with two tags each (its class, its kind of garment), tiny."""
+    return _image_task_run(tmp_path_factory, "image-tags", "task: {type: multi_label}\ndata: {label_column: tags, label_separator: ';'}\n")
+
+
+@pytest.fixture(scope="session")
+def image_brightness_run(tmp_path_factory) -> Path:
+    """regression on real images: Fashion-MNIST's mean grey level, tiny."""
+    return _image_task_run(tmp_path_factory, "image-brightness", "task: {type: regression}\ndata: {label_column: brightness}\n")

@@ -107,3 +107,44 @@ def versioned_project(project: Path, remote: Path, params: dict) -> None:
     sh(project, "dvc", "remote", "modify", "--local", "storage", "url", str(remote))  # never the real default
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-qm", "project, never run")
+
+
+#: Fashion-MNIST's classes by the part of the body they dress (the multi-label image test's second tag).
+GARMENT_KIND = {"T-shirt/top": "upper body", "Pullover": "upper body", "Coat": "upper body", "Shirt": "upper body", "Dress": "full body",
+                "Trouser": "lower body", "Sandal": "footwear", "Sneaker": "footwear", "Ankle boot": "footwear", "Bag": "accessory"}
+
+
+def fashion_table(folder: Path, rows: int = 300) -> Path:
+    """A CSV of real Fashion-MNIST images written as PNGs, with two kinds of target taken from the data itself: `tags`
+    (the class and its kind of garment, ";"-separated) and `brightness` (the image's mean grey level)."""
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    from tunepipe.data.images import FASHION_MNIST_LABELS, fashion_mnist
+
+    images, labels = fashion_mnist()
+    folder.mkdir(parents=True, exist_ok=True)
+    table = folder / "fashion.csv"
+    with open(table, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "tags", "brightness"])
+        for index in range(rows):
+            name = FASHION_MNIST_LABELS[int(labels[index])]
+            Image.fromarray(images[index]).save(folder / f"{index}.png")
+            writer.writerow([f"{index}.png", f"{name};{GARMENT_KIND[name]}", f"{float(np.asarray(images[index], dtype=np.float64).mean()):.4f}"])
+    return table
+
+
+def task_run(root: Path, name: str, *configs: str, files: dict | None = None) -> Path:
+    """The whole pipeline (results/report.html) in a scratch project with the given config files (and extra files)."""
+    project = scratch_project(root / name)
+    for path, content in (files or {}).items():
+        (project / path).write_text(content, encoding="utf-8")
+    for config in configs:
+        if (REPO / "tests" / "fixtures" / config).exists():
+            shutil.copy(REPO / "tests" / "fixtures" / config, project / config)
+    result = snakemake(project, "results/report.html", "--cores", "2", "--configfile", *configs)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return project

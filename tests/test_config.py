@@ -81,7 +81,7 @@ def test_readme_parameter_reference_is_generated_from_the_schema():
 def test_command_line_strings_are_read_as_the_types_the_schema_asks_for():
     # What Snakemake hands over for --config export='{latency_runs: 4, latency_batch_sizes: [1, 8]}' seed=7
     params = validate_params({"seed": 7, "export": {"latency_runs": "4", "latency_batch_sizes": ["1", "8"], "dynamo": "true"},
-                              "train": {"devices": "2", "gradient_clip_val": "null"}, "data": {"labels": "null"}})
+                              "train": {"devices": "2", "gradient_clip_val": "null"}, "data": {"labels": "null", "source": "file", "path": "x.csv"}})
     assert params["export"]["latency_runs"] == 4 and params["export"]["latency_batch_sizes"] == [1, 8]
     assert params["export"]["dynamo"] is True and params["train"]["devices"] == 2
     assert params["train"]["gradient_clip_val"] is None and params["data"]["labels"] is None

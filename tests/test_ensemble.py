@@ -15,7 +15,7 @@ from tests.optimize.test_stages import NAMES, checkpoint, run_export
 from tunepipe.checkpoints import load_model, save_model
 from tunepipe.io import write_json, write_jsonl
 from tunepipe.modalities import get_modality
-from tunepipe.models.ensemble import Ensemble, input_mismatch, mean_probabilities
+from tunepipe.models.ensemble import Ensemble, input_mismatch, verdict
 from tunepipe.models.inference import model_inputs
 from tunepipe.optimize.pruning import select_candidate, select_level
 from tunepipe.stages import ensemble as ensemble_stage
@@ -47,8 +47,8 @@ def test_the_forward_is_the_log_of_the_members_mean_probabilities():
     # averaged probabilities, not logits: the mean logit would pick class 1 (10/3 > 4/3), two members' 0.88 pick class 0
     assert out.argmax(dim=-1).tolist() == [0, 0, 0, 0]
     assert ensemble(x=torch.zeros(1, 1)).shape == (1, 2) and ensemble.input_names == ("x",) and ensemble.head.out_features == 2
-    member_probs = [torch.tensor(row).softmax(dim=-1)[None] for row in logits]
-    torch.testing.assert_close(mean_probabilities(member_probs), out[:1].softmax(dim=-1))
+    member_probs = torch.stack([torch.tensor(row).softmax(dim=-1) for row in logits])
+    torch.testing.assert_close(member_probs.mean(dim=0), out[0].softmax(dim=-1))
 
 
 def test_members_that_predict_other_classes_are_refused():

@@ -131,7 +131,7 @@ def test_baseline_predictions_for_other_labels_are_a_clear_error(tmp_path):
     from tunepipe.errors import DataError
 
     with pytest.raises(DataError, match="prob:c"):
-        evaluate.read_probabilities(path, ["a", "c"], ["1"])
+        evaluate.read_outputs(path, ["prob:a", "prob:c"], ["1"])
     with pytest.raises(DataError, match="not the test split"):
-        evaluate.read_probabilities(path, ["a", "b"], ["1", "2"])
-    assert evaluate.read_probabilities(path, ["b", "a"], ["1"]).tolist() == [[0.1, 0.9]]
+        evaluate.read_outputs(path, ["prob:a", "prob:b"], ["1", "2"])
+    assert evaluate.read_outputs(path, ["prob:b", "prob:a"], ["1"]).tolist() == [[0.1, 0.9]]

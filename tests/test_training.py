@@ -34,7 +34,8 @@ def test_fit_keeps_the_best_checkpoint_and_a_history_per_epoch(tmp_path, labelle
     best = max(row["val_f1_macro"] for row in result.history)
     assert result.summary["best_score"] == pytest.approx(best, abs=1e-6)
     model, meta = load_checkpoint(result.best_checkpoint)
-    assert meta == {"model_cfg": tiny_model_cfg, "label_names": ["neg", "pos"], "modality": "text"} and not model.training
+    assert meta == {"model_cfg": tiny_model_cfg, "label_names": ["neg", "pos"], "modality": "text", "task": "single_label", "target_stats": {}}
+    assert not model.training
     assert (tmp_path / "ckpt" / "last.ckpt").exists()
 
 

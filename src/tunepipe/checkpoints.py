@@ -1,8 +1,8 @@
 """The model files stages hand each other, each rebuilt through its modality.
 
 - train's Lightning checkpoint (`best.ckpt`): weights under `model.` and, as hyper-parameters, what rebuilds the
-  classifier (model_cfg, label_names, modality); read with `load_checkpoint`.
-- prune's portable file (`model.pt`): the state dict, the same three facts and the pruning level it was cut to
+  classifier (model_cfg, label_names, modality, task, target_stats); read with `load_checkpoint`.
+- prune's portable file (`model.pt`): the state dict, the same facts and the pruning level it was cut to
   (plus its module shapes when pruned structurally); written with `save_model`, read with `load_model`.
   An ensemble of sweep variants (rule `ensemble`) is the same file with each member's model_cfg under `ensemble`.
 """
@@ -16,18 +16,20 @@ import torch
 from torch import nn
 
 from tunepipe.modalities import get_modality
+from tunepipe.tasks import DEFAULT, get_task
 
 
-def _rebuilt(model_cfg: dict[str, Any], label_names: list[str], modality: str) -> nn.Module:
-    """The classifier's architecture only: its weights come from the file."""
-    return get_modality(modality).build_classifier(model_cfg, len(label_names), pretrained_weights=False)
+def _rebuilt(model_cfg: dict[str, Any], label_names: list[str], modality: str, task: str = DEFAULT, **_: Any) -> nn.Module:
+    """The classifier's architecture only: its weights come from the file (its head sized by the task)."""
+    return get_modality(modality).build_classifier(model_cfg, get_task(task).output_size(label_names), pretrained_weights=False)
 
 
 def load_checkpoint(path: Path | str) -> tuple[nn.Module, dict[str, Any]]:
-    """The fine-tuned classifier (in eval mode) and meta = {model_cfg, label_names, modality}."""
+    """The fine-tuned classifier (in eval mode) and meta = {model_cfg, label_names, modality, task, target_stats}."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     hparams = checkpoint["hyper_parameters"]
-    meta = {"model_cfg": hparams["model_cfg"], "label_names": hparams["label_names"], "modality": hparams.get("modality", "text")}
+    meta = {"model_cfg": hparams["model_cfg"], "label_names": hparams["label_names"], "modality": hparams.get("modality", "text"),
+            "task": hparams.get("task", DEFAULT), "target_stats": dict(hparams.get("target_stats") or {})}
     model = _rebuilt(**meta)
     model.load_state_dict({key.removeprefix("model."): value for key, value in checkpoint["state_dict"].items() if key.startswith("model.")})
     model.eval()
@@ -36,11 +38,12 @@ def load_checkpoint(path: Path | str) -> tuple[nn.Module, dict[str, Any]]:
 
 def save_model(path: Path | str, model: nn.Module, *, model_cfg: dict[str, Any], label_names: list[str], modality: str,
                pruning_level: dict[str, Any], structure: dict[str, dict[str, int]] | None = None,
-               members: list[dict[str, Any]] | None = None) -> None:
+               members: list[dict[str, Any]] | None = None, task: str = DEFAULT, target_stats: dict[str, float] | None = None) -> None:
     """`pruning_level` = {"name", "method" (dense|unstructured|structured|distilled|ensemble), "sparsity"}; `structure` for a
-    structurally pruned model; `members` for a `tunepipe.models.ensemble.Ensemble`: each member's model_cfg, in order."""
-    payload = {"model_cfg": model_cfg, "label_names": label_names, "modality": modality, "pruning_level": pruning_level,
-               "state_dict": model.state_dict()}
+    structurally pruned model; `members` for a `tunepipe.models.ensemble.Ensemble`: each member's model_cfg, in order;
+    `task` and `target_stats` as the checkpoint's (tunepipe.tasks)."""
+    payload = {"model_cfg": model_cfg, "label_names": label_names, "modality": modality, "task": task, "target_stats": dict(target_stats or {}),
+               "pruning_level": pruning_level, "state_dict": model.state_dict()}
     if structure:
         payload["structure"] = structure
     if members:
@@ -54,9 +57,10 @@ def load_model(path: Path | str) -> tuple[nn.Module, dict[str, Any]]:
     if payload.get("ensemble"):  # the sweep's top-k variants: one classifier per member, their mean probabilities
         from tunepipe.models.ensemble import Ensemble
 
-        model = Ensemble([_rebuilt(cfg, payload["label_names"], payload["modality"]) for cfg in payload["ensemble"]])
+        task = payload.get("task", DEFAULT)
+        model = Ensemble([_rebuilt(cfg, payload["label_names"], payload["modality"], task) for cfg in payload["ensemble"]], task=task)
     else:
-        model = _rebuilt(payload["model_cfg"], payload["label_names"], payload["modality"])
+        model = _rebuilt(payload["model_cfg"], payload["label_names"], payload["modality"], payload.get("task", DEFAULT))
     if payload.get("structure"):  # structurally pruned: give the modules their pruned shapes first
         from tunepipe.models.structure import restore_structure
 

@@ -3,9 +3,10 @@
 Each side is a git revision whose dvc.lock records a run (its results/evaluate/predictions.csv is read from the
 local DVC cache through the lock's md5s, as the report's history does), or the working tree's results when
 the second revision is left out. The two runs are paired only when their test rows are the same (ids and
-labels); then McNemar's test and the paired bootstrap intervals say whether B is better than A, worse, or not
-significantly different (tunepipe.trust.significance). Otherwise it says how the rows differ and prints each
-run's accuracy, unpaired.
+labels) and of the same task; then the task's paired test (McNemar's for one label per row, Wilcoxon's signed-rank
+on per-row errors for label sets and numbers) and the paired bootstrap intervals of the task's metrics say whether B
+is better than A, worse, or not significantly different (tunepipe.trust.significance). Otherwise it says how the rows
+differ and prints each run's first metric (accuracy), unpaired.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from tunepipe.errors import TunepipeError
-from tunepipe.runs import PREDICTIONS_PATH, read_predictions, recorded_predictions
-from tunepipe.trust.significance import ALPHA, NO_DIFFERENCE, compare_tables, sentence
+from tunepipe.runs import PREDICTIONS_PATH, compare_predictions, read_predictions, recorded_predictions
+from tunepipe.trust.significance import ALPHA, NO_DIFFERENCE, PAIRED_TESTS, sentence
 from tunepipe.vcs import LOCK_FILE, cache_dir, git, read_lock
 
 WORKING_TREE = "working tree"
+#: How `describe` names a metric, and the metrics it prints as percentages (shares; the others are errors or R2, as numbers).
+LABELS = {"accuracy": "accuracy", "f1_macro": "macro F1", "f1_micro": "micro F1", "mae": "MAE", "rmse": "RMSE", "r2": "R2"}
+SHARES = frozenset({"accuracy", "f1_macro", "f1_micro"})
 
 
 class CompareError(TunepipeError):
@@ -59,14 +63,17 @@ def compare_revisions(root: Path | str, rev_a: str, rev_b: str | None = None, *,
     if git(["rev-parse", "--is-inside-work-tree"], root) is None:
         raise CompareError(f"{root} is not a git repository (or git is not installed); `tunepipe compare` reads runs from git and DVC.")
     a, b = load_side(root, rev_a), load_side(root, rev_b)
-    tested = compare_tables(b.rows, a.rows, resamples=resamples, seed=seed, alpha=alpha)  # B first: its verdict is B's
+    tested = compare_predictions(b.rows, a.rows, resamples=resamples, seed=seed, alpha=alpha)  # B first: its verdict is B's
     result: dict[str, Any] = {"a": a.name, "b": b.name, "paired": tested["paired"], "alpha": alpha, "sentence": sentence(tested, f"B ({b.name})", f"A ({a.name})")}
     if not tested["paired"]:
         return {**result, "reason": tested["reason"], "unpaired": {"a": tested["b"], "b": tested["a"]}}
+    metrics = [key[:-2] for key in tested if key.endswith("_a")]
+    test = next(name for name in PAIRED_TESTS if name in tested)
     return {**result, "rows": tested["rows"], "verdict": tested["verdict"],
-            "accuracy": {"a": tested["accuracy_b"], "b": tested["accuracy_a"]}, "f1_macro": {"a": tested["f1_macro_b"], "b": tested["f1_macro_a"]},
-            # mcnemar's b: rows only B gets right, c: rows only A gets right; bootstrap differences are B - A
-            "mcnemar": tested["mcnemar"], "bootstrap": tested["bootstrap"]}
+            **{metric: {"a": tested[f"{metric}_b"], "b": tested[f"{metric}_a"]} for metric in metrics},
+            # mcnemar's b: rows only B gets right, c: rows only A gets right; wilcoxon's mean_difference: B's errors - A's;
+            # bootstrap differences are B - A
+            test: tested[test], "bootstrap": tested["bootstrap"]}
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -75,22 +82,36 @@ def describe(result: dict[str, Any]) -> str:
     lines = [f"A: {a}", f"B: {b}"]
     if not result["paired"]:
         unpaired = result["unpaired"]
-        lines += [f"not paired: {result['reason']}.",
-                  f"unpaired accuracy (not a test): A {_pct(unpaired['a']['accuracy'])} on {unpaired['a']['rows']} rows, "
-                  f"B {_pct(unpaired['b']['accuracy'])} on {unpaired['b']['rows']} rows"]
+        lines.append(f"not paired: {result['reason']}.")
+        metric = next((key for key in unpaired["a"] if key != "rows"), None)
+        if metric is not None:
+            lines.append(f"unpaired {LABELS.get(metric, metric)} (not a test): A {_shown(metric, unpaired['a'][metric])} on {unpaired['a']['rows']} rows, "
+                         f"B {_shown(metric, unpaired['b'][metric])} on {unpaired['b']['rows']} rows")
         return "\n".join(lines) + "\n"
-    test, boot = result["mcnemar"], result["bootstrap"]
+    boot = result["bootstrap"]
     level = round(boot["level"] * 100)
-    lines += [
-        f"the same {result['rows']} test rows: paired",
-        f"accuracy  A {_pct(result['accuracy']['a'])}  B {_pct(result['accuracy']['b'])}  B - A {_pts(boot['accuracy_diff'])} "
-        f"({level}% CI {_pts(boot['accuracy_diff_ci'][0])} to {_pts(boot['accuracy_diff_ci'][1])}, paired bootstrap)",
-        f"macro F1  A {_pct(result['f1_macro']['a'])}  B {_pct(result['f1_macro']['b'])}  B - A {_pts(boot['f1_macro_diff'])} "
-        f"({level}% CI {_pts(boot['f1_macro_diff_ci'][0])} to {_pts(boot['f1_macro_diff_ci'][1])}, paired bootstrap)",
-        f"McNemar's test ({test['method']}): {test['b']} rows only B gets right, {test['c']} only A; p = {test['p_value']:.4g}",
-        f"verdict at alpha {result['alpha']:g}: " + (f"B is {result['verdict']} than A" if result["verdict"] != NO_DIFFERENCE else NO_DIFFERENCE),
-    ]
+    lines.append(f"the same {result['rows']} test rows: paired")
+    for metric in (key[: -len("_diff")] for key in boot if key.endswith("_diff")):
+        diff, (low, high) = boot[f"{metric}_diff"], boot[f"{metric}_diff_ci"]
+        lines.append(f"{LABELS.get(metric, metric)}  A {_shown(metric, result[metric]['a'])}  B {_shown(metric, result[metric]['b'])}  "
+                     f"B - A {_change(metric, diff)} ({level}% CI {_change(metric, low)} to {_change(metric, high)}, paired bootstrap)")
+    if "mcnemar" in result:
+        test = result["mcnemar"]
+        lines.append(f"McNemar's test ({test['method']}): {test['b']} rows only B gets right, {test['c']} only A; p = {test['p_value']:.4g}")
+    else:
+        test = result["wilcoxon"]
+        lines.append(f"Wilcoxon's signed-rank test on per-row errors: {test['differing']} rows with different errors, mean B - A "
+                     f"{test['mean_difference']:+.4g}; p = {test['p_value']:.4g}")
+    lines.append(f"verdict at alpha {result['alpha']:g}: " + (f"B is {result['verdict']} than A" if result["verdict"] != NO_DIFFERENCE else NO_DIFFERENCE))
     return "\n".join(lines) + "\n"
+
+
+def _shown(metric: str, value: float | None) -> str:
+    return _pct(value) if metric in SHARES or value is None else f"{value:.4g}"
+
+
+def _change(metric: str, value: float) -> str:
+    return _pts(value) if metric in SHARES else f"{value:+.4g}"
 
 
 def _pct(value: float | None) -> str:
@@ -101,7 +122,7 @@ def _pts(value: float) -> str:
     return f"{value * 100:+.1f} pts"
 
 
-__all__ = ["CompareError", "WORKING_TREE", "compare_revisions", "describe", "load_side"]
+__all__ = ["CompareError", "LABELS", "SHARES", "WORKING_TREE", "compare_revisions", "describe", "load_side"]
 
 
 COMPARE_HELP = """Compare the test predictions of two recorded runs, row by row.
@@ -109,10 +130,11 @@ COMPARE_HELP = """Compare the test predictions of two recorded runs, row by row.
 A is REV; B is the second REV, or the working tree's results/evaluate/predictions.csv when it is left out.
 Each revision's predictions are read from the local DVC cache through its dvc.lock (`dvc fetch` brings a
 run that is only on the remote). When both runs scored the same test rows (same ids and labels), McNemar's
-test (exact binomial below 25 discordant rows, chi-square with continuity correction otherwise) and a
-paired bootstrap of the accuracy and macro-F1 differences say whether B is better than A, worse, or not
+test (exact binomial below 25 discordant rows, chi-square with continuity correction otherwise; for label sets
+and numbers Wilcoxon's signed-rank test on per-row errors) and a paired bootstrap of the metric differences
+(accuracy and macro F1; micro and macro F1; MAE, RMSE and R2) say whether B is better than A, worse, or not
 significantly different at --alpha. When the rows differ (another split, other data), it says so and prints
-each run's accuracy unpaired.
+each run's first metric unpaired.
 
 exit status: 0 compared (paired or not), 2 a side cannot be read (the message says why).
 

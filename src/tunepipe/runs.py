@@ -74,6 +74,27 @@ def read_predictions(path: Path) -> list[dict[str, str]]:
     return read_csv_rows(path)
 
 
+def predictions_task(rows: list[dict[str, str]]) -> Any:
+    """The task whose `prediction_table` wrote these rows, told by their columns (`Task.trust_owns_table`); the default one
+    for an empty table."""
+    from tunepipe.tasks import DEFAULT, NAMES, get_task
+
+    fields = list(rows[0]) if rows else []
+    return next((get_task(name) for name in NAMES if get_task(name).trust_owns_table(fields)), get_task(DEFAULT))
+
+
+def compare_predictions(a: list[dict[str, str]], b: list[dict[str, str]], *, alpha: float, resamples: int, seed: int) -> dict[str, Any]:
+    """Two runs' predictions tables, A against B, in their task's terms (`tunepipe.trust.significance.compare_tables`);
+    tables of two different tasks are not paired."""
+    from tunepipe.trust.significance import compare_tables
+
+    task_a, task_b = predictions_task(a), predictions_task(b)
+    if task_a is not task_b:
+        return {"paired": False, "reason": f"the runs are of different tasks ({task_a.title} and {task_b.title}), so they are not paired",
+                "a": {"rows": len(a)}, "b": {"rows": len(b)}, "alpha": alpha}
+    return compare_tables(a, b, resamples=resamples, seed=seed, alpha=alpha, task=task_a)
+
+
 def recorded_predictions(lock: Mapping[str, Any], cache: Path) -> tuple[list[dict[str, str]] | None, str | None]:
     """(the predictions table a dvc.lock records, None) or (None, why it cannot be read): found through the lock's
     md5 of results/evaluate/predictions.csv (its own out or an entry of the results/evaluate manifest) in the cache."""
@@ -93,12 +114,12 @@ def recorded_predictions(lock: Mapping[str, Any], cache: Path) -> tuple[list[dic
 
 def _since_last_comparison(lock: Mapping[str, Any], cache: Path, current: list[dict[str, str]], *, alpha: float, resamples: int,
                            seed: int) -> dict[str, Any]:
-    from tunepipe.trust.significance import compare_tables, sentence
+    from tunepipe.trust.significance import sentence
 
     earlier, reason = recorded_predictions(lock, cache)
     if earlier is None:
         return {"paired": False, "reason": reason, "sentence": f"No paired test against the last recorded run: {reason}."}
-    result = compare_tables(current, earlier, resamples=resamples, seed=seed, alpha=alpha)
+    result = compare_predictions(current, earlier, resamples=resamples, seed=seed, alpha=alpha)
     result["sentence"] = sentence(result, "this run", "the last recorded run")
     return result
 
@@ -123,7 +144,7 @@ def earlier_runs(
     lists the params that differ between the newest recorded run and this one (schema defaults filled in
     on both sides, so a key left out of an older params.yaml is not a change). With `current_predictions` (this run's
     results/evaluate/predictions.csv rows), `since_last_comparison` is the paired test of this run against the newest
-    recorded run on the same test rows (`tunepipe.trust.significance.compare_tables`, with a `sentence`).
+    recorded run on the same test rows (`compare_predictions`, in the task's terms, with a `sentence`).
     """
     root = Path(root).resolve()
     if git(["rev-parse", "--is-inside-work-tree"], root) is None:
@@ -159,4 +180,5 @@ def earlier_runs(
     return {"available": True, "reason": None, "entries": entries, "since_last": since_last, "since_last_comparison": comparison}
 
 
-__all__ = ["HEADLINE", "PREDICTIONS_PATH", "earlier_runs", "param_changes", "read_predictions", "recorded_predictions"]
+__all__ = ["HEADLINE", "PREDICTIONS_PATH", "compare_predictions", "earlier_runs", "param_changes", "predictions_task", "read_predictions",
+           "recorded_predictions"]

@@ -27,7 +27,6 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from tunepipe.data.datamodule import ClassificationDataModule
 from tunepipe.data_aware import resolve_max_epochs
-from tunepipe.data.labels import encode, label_names as run_label_names
 from tunepipe.errors import TunepipeError
 from tunepipe.io import write_csv, write_json
 from tunepipe.modalities import get_modality
@@ -35,10 +34,15 @@ from tunepipe.models.checkpointing import MidEpochCheckpoint
 from tunepipe.models.efficiency import compile_model, resolve_batch_size
 from tunepipe.models.lightning_module import ClassifierModule, DivergenceGuard, ProgressLog, RNGState
 from tunepipe.models.loggers import STEP_COLUMNS, StepCurves, make_loggers
+from tunepipe.tasks import DEFAULT as DEFAULT_TASK
+from tunepipe.tasks import get_task, task_of
 
 log = logging.getLogger("tunepipe.train")
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "val_f1_macro", "seconds"]
+def history_columns(task_name: str) -> list[str]:
+    """results/train/history.csv's columns: the losses and the task's validation metrics per epoch."""
+    return ["epoch", "train_loss", "val_loss", *(f"val_{name}" for name in get_task(task_name).val_metrics), "seconds"]
+
 
 
 class TrainingInterrupted(TunepipeError):
@@ -176,9 +180,8 @@ class KillSafeCheckpoint(ModelCheckpoint):
 
 
 def linear_probe_head(module: ClassifierModule, data, batch_size: int) -> float:
-    """Fit a logistic regression on frozen pooled embeddings and copy it into the head; returns its train accuracy."""
-    from sklearn.linear_model import LogisticRegression
-
+    """Fit the task's linear model on frozen pooled embeddings (logistic regression; one per label; ridge) and copy it
+    into the head; returns its training score (accuracy; micro F1; R2)."""
     from tunepipe.data.datamodule import BucketBatchSampler
     from tunepipe.models.inference import model_inputs
 
@@ -188,17 +191,12 @@ def linear_probe_head(module: ClassifierModule, data, batch_size: int) -> float:
         for indices in BucketBatchSampler(data.lengths(), batch_size, seed=0, shuffle=False):
             batch = data.collate([data[i] for i in indices])
             features[indices] = model.embed(**model_inputs(model, batch)).float().numpy()
-    labels = np.asarray(data.labels)
-    probe = LogisticRegression(max_iter=2000, C=1.0).fit(features, labels)
-    weight, bias = probe.coef_, probe.intercept_
-    if weight.shape[0] == 1:  # binary: sklearn keeps one row; softmax over [-z/2, z/2] gives the same probabilities
-        weight = np.concatenate([-weight / 2, weight / 2])
-        bias = np.concatenate([-bias / 2, bias / 2])
+    weight, bias, score = module.task.probe_head(features, list(data.labels), module.target_stats)
     with torch.no_grad():
-        model.head.weight.copy_(torch.from_numpy(weight).float())
-        model.head.bias.copy_(torch.from_numpy(bias).float())
+        model.head.weight.copy_(torch.from_numpy(np.asarray(weight)).float())
+        model.head.bias.copy_(torch.from_numpy(np.asarray(bias)).float())
     model.train()
-    return float(probe.score(features, labels))
+    return score
 
 
 def _run_id(marker: Path) -> str | None:
@@ -227,6 +225,7 @@ def fit(
     callbacks: tuple[pl.Callback, ...] = (),
     modality: str = "text",
     loggers_dir: Path | None = None,
+    task: str = DEFAULT_TASK,
 ) -> TrainResult:
     """Fine-tune and return the best checkpoint's path, the per-epoch history, a summary and the per-step rows.
 
@@ -239,7 +238,7 @@ def fit(
     hardware = resolve_hardware(train_cfg)
     # How often checkpoints are saved is not part of what is trained: changing it still resumes.
     identity = {key: value for key, value in train_cfg.items() if key != "checkpoint_minutes"}
-    run_id = fingerprint(modality, model_cfg, identity, seed, label_names, train_rows, train_labels, val_rows, val_labels)
+    run_id = fingerprint(modality, task, model_cfg, identity, seed, label_names, train_rows, train_labels, val_rows, val_labels)
     work_dir.mkdir(parents=True, exist_ok=True)
     marker = work_dir / "run.json"
     last = work_dir / "last.ckpt"
@@ -253,7 +252,7 @@ def fit(
             stale.unlink()
         marker.write_text(json.dumps({"run_id": run_id}) + "\n")
 
-    kind = get_modality(modality)
+    kind, target = get_modality(modality), get_task(task)
     pl.seed_everything(seed, workers=True, verbose=False)
     # From here on the order is the random numbers' order (the head's init, the probe): keep it.
     processor = kind.load_processor(model_cfg)
@@ -271,15 +270,17 @@ def fit(
     train_set = kind.encode(train_rows, train_labels, model_cfg, processor)
     val_set = kind.encode(val_rows, val_labels, model_cfg, processor)
     adversarial = (train_cfg.get("adversarial") or {}).get("method", "none") != "none"
-    module = ClassifierModule(kind.build_classifier(model_cfg, len(label_names)), model_cfg, train_cfg, label_names, modality,
-                              attack_space=kind.attack_space() if adversarial else None)
+    stats = target.target_stats(train_labels)
+    module = ClassifierModule(kind.build_classifier(model_cfg, target.output_size(label_names)), model_cfg, train_cfg, label_names, modality,
+                              attack_space=kind.attack_space() if adversarial else None, task=target.name, target_stats=stats,
+                              loss=target.loss(train_cfg, stats, train_labels))
     probe_accuracy = None
     if train_cfg["head_init"] == "linear_probe" and not resume:
         rows = probe_rows if probe_rows is not None else list(range(len(train_rows)))
         probe_set = kind.encode([train_rows[i] for i in rows], [train_labels[i] for i in rows], model_cfg, processor)
         log.info("linear probe on %d frozen embeddings to warm-start the head", len(probe_set))
         probe_accuracy = linear_probe_head(module, probe_set, batch_size=64)
-        log.info("linear probe train accuracy %.4f", probe_accuracy)
+        log.info("linear probe training score %.4f", probe_accuracy)
     if train_cfg.get("compile"):
         compile_model(module.model, hardware.accelerator)
 
@@ -288,10 +289,10 @@ def fit(
         num_workers=train_cfg["num_workers"], pin_memory=hardware.accelerator == "gpu",
     )
     monitor = train_cfg["monitor"]
-    mode = "min" if monitor == "val_loss" else "max"
+    mode = target.val_metrics.get(monitor.removeprefix("val_"), "min")  # val_loss: minimised
     best_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True, enable_version_counter=False)
     last_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, monitor=None, every_n_epochs=1, enable_version_counter=False)
-    progress = ProgressLog(train_cfg["log_every_n_steps"])
+    progress = ProgressLog(train_cfg["log_every_n_steps"], tuple(f"val_{name}" for name in target.val_metrics))
     curves = StepCurves(make_loggers(train_cfg.get("loggers", []), loggers_dir) if loggers_dir else [], loggers_dir, train_cfg["log_every_n_steps"])
     trainer = pl.Trainer(
         accelerator=hardware.accelerator,
@@ -358,6 +359,8 @@ def fit(
         "linear_probe_train_accuracy": probe_accuracy,
         "pretrained": model_cfg["pretrained"],
         "modality": modality,
+        "task": target.name,
+        "target_stats": stats,
         "parameters": sum(p.numel() for p in module.model.parameters()),
         "frozen_parameters": module.frozen,
         "adversarial": module.adversarial["method"],
@@ -375,13 +378,15 @@ def train_model(params: dict[str, Any], train_rows: list[dict], val_rows: list[d
     from tunepipe import runtime
 
     runtime.torch_threads(process_threads(threads, resolve_hardware(params["train"])))
-    names = run_label_names(params["data"]["labels"], train_rows, val_rows)
+    task = task_of(params)
+    names = task.names(params["data"]["labels"], params["data"], train_rows, val_rows)
     result = fit(
         train_rows=train_rows,
-        train_labels=encode(train_rows, names, "training rows"),
+        train_labels=task.encode(train_rows, names, "training rows"),
         val_rows=val_rows,
-        val_labels=encode(val_rows, names, "validation rows"),
+        val_labels=task.encode(val_rows, names, "validation rows"),
         modality=params["data"]["modality"],
+        task=task.name,
         label_names=names,
         model_cfg=params["model"],
         train_cfg=params["train"],
@@ -392,11 +397,11 @@ def train_model(params: dict[str, Any], train_rows: list[dict], val_rows: list[d
         callbacks=callbacks,
     )
     best_row = next((row for row in result.history if row["epoch"] == result.summary["best_epoch"]), {})
-    metrics = {key: best_row[key] for key in ("val_f1_macro", "val_accuracy", "val_loss") if key in best_row}
+    metrics = {key: best_row[key] for key in (*(f"val_{name}" for name in task.val_metrics), "val_loss") if key in best_row}
     summary = {**result.summary, "metrics_at_best_epoch": metrics, **(extra or {})}
     if "best" in outputs:
         shutil.copyfile(result.best_checkpoint, outputs["best"])
-    write_csv(outputs["history"], result.history, HISTORY_COLUMNS)
+    write_csv(outputs["history"], result.history, history_columns(task.name))
     if "steps" in outputs:
         write_csv(outputs["steps"], result.steps, STEP_COLUMNS)
     if "config" in outputs:
@@ -408,7 +413,8 @@ def train_model(params: dict[str, Any], train_rows: list[dict], val_rows: list[d
 
 def write_config(path: Path, params: dict[str, Any], names: list[str], summary: dict[str, Any]) -> None:
     """The resolved training config saved beside the checkpoint: what was trained, how, and on which hardware."""
-    resolved = {"seed": params["seed"], "modality": params["data"]["modality"], "label_names": names, "model": params["model"], "train": params["train"],
+    resolved = {"seed": params["seed"], "task": task_of(params).name, "modality": params["data"]["modality"], "label_names": names,
+                "model": params["model"], "train": params["train"],
                 "resolved": {k: summary[k] for k in ("accelerator", "precision", "device", "threads")}}
     # the data-aware `auto` values as training resolved them (tunepipe.data_aware)
     for key, facts in summary.get("data_aware", {}).items():

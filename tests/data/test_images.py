@@ -18,8 +18,11 @@ from tunepipe.data.cleaning import IMAGE_REASONS, clean_images
 from tunepipe.data.images import FASHION_MNIST_DIR, ImageTooLarge, difference_hash, fashion_mnist, folder_tree, open_image, pixel_hash
 from tunepipe.data.readers import read_image_folder, read_image_table, resolve_source
 from tunepipe.errors import DataError
+from tunepipe.tasks import get_task
 
 AUGMENT_CFG = {"hflip": 0.5, "degrees": 15, "translate": 0.1, "scale": 0.1, "brightness": 0.2, "contrast": 0.2, "erase": 0.5}
+
+SINGLE = get_task("single_label")
 
 
 def pattern(seed: int, size: int = 32) -> Image.Image:
@@ -87,7 +90,7 @@ def test_a_missing_label_in_an_image_table_is_a_missing_label_not_a_class(image_
                              "text_column": "text", "label_column": "kind"})
     rows = read_image_table(source)
     assert rows["label"].tolist()[5] == ""
-    kept, report = clean_images(rows, labels=None, min_size=8)
+    kept, report = clean_images(rows, labels=None, min_size=8, task=SINGLE)
     assert report.removed["missing_label"] == 1 and report.examples["missing_label"] == [str(image_folder / "cat" / "5.png")]
     assert report.label_names == ["cat", "dog"] and len(kept) == 11
 
@@ -114,7 +117,7 @@ def test_every_image_cleaning_reason(image_folder, tmp_path):
            (cat[2], "dog"),  # conflicting label
            (dog[0], ""), (dog[1], "bird")]
     )
-    kept, report = clean_images(rows, labels=["cat", "dog"], min_size=8)
+    kept, report = clean_images(rows, labels=["cat", "dog"], min_size=8, task=SINGLE)
     assert set(report.removed) == set(IMAGE_REASONS)
     assert report.removed == {"unreadable": 2, "too_large": 1, "unsupported_mode": 1, "too_small": 1, "missing_label": 1, "undeclared_label": 1,
                               "conflicting_label": 2, "duplicate": 1, "near_duplicate": 1}
@@ -131,7 +134,7 @@ def test_an_oversized_image_in_a_folder_is_removed_and_named_not_a_crash(image_f
     assert oversized.stat().st_size < 1_000_000
     rows = read_image_folder(resolve_source({"source": "folder", "path": str(image_folder), "format": "auto", "modality": "image",
                                              "text_column": "text", "label_column": "label"}))
-    kept, report = clean_images(rows, labels=None, min_size=8)
+    kept, report = clean_images(rows, labels=None, min_size=8, task=SINGLE)
     assert report.removed["too_large"] == 1 and report.examples["too_large"] == [str(oversized.resolve())]
     assert sum(report.removed.values()) == 1 and report.labels == {"cat": 6, "dog": 6}
 

@@ -12,6 +12,7 @@ import pytest
 
 from tunepipe.errors import ParamsError
 from tunepipe.modalities import NAMES, Modality, get_modality
+from tunepipe.tasks import get_task
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "tunepipe"
 ATTRIBUTES = {
@@ -109,7 +110,8 @@ def test_text_augment_and_baseline_use_the_text(labelled_rows, default_params):
     extra = text.augment(labelled_rows, augment_cfg=dict(default_params["augment"], multiplier=0.5), seed=1, out_dir=Path("unused"))
     assert extra and all(row["augmented"] and row["text"] for row in extra)
     labels = [int(row["label"] == "pos") for row in labelled_rows]
-    probs = text.baseline_probabilities(labelled_rows, labels, labelled_rows[:5], baseline_cfg=default_params["baseline"], seed=0, num_labels=3)
+    probs = text.baseline_outputs(labelled_rows, labels, labelled_rows[:5], baseline_cfg=default_params["baseline"], seed=0,
+                                  task=get_task("single_label"), names=["neg", "pos", "unused"])
     assert probs.shape == (5, 3) and (probs[:, 2] == 0).all() and abs(probs.sum(axis=1) - 1).max() < 1e-9
 
 

@@ -149,7 +149,7 @@ def test_the_shipped_int8_is_the_best_on_validation_within_the_size_bound():
     from tunepipe.optimize.quantization import Int8Candidate, select_int8
 
     def c(name, val, size, ms):
-        return Int8Candidate(name, val_accuracy=val, size_ratio=size, latency_ms=ms)
+        return Int8Candidate(name, val_score=val, size_ratio=size, latency_ms=ms)
 
     rows = [c("dynamic", 0.80, 0.25, 50.0), c("dynamic-mixed", 0.83, 0.31, 60.0), c("dynamic-per-channel", 0.82, 0.26, 55.0), c("static", 0.79, 0.28, 30.0)]
     assert select_int8(rows, 0.3) == "dynamic-per-channel"  # dynamic-mixed is more accurate but over the bound

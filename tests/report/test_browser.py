@@ -73,3 +73,20 @@ def test_image_examples_are_drawn_as_inline_thumbnails(tmp_path):
     thumbnails = [figure for figure in view.figures if figure.tag == "img"]
     assert len(thumbnails) == 2 and all(figure.loaded and figure.colours > 1 for figure in thumbnails)
     assert_renders_cleanly(view, min_figures=5)
+
+
+@pytest.mark.parametrize("task", ["multi_label", "regression"])
+def test_multi_label_and_regression_reports_open_with_their_figures_drawn(tmp_path, task):
+    from tests.report.test_tasks import MULTI, MULTI_HISTORY, MULTI_PARAMS, REGRESSION, REGRESSION_HISTORY, REGRESSION_PARAMS, render_task
+
+    params, inputs, history, headline = {"multi_label": (MULTI_PARAMS, MULTI, MULTI_HISTORY, "Test micro F1"),
+                                         "regression": (REGRESSION_PARAMS, REGRESSION, REGRESSION_HISTORY, "Test MAE")}[task]
+    view = open_report(write(tmp_path, render_task(tmp_path, params, inputs, history)))
+
+    # training curves, the task's data figure and its evaluation figures (per-label F1; scatter and residuals)
+    assert_renders_cleanly(view, min_figures=3)
+    assert headline in view.text and not view.scripts_ran
+    captions = [figure.label for figure in view.figures]  # a figure is known by its caption
+    expected = (("Rows carrying each label", "Test F1 of each label") if task == "multi_label" else
+                ("Histogram of the test split", "Each test row's predicted", "Each test row's error"))
+    assert all(any(caption.startswith(start) for caption in captions) for start in expected), captions

@@ -8,6 +8,9 @@ import re
 from tests.report.test_report import INPUTS, PARAMS, PROVENANCE, write_inputs
 from tunepipe.report import build_report, load_inputs
 from tunepipe.report.sections.robustness import robustness, severity_curves
+from tunepipe.tasks import get_task
+
+SINGLE_VIEW = get_task("single_label").report_view()
 
 TABLE = ("perturbation,severity,amount,unit,rows,accuracy,drop,flip_rate\n"
          "typo_drop,1,0.02,share of letters deleted,4,0.75,0.0,0.0\n"
@@ -48,7 +51,7 @@ def test_a_skipped_run_says_so_and_missing_inputs_say_not_available(tmp_path):
     section = re.search(r'<section id="robustness">(.*?)</section>', html, re.S).group(1)
     assert "Not run: robustness.enabled is false." in section and "not available" not in section
     assert re.search(r'id="skipped-steps">Steps left out of this run: <code>robustness</code> \(robustness.enabled is false\)\.', html)
-    view = robustness({}, 5)
+    view = robustness({}, 5, SINGLE_VIEW)
     assert not view["available"] and view["figure"] is None
     html = build_report(PARAMS, load_inputs(write_inputs(tmp_path, INPUTS)), provenance=PROVENANCE)
     assert "Robustness: <span class=\"na\">not available</span>" in html
@@ -56,7 +59,7 @@ def test_a_skipped_run_says_so_and_missing_inputs_say_not_available(tmp_path):
 
 def test_examples_are_taken_in_turn_from_each_perturbation():
     items = [{"perturbation": name, "original": f"{name}{i}", "perturbed": "x"} for name in ("a", "b") for i in range(3)]
-    view = robustness({"robustness_metrics": METRICS, "robustness_examples": {"perturbations": items}}, 3)
+    view = robustness({"robustness_metrics": METRICS, "robustness_examples": {"perturbations": items}}, 3, SINGLE_VIEW)
     assert [e["original"] for e in view["perturbation_examples"]] == ["a0", "b0", "a1"]
     assert severity_curves([{"perturbation": "a", "severity": 1, "accuracy": 0.5}], 0.9).startswith("<svg")
     assert json.dumps(view)  # a plain view model

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -107,3 +108,92 @@ def running_server(*args: str, log_dir: Path, startup_s: float = 120):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+#: The rows of the tiny multi-label and regression bundles: their test split (drift reference) and what tests score.
+TASK_TEXTS = ["A gem of a film, warm and funny.", "Dull, tedious and far too long.", "It was fine.", "Explosions, car chases and a hero.",
+              "A quiet family drama about loss.", "Laugh after laugh, then tears.", "Nothing happens for two hours.", "Space pirates!"]
+TASK_SETUP = {
+    "single_label": {"names": ["bad", "fine", "good"], "stats": {}, "thresholds": False, "head_scale": 10.0,
+                     "targets": ["good", "bad", "fine", "good", "fine", "good", "bad", "fine"]},
+    "multi_label": {"names": ["action", "comedy", "drama"], "stats": {}, "thresholds": True, "head_scale": 10.0,
+                    "targets": [["comedy"], ["drama"], [], ["action"], ["drama"], ["comedy", "drama"], ["drama"], ["action", "comedy"]]},
+    "regression": {"names": ["rating"], "stats": {"mean": 6.2, "std": 1.4}, "thresholds": False, "head_scale": 10.0, "targets": [8.1, 3.9, 6.0, 6.7, 7.2, 7.9, 2.5, 5.5]},
+}
+
+
+def torch_outputs(model, texts: list[str], cfg: dict, stats: dict, task) -> np.ndarray:
+    """What the pipeline's PyTorch model predicts for `texts` (the task's `outputs` on its logits): the reference for serving."""
+    import torch
+
+    from tunepipe.modalities import get_modality
+
+    modality = get_modality("text")
+    data = modality.encode([{"text": text} for text in texts], None, cfg, modality.load_processor(cfg))
+    batch = data.collate([data[i] for i in range(len(texts))])
+    with torch.no_grad():
+        logits = model(**{name: batch[name] for name in model.input_names})
+    return task.outputs(logits, stats).double().numpy()
+
+
+def build_task_bundle(folder: Path, model_dir: Path, task_name: str) -> tuple[Path, dict]:
+    """A real bundle of a tiny random BERT for `task_name`, written by the bundle writer with the model card (the export
+    stage's last steps); the INT8 file is a copy of the fp32 one. Returns the bundle and {"expected", "decision", ...}."""
+    import torch
+
+    from tunepipe.modalities import get_modality
+    from tunepipe.optimize import bundle, model_card
+    from tunepipe.optimize.onnx_export import export_onnx
+    from tunepipe.tasks import get_task
+
+    setup = TASK_SETUP[task_name]
+    names, stats = setup["names"], setup["stats"]
+    cfg = {"pretrained": str(model_dir), "allow_download": False, "max_length": 24, "dropout": 0.0}
+    modality, task = get_modality("text"), get_task(task_name)
+    torch.manual_seed(3)
+    model = modality.build_classifier(cfg, task.output_size(names)).eval()
+    with torch.no_grad():  # spread the head's outputs so label sets and values differ between rows
+        model.head.weight.mul_(setup["head_scale"])
+    processor = modality.load_processor(cfg)
+    data = modality.encode([{"text": text} for text in TASK_TEXTS], None, cfg, processor)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx = folder / "model.onnx"
+    export_onnx(model, onnx, data.collate([data[0], data[1]]), opset=17, dynamo=False)
+    expected = torch_outputs(model, TASK_TEXTS, cfg, stats, task)
+    # multi_label: per label, a threshold midway across the widest gap of its probabilities (some rows on, some off)
+    decision = {"thresholds": [widest_gap_midpoint(expected[:, j]) for j in range(len(names))], "thresholds_from": "test fixture"} \
+        if setup["thresholds"] else {}
+    level = task.level_metrics[0]
+    deployed = {"pruning_level": 0.0, "params": sum(p.numel() for p in model.parameters()), "rows": len(TASK_TEXTS), f"test_{level}": 0.625,
+                "max_abs_logit_diff": 1e-6, "prediction_agreement": 1.0, "onnx_bytes": onnx.stat().st_size,
+                "latency_ms": {"1": {"onnxruntime": 1.0, "eager": 2.0}}}
+    card = model_card.build(model_cfg=cfg, label_names=names, title=f"text {task.title}", task=task, preprocessing=modality.preprocessing(cfg),
+                            input_limit=modality.input_limit(cfg), input_names=list(model.input_names), sample=data.collate([data[0]]),
+                            deployed=deployed, int8=dict(deployed, **{f"test_{level}": 0.5}), dense=dict(deployed, **{f"test_{level}": 0.75}),
+                            export_params={"opset": 17}, threads=1, files={"onnx": "model.onnx", "int8": "model.int8.onnx"})
+    out = folder / "bundle"
+    spec = bundle.runtime_spec("text", cfg, processor, out)
+    bundle.write_bundle(out, onnx=onnx, int8=onnx, card=card, modality="text", input_names=list(model.input_names), runtime_spec=spec,
+                        test_labels=setup["targets"], task={"type": task_name, "decision": decision, "target_stats": stats})
+    return out, {"expected": expected, "decision": decision, "names": names, "model": model, "cfg": cfg, "stats": stats, "task": task}
+
+
+def widest_gap_midpoint(values) -> float:
+    ordered = sorted(float(v) for v in values)
+    gap, i = max((b - a, i) for i, (a, b) in enumerate(zip(ordered, ordered[1:])))
+    return (ordered[i] + ordered[i + 1]) / 2
+
+
+@pytest.fixture(scope="session")
+def multi_label_bundle(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
+    return build_task_bundle(tmp_path_factory.mktemp("multi-label-bundle"), tiny_model_dir, "multi_label")
+
+
+@pytest.fixture(scope="session")
+def regression_bundle(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
+    return build_task_bundle(tmp_path_factory.mktemp("regression-bundle"), tiny_model_dir, "regression")
+
+
+@pytest.fixture(scope="session")
+def single_label_bundle(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
+    return build_task_bundle(tmp_path_factory.mktemp("single-label-bundle"), tiny_model_dir, "single_label")

@@ -101,3 +101,29 @@ def test_the_report_pairs_this_run_with_the_last_recorded_one(project):
     other = [dict(row, id=f"x{row['id']}") for row in current]
     comparison = earlier_runs(project, current={}, current_predictions=other)["since_last_comparison"]
     assert not comparison["paired"] and "the test rows differ" in comparison["sentence"]
+
+
+def record_values(project: Path, errors: list[float], message: str) -> str:
+    """A commit recording a regression run's predictions.csv (id, label, predicted, error, input)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "label", "predicted", "error", "input"])
+    writer.writerows([(i, float(i), i + e, e, "a title") for i, e in enumerate(errors)])
+    md5 = cache_object(project, out.getvalue().encode())
+    manifest = json.dumps([{"md5": md5, "relpath": "predictions.csv"}]).encode()
+    lock = {"schema": "2.0", "stages": {"pipeline": {"cmd": "snakemake", "params": {"params.yaml": {"seed": 1}},
+                                                     "outs": [{"path": "results/evaluate", "md5": cache_object(project, manifest, ".dir")}]}}}
+    (project / "dvc.lock").write_text(yaml.safe_dump(lock))
+    git(project, "add", "dvc.lock")
+    git(project, "commit", "-qm", message)
+    return git(project, "rev-parse", "HEAD").strip()
+
+
+def test_two_regression_runs_are_compared_on_their_absolute_errors(project):
+    rev1 = record_values(project, [1.0 + 0.01 * i for i in range(30)], "run 1")
+    rev2 = record_values(project, [-0.2] * 30, "run 2")
+    result = compare_revisions(project, rev1, rev2, resamples=200)
+    assert result["paired"] and result["verdict"] == "better" and result["mae"]["b"] == pytest.approx(0.2)
+    assert result["wilcoxon"]["mean_difference"] < 0 and result["bootstrap"]["mae_diff"] < 0  # B - A: B's errors are smaller
+    text = describe(result)
+    assert "MAE  A 1.145  B 0.2  B - A -0.945" in text and "Wilcoxon's signed-rank test" in text and "B is better than A" in text

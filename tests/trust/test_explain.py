@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from tunepipe.trust.explain import image_attributions, largest, overlay_png, pick_examples, shaded_tokens, text_attributions
+from tunepipe.tasks import DEFAULT, get_task
+from tunepipe.trust.explain import TaskOutputs, image_attributions, largest, overlay_png, pick_examples, shaded_tokens, text_attributions
 
 
 class OneTokenEncoder(nn.Module):
@@ -110,8 +111,43 @@ def test_image_attributions_land_on_the_deciding_pixel_and_add_up(tmp_path):
 def test_examples_are_the_most_confident_errors_and_correct_predictions():
     rows = [{"id": str(i), "label": "a", "predicted": "a" if i % 2 else "b", "confidence": str(c)}
             for i, c in enumerate([0.6, 0.9, 0.95, 0.7, 0.8, 0.99])]
-    picked = pick_examples(rows, 2)
+    picked, targets = pick_examples(get_task(DEFAULT).explain_candidates(rows, ["a", "b"]), 2)
     assert [(p["kind"], p["rank"], p["id"]) for p in picked] == [("error", 1, "2"), ("error", 2, "4"), ("correct", 1, "5"), ("correct", 2, "1")]
+    assert list(picked[0]) == ["kind", "rank", "id", "label", "predicted", "confidence"] and targets == [1, 1, 0, 0]  # the predicted class
+
+
+def test_label_set_examples_explain_the_surest_wrong_label_or_the_top_label():
+    rows = [{"id": "0", "label": "a", "predicted": "a;b", "prob:a": "0.9", "prob:b": "0.8", "prob:c": "0.1"},  # b: wrong at 0.8
+            {"id": "1", "label": "c", "predicted": "", "prob:a": "0.3", "prob:b": "0.2", "prob:c": "0.05"},   # c missed at 0.95
+            {"id": "2", "label": "b", "predicted": "b", "prob:a": "0.1", "prob:b": "0.7", "prob:c": "0.2"},   # right; least sure 0.7
+            {"id": "3", "label": "", "predicted": "", "prob:a": "0.1", "prob:b": "0.05", "prob:c": "0.15"}]  # right; least sure 0.85
+    picked, targets = pick_examples(get_task("multi_label").explain_candidates(rows, ["a", "b", "c"]), 2)
+    assert [(p["kind"], p["id"], p["explained"]) for p in picked] == [("error", "1", "c"), ("error", "0", "b"), ("correct", "3", "c"),
+                                                                     ("correct", "2", "b")]
+    assert targets == [2, 1, 2, 1] and picked[0]["confidence"] == pytest.approx(0.95)
+
+
+def test_value_examples_are_the_largest_and_the_smallest_errors():
+    rows = [{"id": str(i), "label": "5.0", "predicted": str(5.0 + e), "error": str(e)} for i, e in enumerate([0.1, -3.0, 0.5, 2.0, -0.05, 1.0])]
+    picked, targets = pick_examples(get_task("regression").explain_candidates(rows, ["rating"]), 2)
+    assert [(p["kind"], p["id"]) for p in picked] == [("error", "1"), ("error", "3"), ("correct", "4"), ("correct", "0")]
+    assert targets == [0, 0, 0, 0] and picked[0]["error"] == -3.0 and picked[0]["explained"] == "rating"
+
+
+class Doubler(nn.Module):
+    input_names = ("pixels",)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.stack([pixels.float()[:, 0, 0, 0] / 255.0], dim=1)
+
+
+def test_a_task_outputs_model_explains_a_value_and_a_labels_probability():
+    pixels = torch.full((3, 2, 2), 255, dtype=torch.uint8)
+    value = image_attributions(TaskOutputs(Doubler(), get_task("regression"), {"mean": 3.0, "std": 2.0}), pixels, 0, steps=32)
+    assert value["output"] == pytest.approx(5.0) and value["baseline_output"] == pytest.approx(3.0)  # 1 x std + mean; black: the mean
+    assert value["attribution_sum"] == pytest.approx(2.0, abs=1e-3) and abs(value["heat"][0, 0]) == pytest.approx(2.0, abs=1e-3)
+    label = image_attributions(TaskOutputs(Doubler(), get_task("multi_label"), {}), pixels, 0, steps=32)
+    assert label["output"] == pytest.approx(torch.sigmoid(torch.tensor(1.0)).item(), abs=1e-6) and label["baseline_output"] == pytest.approx(0.5)
 
 
 def test_shaded_tokens_are_escaped():

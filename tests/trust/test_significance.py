@@ -99,3 +99,37 @@ def test_tables_are_paired_by_id_only_when_the_test_rows_are_the_same():
     result = compare_tables(a, relabelled)
     assert not result["paired"] and "1 row(s) with a different label" in result["reason"]
     assert "cannot be compared row by row" in sentence(result, "this run", "the last recorded run")
+
+
+def test_wilcoxon_on_paired_errors_and_its_direction():
+    from tunepipe.trust.significance import wilcoxon
+
+    same = wilcoxon([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert same["p_value"] == 1.0 and same["differing"] == 0
+    smaller = wilcoxon([0.1] * 30, [1.0 + 0.01 * i for i in range(30)])
+    assert smaller["p_value"] < 1e-4 and smaller["mean_difference"] < 0  # A's errors are smaller
+
+
+def test_label_set_and_value_tables_are_compared_in_their_tasks_terms():
+    from tunepipe.runs import compare_predictions, predictions_task
+
+    labels = ["a", "b", "a;b", ""] * 10
+    multi_a = [{"id": str(i), "label": l, "predicted": l, "input": "t", "prob:a": "0.5", "prob:b": "0.5"} for i, l in enumerate(labels)]
+    multi_b = [{**row, "predicted": "a;b"} for row in multi_a]  # every row claims both labels
+    assert predictions_task(multi_a).name == "multi_label"
+    result = compare_predictions(multi_a, multi_b, alpha=0.05, resamples=100, seed=0)
+    assert result["paired"] and result["f1_micro_a"] == 1.0 and result["verdict"] == BETTER and "wilcoxon" in result
+    # b claims 80 labels, the 40 true ones among them: tp 40, fp 40, fn 0 -> F1 80/120
+    assert result["f1_micro_b"] == pytest.approx(2 / 3, abs=1e-6)
+    assert "Wilcoxon signed-rank test" in sentence(result, "A", "B")
+
+    values = [{"id": str(i), "label": str(float(i)), "predicted": str(i + 0.1), "error": "0.1", "input": "t"} for i in range(30)]
+    worse = [{**row, "predicted": str(float(row["label"]) + 1.0 + 0.01 * i)} for i, row in enumerate(values)]
+    assert predictions_task(values).name == "regression"
+    tested = compare_predictions(values, worse, alpha=0.05, resamples=100, seed=0)
+    assert tested["mae_a"] == pytest.approx(0.1) and tested["verdict"] == BETTER
+    assert tested["bootstrap"]["mae_diff"] < 0 and tested["bootstrap"]["mae_diff_ci"][1] < 0
+    mixed = compare_predictions(values, multi_a, alpha=0.05, resamples=10, seed=0)
+    assert not mixed["paired"] and "different tasks" in mixed["reason"]
+    short = compare_tables(values, worse[1:], task=predictions_task(values))
+    assert not short["paired"] and short["a"] == {"rows": 30, "mae": pytest.approx(0.1)}

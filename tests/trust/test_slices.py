@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from tunepipe.errors import DataError
-from tunepipe.trust.slices import flat_rows, named_slices, quartile_labels, slice_columns_of, slice_table
+from tunepipe.tasks import DEFAULT, get_task
+from tunepipe.trust.slices import CSV_FIELDS, csv_fields, flat_rows, named_slices, quartile_labels, slice_columns_of, slice_table
+
+ONE = get_task(DEFAULT)
 
 
 def test_slice_table_on_a_known_split():
@@ -17,7 +20,7 @@ def test_slice_table_on_a_known_split():
     right = [1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 1, 1]
     p = np.where(np.array(right) == 1, y, 1 - y)
     groups = ["a"] * 6 + ["b"] * 4 + ["c"] * 2
-    table = slice_table(y, p, 2, {"group": ("group", groups)}, resamples=200, seed=0, min_rows=4)
+    table = slice_table(ONE, ["neg", "pos"], y, p, {"group": ("group", groups)}, resamples=200, seed=0, min_rows=4)
     assert table["overall"] == {"rows": 12, "accuracy": pytest.approx(8 / 12, abs=1e-6), "f1_macro": table["overall"]["f1_macro"]}
     by_value = {s["value"]: s for s in table["columns"][0]["slices"]}
     assert {v: (s["rows"], s["accuracy"]) for v, s in by_value.items()} == {"a": (6, pytest.approx(5 / 6, abs=1e-6)),
@@ -33,9 +36,36 @@ def test_slice_table_on_a_known_split():
     assert worst["accuracy_gap"] == pytest.approx(8 / 12 - 0.25, abs=1e-6)
     csv_rows = flat_rows(table)
     assert [r["slice"] for r in csv_rows] == ["group=a", "group=b", "group=c"]
+    assert "metric" not in table and csv_fields(table) == CSV_FIELDS  # the default task's files as they always were
     # rows without a value belong to no slice of that column
-    partial = slice_table(y, p, 2, {"g": ("named", ["x"] * 6 + [None] * 6)}, resamples=0, seed=0, min_rows=1)
+    partial = slice_table(ONE, ["neg", "pos"], y, p, {"g": ("named", ["x"] * 6 + [None] * 6)}, resamples=0, seed=0, min_rows=1)
     assert partial["columns"][0]["unsliced_rows"] == 6 and partial["columns"][0]["slices"][0]["rows"] == 6
+
+
+def test_label_set_slices_rank_on_micro_f1():
+    task = get_task("multi_label")
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]] * 3)
+    p = y.copy()
+    p[6:] = [[0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0]]  # slice b predicts nothing: F1 0
+    table = slice_table(task, ["x", "y"], y, p, {"g": ("named", ["a"] * 6 + ["b"] * 6)}, resamples=50, seed=0, min_rows=3)
+    assert (table["metric"], table["lower_is_better"], table["metrics"]) == ("f1_micro", False, ["f1_micro", "f1_macro"])
+    by_value = {s["value"]: s for s in table["columns"][0]["slices"]}
+    assert by_value["a"]["f1_micro"] == 1.0 and by_value["b"]["f1_micro"] == 0.0
+    # overall: 6 labels of 12 found, none claimed wrongly -> F1 2*6/(12+6)
+    assert table["overall"]["f1_micro"] == pytest.approx(12 / 18, abs=1e-6) and by_value["b"]["f1_micro_gap"] == pytest.approx(12 / 18, abs=1e-6)
+    assert table["worst"]["value"] == "b"
+    assert csv_fields(table)[5:8] == ["f1_micro", "f1_micro_ci_low", "f1_micro_ci_high"] and set(flat_rows(table)[0]) == set(csv_fields(table))
+
+
+def test_value_slices_rank_on_the_highest_error():
+    task = get_task("regression")
+    y = np.arange(12, dtype=float)
+    p = y + np.array([0.5] * 6 + [2.0] * 6)
+    table = slice_table(task, ["rating"], y, p, {"g": ("named", ["a"] * 6 + ["b"] * 6)}, resamples=50, seed=0, min_rows=3)
+    assert table["metric"] == "mae" and table["lower_is_better"]
+    worst = table["worst"]
+    assert worst["value"] == "b" and worst["mae"] == 2.0 and worst["mae_gap"] == pytest.approx(2.0 - 1.25)  # positive: worse than overall
+    assert worst["mae_ci_low"] == worst["mae_ci_high"] == 2.0 and worst["rmse"] == 2.0
 
 
 def test_quartile_labels_name_their_ranges():

@@ -14,6 +14,7 @@ from tunepipe.modalities import get_modality
 from tunepipe.sources import stage_code
 from tunepipe.stages.harness import SKIP_MARKER
 from tunepipe.steps import skipped_steps
+from tunepipe.tasks import task_of
 from tunepipe.search import round_sizes, space_json
 from tunepipe.sweep import NAME_PATTERN, expand_variants, fold_indices, search_space, sweep_enabled, validate_run_params
 
@@ -26,6 +27,8 @@ except ParamsError as error:
 SWEEP = sweep_enabled(config)
 VARIANTS = {variant.name: variant.overrides for variant in expand_variants(config)}
 FOLDS = fold_indices(config)
+# What is predicted (tunepipe.tasks): one label, a label set, a number. Rules read it from params; evaluate's files are the task's.
+TASK = task_of(config)
 # Optional steps these params leave out, with the reason (tunepipe.steps): the `skip` rule (workflow/rules/skip.smk)
 # writes results/<step>/skipped.json for each instead of its outputs, and the report says why it did not run.
 SKIPPED = skipped_steps(config)
@@ -105,7 +108,7 @@ def raw_data():
 
 def prepare_params():
     """prepare reads the seed only when it samples (data.max_rows), so a new seed does not redo the reading."""
-    return params_for("seed", "data") if config["data"]["max_rows"] is not None else params_for("data")
+    return params_for("seed", "task", "data") if config["data"]["max_rows"] is not None else params_for("task", "data")
 
 
 def params_for(*names):
@@ -132,7 +135,7 @@ def trial_params(wildcards, input):
                               if sweep["pruning"] == "median" and asked["round"] > 0 else None)
     else:
         variant["overrides"] = VARIANTS[wildcards.variant]
-    return json.dumps({**json.loads(params_for("seed", "data", "model", "train")), "variant": variant}, sort_keys=True)
+    return json.dumps({**json.loads(params_for("seed", "task", "data", "model", "train")), "variant": variant}, sort_keys=True)
 
 
 def asked_trials(round_index):
@@ -211,6 +214,22 @@ def unless_skipped(step, inputs):
 def skip_markers():
     """The skipped.json of every optional step these params leave out (the report lists them with their reasons)."""
     return expand(rules.skip.output.marker, step=sorted(SKIPPED))
+
+
+def task_outputs(folder):
+    """The task's own files of evaluate (`Task.evaluate_files`: single_label's confusion, per_class, roc, pr, ...) under `folder`."""
+    return {key: f"{folder}/{name}" for key, name in TASK.evaluate_files.items()}
+
+
+def validation_input():
+    """The validation split as evaluate's input when the task decides something on it (multi_label's thresholds); else none."""
+    return {"val": rules.split.output.val} if TASK.decides_on_validation else {}
+
+
+def decision_input():
+    """evaluate's decision.json (multi_label's thresholds) as an input of the rules that score answers; none when the task
+    decides nothing on validation."""
+    return {"decision": rules.evaluate.output.decision} if TASK.decides_on_validation else {}
 
 
 def distill_inputs():

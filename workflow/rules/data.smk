@@ -36,7 +36,7 @@ rule clean:
     benchmark:
         benchmark_file("clean")
     params:
-        cfg=params_for("data", "clean"),
+        cfg=params_for("task", "data", "clean"),
         files=stage_files,
     threads: 1
     resources:
@@ -61,7 +61,7 @@ rule split:
     benchmark:
         benchmark_file("split")
     params:
-        cfg=params_for("seed", "split"),
+        cfg=params_for("seed", "task", "split"),
         files=stage_files,
     threads: 1
     resources:

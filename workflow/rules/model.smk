@@ -20,7 +20,7 @@ rule train:
     benchmark:
         benchmark_file("train")
     params:
-        cfg=params_for("seed", "data", "model", "train"),
+        cfg=params_for("seed", "task", "data", "model", "train"),
         files=stage_files,
     threads: workflow.cores
     resources:
@@ -45,7 +45,7 @@ rule baseline:
     benchmark:
         benchmark_file("baseline")
     params:
-        cfg=params_for("seed", "data", "baseline"),
+        cfg=params_for("seed", "task", "data", "baseline"),
         files=stage_files,
     threads: 1
     resources:
@@ -64,19 +64,17 @@ rule evaluate:
         train_summary=rules.train.output.summary,
         train_history=rules.train.output.history,
         code=stage_code("evaluate"),
+        # multi_label: the validation split, to tune each label's threshold; see validation_input() in common.smk.
+        **validation_input(),
     output:
         metrics="results/evaluate/metrics.json",
-        confusion="results/evaluate/confusion.json",
         predictions="results/evaluate/predictions.csv",
-        per_class="results/evaluate/per_class.csv",
-        roc="results/evaluate/roc.csv",
-        pr="results/evaluate/pr.csv",
-        calibration="results/evaluate/calibration.csv",
-        worst_errors="results/evaluate/worst_errors.json",
-        details="results/evaluate/details.json",
+        decision="results/evaluate/decision.json",
         slices="results/evaluate/slices.json",
         slices_table="results/evaluate/slices.csv",
         comparison="results/evaluate/comparison.json",
+        # The task's own files (single_label: confusion, per_class, roc, pr, calibration, worst_errors, details); see tunepipe/tasks/.
+        **task_outputs("results/evaluate"),
     log:
         "results/logs/evaluate.log",
     benchmark:

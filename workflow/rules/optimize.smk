@@ -38,6 +38,8 @@ rule prune:
         **distill_inputs(),
         # After a sweep without folds: the top-k variants' ensemble, another candidate; see ensemble_inputs() in common.smk.
         **ensemble_inputs(),
+        # multi_label: each label's threshold (tuned on validation by evaluate), to score the candidates' answers.
+        **decision_input(),
     output:
         model="results/prune/model.pt",
         levels="results/prune/levels.json",
@@ -63,6 +65,8 @@ rule export:
         best=rules.train.output.best,
         val=rules.split.output.val,
         test=rules.split.output.test,
+        # how outputs become answers (multi_label: each label's threshold, tuned on validation), for the bundle
+        decision=rules.evaluate.output.decision,
         code=stage_code("export"),
     output:
         onnx="results/export/model.onnx",

@@ -12,9 +12,9 @@ rule report:
         train=rules.train.output.summary,
         baseline=rules.baseline.output.metrics,
         metrics=rules.evaluate.output.metrics,
-        confusion=rules.evaluate.output.confusion,
-        details=rules.evaluate.output.details,
-        worst_errors=rules.evaluate.output.worst_errors,
+        # The task's own evaluate files (confusion, details, worst_errors, ...; the CSV tables the report reads from details).
+        **{key: path for key, path in task_outputs("results/evaluate").items() if path.endswith(".json")},
+        decision=rules.evaluate.output.decision,
         slices=rules.evaluate.output.slices,
         comparison=rules.evaluate.output.comparison,
         predictions=rules.evaluate.output.predictions,

@@ -7,6 +7,8 @@ rule robustness:
         best=rules.train.output.best,
         test=rules.split.output.test,
         code=stage_code("robustness"),
+        # multi_label: each label's threshold (tuned on validation by evaluate), for the answers it perturbs.
+        **decision_input(),
     output:
         metrics="results/robustness/metrics.json",
         perturbations="results/robustness/perturbations.csv",

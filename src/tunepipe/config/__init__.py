@@ -154,8 +154,42 @@ def _describe_error(error: jsonschema.ValidationError, schema: Mapping[str, Any]
     return f"{where}: {error.message}"
 
 
+#: The label set of a bundled dataset when `data.labels` is null (rotten_tomatoes also holds plot summaries, left out).
+BUNDLED_LABELS = {"rotten_tomatoes": ["fresh", "rotten"]}
+
+
+def _check_task(params: Mapping[str, Any]) -> list[str]:
+    """The task's own checks, and the metrics early stopping and sweeps follow against what the task logs."""
+    from tunepipe.tasks import get_task
+
+    task = get_task(params["task"]["type"])
+    problems = list(task.check_params(dict(params)))
+    logged = ["val_loss", *(f"val_{name}" for name in task.val_metrics)]
+    for key, value in (("train.monitor", params["train"]["monitor"]), ("sweep.metric", params["sweep"]["metric"])):
+        if value != "auto" and value not in logged:
+            problems.append(f"{key}: {value!r} is not logged for task.type {task.name}; use auto or one of: {', '.join(logged)}.")
+    return problems
+
+
+def _resolve_auto(params: dict[str, Any]) -> dict[str, Any]:
+    """The `auto` choices that depend on the task and the source, made concrete once, so every rule sees the values used."""
+    from tunepipe.tasks import get_task
+
+    task = get_task(params["task"]["type"])
+    train, sweep, data = params["train"], params["sweep"], params["data"]
+    if train["monitor"] == "auto":
+        train["monitor"] = task.default_monitor
+    if sweep["metric"] == "auto":
+        sweep["metric"] = task.default_monitor
+    if sweep["mode"] == "auto":
+        sweep["mode"] = "min" if sweep["metric"] == "val_loss" else task.val_metrics[sweep["metric"].removeprefix("val_")]
+    if data["labels"] is None and data["source"] in BUNDLED_LABELS:
+        data["labels"] = list(BUNDLED_LABELS[data["source"]])
+    return params
+
+
 def _check_cross_field(params: Mapping[str, Any]) -> list[str]:
-    problems = []
+    problems = _check_task(params)
     data = params["data"]
     if data["source"] == "file" and not data["path"]:
         problems.append("data.path: required when data.source is 'file' (a CSV, JSONL or Parquet file).")
@@ -209,7 +243,7 @@ def validate_params(raw: Mapping[str, Any], source: str = "params.yaml") -> dict
             f"invalid parameters in {source} (or a --config/--configfile override):\n  - {listing}\n"
             "See README.md 'Parameters' or run `tunepipe params` for every key."
         )
-    return params
+    return _resolve_auto(params)
 
 
 def sections(params: Mapping[str, Any], *names: str) -> str:

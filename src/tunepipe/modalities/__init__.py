@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tunepipe.data.cleaning import CleanReport
     from tunepipe.robustness import Perturbation
     from tunepipe.robustness.adversarial import AttackSpace
+    from tunepipe.tasks import Task
 
 
 class Modality(Protocol):
@@ -39,11 +40,13 @@ class Modality(Protocol):
     #: Whether the distill rule can make a student with fewer layers of this modality's classifier.
     distillable: bool
 
-    def read(self, data_cfg: dict[str, Any], image_dir: Path) -> pd.DataFrame:
-        """The raw rows of `data.source`: id, <input_field>, label[, group]; bundled images go to `image_dir`."""
+    def read(self, data_cfg: dict[str, Any], image_dir: Path, task: Task | None = None) -> pd.DataFrame:
+        """The raw rows of `data.source`: id, <input_field>, label[, group]; bundled images go to `image_dir`. The targets
+        in `label` are read by `task` (one label, a label set, a number; single_label when None)."""
 
-    def clean(self, frame: pd.DataFrame, *, labels: list[str] | None, clean_cfg: dict[str, Any], source: str) -> tuple[pd.DataFrame, CleanReport]:
-        """The kept rows and the count of removals per reason (`source` names the file in errors)."""
+    def clean(self, frame: pd.DataFrame, *, labels: list[str] | None, clean_cfg: dict[str, Any], source: str,
+              task: Task | None = None) -> tuple[pd.DataFrame, CleanReport]:
+        """The kept rows and the count of removals per reason (`source` names the file in errors); `task` checks the targets."""
 
     def augment(self, rows: list[dict], *, augment_cfg: dict[str, Any], seed: int, out_dir: Path) -> list[dict]:
         """New training rows (marked `augmented`, with `source_id`); files they need are written into `out_dir`."""
@@ -61,9 +64,10 @@ class Modality(Protocol):
     def build_classifier(self, model_cfg: dict[str, Any], num_labels: int, pretrained_weights: bool = True) -> nn.Module:
         """The classifier: `input_names`, `embed(**inputs)`, `encoder`, `head`, `layers()`."""
 
-    def baseline_probabilities(self, train_rows: list[dict], train_labels: list[int], test_rows: list[dict], *,
-                               baseline_cfg: dict[str, Any], seed: int, num_labels: int) -> np.ndarray:
-        """The simple baseline's class probabilities for `test_rows` (rows x num_labels)."""
+    def baseline_outputs(self, train_rows: list[dict], train_targets: list[Any], test_rows: list[dict], *,
+                         baseline_cfg: dict[str, Any], seed: int, task: Task, names: list[str]) -> np.ndarray:
+        """The simple baseline's predictions for `test_rows` in the task's form (class probabilities, per-label
+        probabilities, values): the modality's features (TF-IDF, pixels) and the task's estimator."""
 
     def preprocessing(self, model_cfg: dict[str, Any]) -> dict[str, Any]:
         """What a serving runtime must do to a raw input before the exported model sees it (the model card's)."""

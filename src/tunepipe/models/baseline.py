@@ -1,4 +1,5 @@
-"""The simple baseline every run is compared with: TF-IDF word n-grams (texts) or raw pixels (images) + logistic regression."""
+"""The simple baseline every run is compared with: TF-IDF word n-grams (texts) or raw pixels (images) + the task's linear
+model (logistic regression; one per label; ridge: `Task.baseline_estimator`)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,17 @@ from collections.abc import Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 
-def fit_tfidf_logreg(texts: Sequence[str], labels: Sequence[int], *, max_features: int, ngram_max: int, C: float, seed: int) -> Pipeline:
+def fit_tfidf(texts: Sequence[str], targets: Sequence, estimator, *, max_features: int, ngram_max: int) -> Pipeline:
     model = Pipeline(
         [
             ("tfidf", TfidfVectorizer(max_features=max_features, ngram_range=(1, ngram_max), sublinear_tf=True, min_df=1)),
-            ("logreg", LogisticRegression(C=C, max_iter=2000, random_state=seed)),
+            ("model", estimator),
         ]
     )
-    return model.fit(list(texts), np.asarray(labels))
+    return model.fit(list(texts), np.asarray(targets))
 
 
 def predict_proba(model: Pipeline, inputs, num_classes: int) -> np.ndarray:
@@ -35,8 +35,7 @@ def pixel_features(paths: Sequence[str], size: int = 28) -> np.ndarray:
     return np.stack([to_array(open_image(path), size, channels=1).reshape(-1) for path in paths]).astype(np.float32) / 255.0
 
 
-def fit_pixels_logreg(features: np.ndarray, labels: Sequence[int], *, C: float, seed: int) -> Pipeline:
+def fit_pixels(features: np.ndarray, targets: Sequence, estimator) -> Pipeline:
     from sklearn.preprocessing import StandardScaler
 
-    model = Pipeline([("scale", StandardScaler()), ("logreg", LogisticRegression(C=C, max_iter=2000, random_state=seed))])
-    return model.fit(features, np.asarray(labels))
+    return Pipeline([("scale", StandardScaler()), ("model", estimator)]).fit(features, np.asarray(targets))

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torchmetrics
 from hydra.utils import instantiate
 from torch import nn
 
@@ -18,37 +17,36 @@ from tunepipe.errors import TunepipeError
 from tunepipe.models.inference import model_inputs
 from tunepipe.robustness.adversarial import AttackSpace, adversarial_loss
 from tunepipe.targets import resolve_target
+from tunepipe.tasks import DEFAULT as DEFAULT_TASK
 
 log = logging.getLogger("tunepipe.train")
 
 
-def _val_metrics(num_labels: int) -> torchmetrics.MetricCollection:
-    return torchmetrics.MetricCollection(
-        {
-            "accuracy": torchmetrics.Accuracy(task="multiclass", num_classes=num_labels),
-            "f1_macro": torchmetrics.F1Score(task="multiclass", num_classes=num_labels, average="macro"),
-        },
-        prefix="val_",
-    )
-
-
 class ClassifierModule(pl.LightningModule):
-    """Cross-entropy fine-tuning with separate learning rates for the pretrained encoder and the new head."""
+    """Fine-tuning with the task's loss and validation metrics (tunepipe.tasks), with separate learning rates for the
+    pretrained encoder and the new head."""
 
     def __init__(self, model: nn.Module, model_cfg: dict[str, Any], train_cfg: dict[str, Any], label_names: list[str], modality: str,
-                 attack_space: AttackSpace | None = None) -> None:
+                 attack_space: AttackSpace | None = None, task: str = DEFAULT_TASK, target_stats: dict[str, float] | None = None,
+                 loss: Any = None) -> None:
         """`model` is the modality's classifier; the other arguments are kept as the checkpoint's hyper-parameters,
-        from which `tunepipe.checkpoints.load_checkpoint` rebuilds it. `attack_space` is the modality's input space
-        (token embeddings, or pixels) that `train.adversarial` moves inputs in; training passes it, inference needs none."""
+        from which `tunepipe.checkpoints.load_checkpoint` rebuilds it (`target_stats`: what the task keeps about the
+        training targets, e.g. regression's mean and std). `attack_space` is the modality's input space (token
+        embeddings, or pixels) that `train.adversarial` moves inputs in; training passes it, inference needs none.
+        `loss`: the task's loss made from the training targets (multi_label's pos_weight); the task's plain loss if None."""
+        from tunepipe.tasks import get_task
+
         super().__init__()
-        self.save_hyperparameters(ignore=["model", "attack_space"])
+        self.save_hyperparameters(ignore=["model", "attack_space", "loss"])
+        self.task = get_task(task)
+        self.target_stats = dict(target_stats or {})
         self.model = model
         # from_pretrained returns the encoder in eval mode and Lightning keeps submodule modes: without this the
         # encoder would be fine-tuned with its dropout off.
         self.model.train()
         self.frozen = freeze_layers(self.model, train_cfg.get("freeze_layers", 0))
-        self.loss = nn.CrossEntropyLoss()
-        self.val_metrics = _val_metrics(len(label_names))
+        self.loss = loss if loss is not None else self.task.loss(train_cfg, self.target_stats, [])
+        self.val_metrics = self.task.val_collection(label_names, self.target_stats)
         self.adversarial = dict(train_cfg.get("adversarial") or {"method": "none"})
         if self.adversarial["method"] != "none" and attack_space is None:
             raise ValueError(f"train.adversarial.method {self.adversarial['method']!r} needs the modality's attack_space")
@@ -69,14 +67,14 @@ class ClassifierModule(pl.LightningModule):
         # Adversarial training: add the loss on inputs moved by FGM/PGD (train_loss stays the clean loss, comparable to val_loss).
         adv = self.adversarial
         adversarial = adversarial_loss(self.attack_space, self.model, model_inputs(self.model, batch), batch["labels"],
-                                       method=adv["method"], epsilon=adv["epsilon"], steps=adv["steps"])
+                                       method=adv["method"], epsilon=adv["epsilon"], steps=adv["steps"], loss=self.loss)
         self.log("train_adversarial_loss", adversarial, on_step=True, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
         return loss + adv["weight"] * adversarial
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self(batch).float()
         loss = self.loss(logits, batch["labels"])
-        self.val_metrics.update(logits.softmax(dim=-1), batch["labels"])
+        self.val_metrics.update(self.task.outputs(logits, self.target_stats), batch["labels"])
         self.log("val_loss", loss, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
@@ -208,8 +206,9 @@ class DivergenceGuard(pl.Callback):
 class ProgressLog(pl.Callback):
     """Plain progress lines (readable in log files, unlike a progress bar) and the per-epoch history."""
 
-    def __init__(self, every_n_steps: int) -> None:
+    def __init__(self, every_n_steps: int, val_metrics: tuple[str, ...] = ("val_accuracy", "val_f1_macro")) -> None:
         self.every = every_n_steps
+        self.val_metrics = val_metrics
         self.history: list[dict[str, float]] = []
         self._epoch_start = 0.0
         self._seen = 0
@@ -236,7 +235,7 @@ class ProgressLog(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         metrics = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch + 1}
-        for key in ("train_loss_epoch", "val_loss", "val_accuracy", "val_f1_macro"):
+        for key in ("train_loss_epoch", "val_loss", *self.val_metrics):
             if key in metrics:
                 row[key.removesuffix("_epoch")] = round(float(metrics[key]), 6)
         row["seconds"] = round(time.perf_counter() - self._epoch_start, 2)

@@ -3,26 +3,28 @@
 A bundle works alone, copied anywhere: `tunepipe.serving` loads it with ONNX Runtime, numpy and `tokenizers`
 (texts) or Pillow (images) only. Layout (every file is listed with its sha256 in `bundle.json`):
 
-    bundle.json          manifest: format version, modality, version, input names, files + sha256
+    bundle.json          manifest: format version, modality, version, input names, the task (type, decision such as
+                         multi_label's thresholds, target_stats such as regression's mean/std), files + sha256
     model.onnx           the deployable fp32 model (a hard link to, or a copy of, results/export/model.onnx)
     model.int8.onnx      the INT8 model
     labels.json          the labels, in the order of the model's logits
     preprocessing.json   what to do to a raw input: tokenizer settings (texts) or image size/layout (images)
     tokenizer.json       texts only: the `tokenizers` library's tokenizer of the fine-tuned model
     model_card.json      the model card
-    monitoring.json      the test split's label distribution and the deployed model's test metrics (drift reference)
+    monitoring.json      the drift reference (the test split's label distribution; multi_label: each label's frequency;
+                         regression: a histogram of its targets) and the deployed model's test metrics
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tunepipe.io import sha256_file, write_json
+from tunepipe.tasks import DEFAULT, get_task
 
 FORMAT_VERSION = 1
 MANIFEST = "bundle.json"
@@ -36,13 +38,6 @@ def link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
-
-
-def label_distribution(labels: Sequence[str], names: Sequence[str]) -> dict[str, float]:
-    """Fraction of `labels` per name, in `names` order (0.0 for a label that never occurs)."""
-    counts = Counter(labels)
-    total = len(labels) or 1
-    return {name: counts.get(name, 0) / total for name in names}
 
 
 def text_spec(tokenizer: Any, max_length: int, out_dir: Path) -> dict[str, Any]:
@@ -74,11 +69,16 @@ def runtime_spec(modality: str, model_cfg: dict[str, Any], processor: Any, out_d
 
 
 def write_bundle(out_dir: Path, *, onnx: Path, int8: Path, card: dict[str, Any], modality: str, input_names: Sequence[str],
-                 runtime_spec: dict[str, Any], test_labels: Sequence[str]) -> dict[str, Any]:
+                 runtime_spec: dict[str, Any], test_labels: Sequence[Any], task: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fill `out_dir` (created; may already hold tokenizer.json from `text_spec`) and return the manifest it wrote.
 
-    `runtime_spec` is `runtime_spec(...)`'s; `test_labels` are the test split's true labels.
+    `runtime_spec` is `runtime_spec(...)`'s; `test_labels` are the test split's targets (labels, label sets, numbers);
+    `task` is what turns the model's outputs into answers: {"type" (tunepipe.tasks), "decision" (evaluate's
+    decision.json), "target_stats"}; None is single_label's.
     """
+    task = {"type": DEFAULT, "decision": {}, "target_stats": {}} | dict(task or {})
+    kind = get_task(task["type"])
+    level = kind.level_metrics[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     link_or_copy(onnx, out_dir / MODEL)
     link_or_copy(int8, out_dir / INT8)
@@ -91,8 +91,8 @@ def write_bundle(out_dir: Path, *, onnx: Path, int8: Path, card: dict[str, Any],
     write_json(out_dir / "monitoring.json", {
         "split": "test",
         "rows": len(test_labels),
-        "label_distribution": label_distribution(test_labels, names),
-        "metrics": {"accuracy": metrics["accuracy"], "int8_accuracy": metrics["int8_accuracy"], "rows": metrics["rows"]},
+        **kind.drift_reference(list(test_labels), names),
+        "metrics": {level: metrics[level], f"int8_{level}": metrics[f"int8_{level}"], "rows": metrics["rows"]},
     })
     files = sorted(path.name for path in out_dir.iterdir() if path.is_file() and path.name != MANIFEST)
     digests = {name: sha256_file(out_dir / name) for name in files}
@@ -106,6 +106,7 @@ def write_bundle(out_dir: Path, *, onnx: Path, int8: Path, card: dict[str, Any],
         "input_names": list(input_names),
         "output_name": "logits",
         "labels": names,
+        "task": task,
         "files": {name: {"sha256": digests[name], "bytes": (out_dir / name).stat().st_size} for name in files},
     }
     write_json(out_dir / MANIFEST, manifest)

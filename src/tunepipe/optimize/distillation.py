@@ -2,9 +2,10 @@
 
 The student is a copy of the teacher that keeps every other transformer layer (`layer_fraction` of them,
 evenly spaced from the first, as DistilBERT does), so it starts from the teacher's own weights. It is
-trained on the training rows with Hinton et al.'s loss: `alpha` x T^2 x KL(teacher || student) on the
-probabilities at temperature T, plus (1 - alpha) x the cross-entropy on the true labels. The same loss
-is the recovery of pruned levels (`prune.finetune_steps` > 0): they learn from the dense teacher.
+trained on the training rows with the task's `distillation_loss` (tunepipe.tasks): `alpha` x its loss on the
+teacher's outputs (softened at temperature T where the task has probabilities) plus (1 - alpha) x its loss on
+the true targets; for one label per row, Hinton et al.'s KL + cross-entropy. The same loss is the recovery of
+pruned levels (`prune.finetune_steps` > 0): they learn from the dense teacher.
 What distill computes, without its files; prune evaluates and times the student like a pruning level.
 """
 
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from tunepipe.errors import ParamsError
+from tunepipe.tasks import DEFAULT, Task, get_task
 
 _log = logging.getLogger(__name__)
 
@@ -44,16 +46,11 @@ class DistillSettings:
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, *,
-                      temperature: float, alpha: float) -> torch.Tensor:
-    """alpha x T^2 x KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) x cross-entropy(student, targets), batch means.
-
-    The T^2 keeps the soft term's gradients the size of the hard term's whatever the temperature (Hinton et al., 2015).
-    """
-    soft_teacher = torch.log_softmax(teacher_logits.detach() / temperature, dim=-1)
-    soft_student = torch.log_softmax(student_logits / temperature, dim=-1)
-    soft = nn.functional.kl_div(soft_student, soft_teacher, reduction="batchmean", log_target=True) * temperature**2
-    hard = nn.functional.cross_entropy(student_logits, targets)
-    return alpha * soft + (1 - alpha) * hard
+                      temperature: float, alpha: float, task: Task | None = None, stats: Mapping[str, float] | None = None) -> torch.Tensor:
+    """The `task`'s distillation loss (single_label by default: alpha x T^2 x KL(softmax(teacher / T) || softmax(student / T))
+    + (1 - alpha) x cross-entropy, batch means); `stats` are the checkpoint's target_stats (regression standardises with them)."""
+    task = task or get_task(DEFAULT)
+    return task.distillation_loss(student_logits, teacher_logits, targets, temperature=temperature, alpha=alpha, stats=dict(stats or {}))
 
 
 def _layer_list(model: nn.Module) -> tuple[nn.Module, str, nn.ModuleList]:
@@ -88,11 +85,13 @@ def make_student(teacher: nn.Module, layer_fraction: float) -> tuple[nn.Module, 
 
 
 def train_steps(model: nn.Module, dataset, *, steps: int, lr: float, batch_size: int, seed: int, teacher: nn.Module | None = None,
-                temperature: float = 2.0, alpha: float = 0.5, decay: bool = False, device: torch.device | str = "cpu",
-                log: logging.Logger | None = None, log_every: int = 50) -> dict[str, Any]:
-    """`steps` AdamW steps of `model` on `dataset` (labelled rows, bucketed batches seeded by `seed`): the
-    distillation loss against `teacher`'s logits, or plain cross-entropy without one; `decay`: the learning rate
-    falls linearly to zero. The one short training loop of the optimisation phase (distill, prune's recovery)."""
+                temperature: float = 2.0, alpha: float = 0.5, decay: bool = False, task: Task | None = None,
+                stats: Mapping[str, float] | None = None, device: torch.device | str = "cpu", log: logging.Logger | None = None,
+                log_every: int = 50) -> dict[str, Any]:
+    """`steps` AdamW steps of `model` on `dataset` (rows with the `task`'s targets, bucketed batches seeded by `seed`): the
+    task's distillation loss against `teacher`'s logits, or without one that loss at alpha 0 (the true targets only);
+    `decay`: the learning rate falls linearly to zero. The one short training loop of the optimisation phase (distill,
+    prune's recovery)."""
     from tunepipe.data.datamodule import BucketBatchSampler
     from tunepipe.models.inference import model_inputs
 
@@ -109,12 +108,13 @@ def train_steps(model: nn.Module, dataset, *, steps: int, lr: float, batch_size:
         for indices in sampler:
             batch = {key: value.to(device) for key, value in dataset.collate([dataset[i] for i in indices]).items()}
             inputs = model_inputs(model, batch)
+            logits = model(**inputs)
             if teacher is None:
-                loss = nn.functional.cross_entropy(model(**inputs), batch["labels"])
+                loss = distillation_loss(logits, logits.detach(), batch["labels"], temperature=temperature, alpha=0.0, task=task, stats=stats)
             else:
                 with torch.no_grad():
                     teacher_logits = teacher(**inputs)
-                loss = distillation_loss(model(**inputs), teacher_logits, batch["labels"], temperature=temperature, alpha=alpha)
+                loss = distillation_loss(logits, teacher_logits, batch["labels"], temperature=temperature, alpha=alpha, task=task, stats=stats)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -134,8 +134,9 @@ def train_steps(model: nn.Module, dataset, *, steps: int, lr: float, batch_size:
 
 
 def distill_steps(student: nn.Module, teacher: nn.Module, dataset, *, steps: int, lr: float, batch_size: int, temperature: float, alpha: float,
-                  seed: int, device: torch.device | str = "cpu", log: logging.Logger = _log, log_every: int = 50) -> dict[str, Any]:
-    """Train `student` for `steps` AdamW steps on `dataset` (labelled rows) against `teacher`'s logits, the learning
-    rate decayed linearly to zero (no warm-up: the student starts from trained weights); returns what happened."""
+                  seed: int, task: Task | None = None, stats: Mapping[str, float] | None = None, device: torch.device | str = "cpu",
+                  log: logging.Logger = _log, log_every: int = 50) -> dict[str, Any]:
+    """Train `student` for `steps` AdamW steps on `dataset` (rows with the `task`'s targets) against `teacher`'s logits,
+    the learning rate decayed linearly to zero (no warm-up: the student starts from trained weights); returns what happened."""
     return train_steps(student, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed, teacher=teacher, temperature=temperature,
-                       alpha=alpha, decay=True, device=device, log=log, log_every=log_every)
+                       alpha=alpha, decay=True, task=task, stats=stats, device=device, log=log, log_every=log_every)

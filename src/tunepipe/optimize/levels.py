@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -12,10 +12,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from tunepipe.optimize import pruning
-from tunepipe.optimize.pruning import DENSE, PruningLevel
-
-#: (class probabilities, integer targets) -> at least "accuracy" and "f1_macro" (tunepipe.evaluation's).
-Metrics = Callable[[torch.Tensor, torch.Tensor], Mapping[str, float]]
+from tunepipe.optimize.pruning import DENSE, PruningLevel, metric_label
+from tunepipe.tasks import DEFAULT, Task, get_task
 
 _log = logging.getLogger(__name__)
 
@@ -66,6 +64,30 @@ class LabelledSet:
 
 
 @dataclass(frozen=True)
+class Scoring:
+    """How a candidate's logits become its numbers: the task's `scores` of its `outputs` (with the checkpoint's
+    target_stats and evaluate's decision, multi_label's thresholds), kept for the task's `level_metrics`."""
+
+    task: Task = field(default_factory=lambda: get_task(DEFAULT))
+    names: list[str] = field(default_factory=list)
+    stats: Mapping[str, float] = field(default_factory=dict)
+    decision: Mapping[str, Any] | None = None
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(self.task.level_metrics)
+
+    @property
+    def selection_metric(self) -> str:
+        """The levels.json column candidates are selected on (higher is better)."""
+        return f"val_{self.metrics[0]}"
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        values = self.task.scores(self.task.outputs(logits, dict(self.stats)), targets, self.names, dict(self.decision or {}))
+        return {name: values[name] for name in self.metrics}
+
+
+@dataclass(frozen=True)
 class PruneResult:
     #: One row per level, in plan order: the level's record, its size, accuracy and latency (levels.json's "levels").
     levels: list[dict[str, Any]]
@@ -91,27 +113,27 @@ def latency_ms(model: nn.Module, inputs: dict[str, torch.Tensor], runs: int) -> 
 
 
 def score(model: nn.Module, splits: Mapping[str, LabelledSet], one_row: dict[str, torch.Tensor], *,
-          metrics: Metrics, batch_size: int, latency_runs: int, device: torch.device | str = "cpu") -> dict[str, float]:
-    """`<split>_accuracy` and `<split>_f1_macro` for each split, then the eager batch-1 `latency_ms`."""
+          scoring: Scoring, batch_size: int, latency_runs: int, device: torch.device | str = "cpu") -> dict[str, float]:
+    """`<split>_<metric>` for each split and each of the task's `level_metrics` (single_label: `val_accuracy`,
+    `val_f1_macro`, `test_accuracy`, `test_f1_macro`), then the eager batch-1 `latency_ms`."""
     from tunepipe.models.inference import model_inputs, predict_logits
 
     result = {}
     for name, split in splits.items():
-        logits = predict_logits(model, split.rows, batch_size, device)
-        values = metrics(logits.softmax(dim=-1), split.targets)
-        result[f"{name}_accuracy"], result[f"{name}_f1_macro"] = values["accuracy"], values["f1_macro"]
+        values = scoring(predict_logits(model, split.rows, batch_size, device), split.targets)
+        result.update({f"{name}_{metric}": value for metric, value in values.items()})
     result["latency_ms"] = latency_ms(model, model_inputs(model, one_row), latency_runs)
     return result
 
 
-def prune_and_select(dense: nn.Module, settings: PruneSettings, *, val: LabelledSet, test: LabelledSet, metrics: Metrics, seed: int,
+def prune_and_select(dense: nn.Module, settings: PruneSettings, *, val: LabelledSet, test: LabelledSet, scoring: Scoring, seed: int,
                      train: Dataset | None = None, device: torch.device | str = "cpu", log: logging.Logger = _log,
                      candidates: tuple[tuple[PruningLevel, nn.Module], ...] = ()) -> PruneResult:
     """Every level of `settings.plan()`, then each of `candidates` (the distilled student, the sweep's ensemble), scored
-    on `val` (selection) and `test` (reported), timed on one test row; the smallest or fastest within `max_accuracy_drop`
-    of the best uncompressed candidate (dense, or the ensemble) is selected (`pruning.select_candidate`). `train`
-    (labelled rows) is needed only for the recovery fine-tune (`finetune_steps` > 0),
-    which learns from `dense` as its teacher."""
+    on `val` (selection) and `test` (reported) by `scoring`, timed on one test row; the smallest or fastest within
+    `max_accuracy_drop` of the best uncompressed candidate (dense, or the ensemble) on `scoring.selection_metric` is
+    selected (`pruning.select_candidate`). `train` (rows with the task's targets) is needed only for the recovery
+    fine-tune (`finetune_steps` > 0), which learns from `dense` as its teacher with the task's distillation loss."""
     one_row = test.rows.collate([test.rows[0]])
     example = test.rows.collate([test.rows[i] for i in range(min(2, len(test.rows)))])
     finetune = None
@@ -121,7 +143,8 @@ def prune_and_select(dense: nn.Module, settings: PruneSettings, *, val: Labelled
 
         def finetune(model: nn.Module) -> None:
             pruning.finetune_steps(model, train, settings.finetune_steps, settings.finetune_lr, settings.finetune_batch_size, seed,
-                                   teacher=dense, temperature=settings.recovery_temperature, alpha=settings.recovery_alpha)
+                                   teacher=dense, temperature=settings.recovery_temperature, alpha=settings.recovery_alpha,
+                                   task=scoring.task, stats=scoring.stats)
 
     dense_params = pruning.count_params(dense)
     splits = {"val": val, "test": test}
@@ -130,22 +153,26 @@ def prune_and_select(dense: nn.Module, settings: PruneSettings, *, val: Labelled
     for level, ready in planned:
         model = ready if ready is not None else pruning.prune_at(dense, level, example, finetune)
         row = {**level.as_dict(), **pruning.sparsity_report(model, dense_params),
-               **score(model, splits, one_row, metrics=metrics, batch_size=settings.batch_size, latency_runs=settings.latency_runs, device=device)}
+               **score(model, splits, one_row, scoring=scoring, batch_size=settings.batch_size, latency_runs=settings.latency_runs, device=device)}
         row["finetune_steps"] = 0 if level.method == "dense" or ready is not None else settings.finetune_steps
         rows.append(row)
         models[level.name] = (level, model)
         log.info(
-            "%-18s val acc %.4f  test acc %.4f  params %d (non-zero %d)  eager batch-1 %.2f ms",
-            level.name, row["val_accuracy"], row["test_accuracy"], row["total_params"], row["nonzero_params"], row["latency_ms"],
+            "%-18s %s %.4f  %s %.4f  params %d (non-zero %d)  eager batch-1 %.2f ms", level.name, metric_label(scoring.selection_metric),
+            row[scoring.selection_metric], metric_label(f"test_{scoring.metrics[0]}"), row[f"test_{scoring.metrics[0]}"], row["total_params"],
+            row["nonzero_params"], row["latency_ms"],
         )
-    choice = pruning.select_candidate(rows, settings.max_accuracy_drop, settings.select)
+    choice = pruning.select_candidate(rows, settings.max_accuracy_drop, settings.select, scoring.selection_metric)
     selected, model = models[choice.level["name"]]
     log.info("selected %s", choice.reason)
     return PruneResult(levels=rows, selected=selected, model=model.cpu().eval(), reason=choice.reason, reference=choice.reference["name"])
 
 
-def levels_record(result: PruneResult, settings: PruneSettings, threads: int) -> dict[str, Any]:
-    """results/prune/levels.json: every level, and the selected one by name (with its method and sparsity)."""
+def levels_record(result: PruneResult, settings: PruneSettings, threads: int, scoring: Scoring | None = None) -> dict[str, Any]:
+    """results/prune/levels.json: every level, and the selected one by name (with its method and sparsity); which
+    column it was selected on, and the decision the scores applied where the task has one (multi_label's thresholds)."""
+    scoring = scoring or Scoring()
+    decision = scoring.task.decision_in_use(scoring.names, scoring.decision)
     return {
         "method": settings.method,
         "select": settings.select,
@@ -156,6 +183,8 @@ def levels_record(result: PruneResult, settings: PruneSettings, threads: int) ->
         "selected_reason": result.reason,
         "selection_reference": result.reference,
         "selection_split": "val",
+        "selection_metric": scoring.selection_metric,
+        **({"decision": decision} if decision else {}),
         "latency_batch_size": 1,
         "threads": threads,
         "levels": result.levels,

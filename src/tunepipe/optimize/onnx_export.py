@@ -73,28 +73,36 @@ def ort_logits(session, input_names: Sequence[str], dataset: Dataset, batch_size
     return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
 
-def parity(model: torch.nn.Module, session, dataset: Dataset, batch_size: int, keep_logits: bool = False) -> dict[str, Any]:
-    """Run every row through both; the largest logit difference and how often the predicted class agrees.
+def argmax_agreement(reference: np.ndarray, logits: np.ndarray) -> float:
+    """The share of rows whose largest logit is in the same column (1.0 for no rows): one label per row's agreement."""
+    return float((reference.argmax(1) == logits.argmax(1)).mean()) if len(reference) else 1.0
+
+
+def parity(model: torch.nn.Module, session, dataset: Dataset, batch_size: int, keep_logits: bool = False,
+           agreement: Callable[[np.ndarray, np.ndarray], float] = argmax_agreement) -> dict[str, Any]:
+    """Run every row through both; the largest logit difference and how often they give the same answer
+    (`agreement(eager, onnx)` on all rows' logits: the task's `prediction_agreement`; by default the same argmax).
 
     With `keep_logits`, ONNX Runtime's logits (row order) come back under "logits" (not JSON: pop it).
     """
-    max_diff, agree, total = 0.0, 0, 0
+    max_diff = 0.0
     model = model.eval().cpu()
-    kept = None
+    eager_all, onnx_all = None, None
     with torch.inference_mode():
         for indices in BucketBatchSampler(dataset.lengths(), batch_size, seed=0, shuffle=False):
             batch = dataset.collate([dataset[i] for i in indices])
             eager = model(**model_inputs(model, batch)).numpy()
             onnx_out = session.run(["logits"], _feeds(model, batch))[0]
             max_diff = max(max_diff, float(np.abs(eager - onnx_out).max()))
-            agree += int((eager.argmax(1) == onnx_out.argmax(1)).sum())
-            total += len(indices)
-            if keep_logits:
-                kept = np.empty((len(dataset), onnx_out.shape[1]), dtype=np.float32) if kept is None else kept
-                kept[indices] = onnx_out
-    report: dict[str, Any] = {"rows": total, "max_abs_logit_diff": max_diff, "prediction_agreement": agree / total if total else 1.0}
+            if eager_all is None:
+                eager_all = np.empty((len(dataset), eager.shape[1]), dtype=np.float32)
+                onnx_all = np.empty((len(dataset), onnx_out.shape[1]), dtype=np.float32)
+            eager_all[indices], onnx_all[indices] = eager, onnx_out
+    total = len(dataset) if eager_all is not None else 0
+    report: dict[str, Any] = {"rows": total, "max_abs_logit_diff": max_diff,
+                              "prediction_agreement": agreement(eager_all, onnx_all) if total else 1.0}
     if keep_logits:
-        report["logits"] = kept
+        report["logits"] = onnx_all
     return report
 
 

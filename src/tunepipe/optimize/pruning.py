@@ -22,6 +22,7 @@ from torch.nn.utils import prune
 
 from tunepipe.errors import ParamsError
 from tunepipe.models.structure import structure
+from tunepipe.tasks import Task
 
 Finetune = Callable[[nn.Module], None]
 
@@ -29,7 +30,7 @@ Finetune = Callable[[nn.Module], None]
 #: its sparsity is the fraction of the teacher's layers it dropped. `ensemble`: the sweep's top-k variants averaged
 #: (rule ensemble, tunepipe.models.ensemble), uncompressed like dense (sparsity 0, named `ensemble-<k>`).
 METHODS = ("dense", "unstructured", "structured", "distilled", "ensemble")
-#: The candidates that are not compressed: the best validation accuracy among them is what the others are held to.
+#: The candidates that are not compressed: the best validation score among them is what the others are held to.
 UNCOMPRESSED = ("dense", "ensemble")
 
 
@@ -208,23 +209,29 @@ def saved_structure(model: nn.Module, level: PruningLevel) -> dict[str, dict[str
 
 
 def finetune_steps(model: nn.Module, dataset, steps: int, lr: float, batch_size: int, seed: int,
-                   teacher: nn.Module | None = None, temperature: float = 2.0, alpha: float = 0.5) -> None:
+                   teacher: nn.Module | None = None, temperature: float = 2.0, alpha: float = 0.5, task: Task | None = None,
+                   stats: Mapping[str, float] | None = None) -> None:
     """A short recovery fine-tune (AdamW) on training rows after pruning; `steps` optimizer steps. With a `teacher`
-    (the dense model) the loss is the distillation loss (tunepipe.optimize.distillation), else cross-entropy."""
+    (the dense model) the loss is the `task`'s distillation loss (tunepipe.optimize.distillation), else its true-target term."""
     from tunepipe.optimize.distillation import train_steps
 
-    train_steps(model, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed, teacher=teacher, temperature=temperature, alpha=alpha)
+    train_steps(model, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed, teacher=teacher, temperature=temperature, alpha=alpha,
+                task=task, stats=stats)
 
 
-def reference_level(levels: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The uncompressed candidate (dense, or the ensemble) with the best validation accuracy; a tie goes to dense (listed first)."""
-    return max((level for level in levels if level["method"] in UNCOMPRESSED), key=lambda level: level["val_accuracy"])
+#: What levels are selected on when no task says otherwise (single_label's `val_<level_metrics[0]>`).
+SELECTION_METRIC = "val_accuracy"
 
 
-def qualifying(levels: Sequence[dict[str, Any]], max_accuracy_drop: float) -> list[dict[str, Any]]:
-    """The levels whose validation accuracy is within `max_accuracy_drop` of the reference (`reference_level`)."""
-    reference = reference_level(levels)
-    return [level for level in levels if level["val_accuracy"] >= reference["val_accuracy"] - max_accuracy_drop - 1e-12]
+def reference_level(levels: Sequence[dict[str, Any]], metric: str = SELECTION_METRIC) -> dict[str, Any]:
+    """The uncompressed candidate (dense, or the ensemble) with the best validation `metric`; a tie goes to dense (listed first)."""
+    return max((level for level in levels if level["method"] in UNCOMPRESSED), key=lambda level: level[metric])
+
+
+def qualifying(levels: Sequence[dict[str, Any]], max_accuracy_drop: float, metric: str = SELECTION_METRIC) -> list[dict[str, Any]]:
+    """The levels whose validation `metric` is within `max_accuracy_drop` of the reference's (`reference_level`)."""
+    reference = reference_level(levels, metric)
+    return [level for level in levels if level[metric] >= reference[metric] - max_accuracy_drop - 1e-12]
 
 
 @dataclass(frozen=True)
@@ -236,36 +243,44 @@ class Selection:
     reason: str
 
 
-def select_candidate(levels: Sequence[dict[str, Any]], max_accuracy_drop: float, select: str = "smallest") -> Selection:
-    """Among the candidates whose validation accuracy is within `max_accuracy_drop` of the best uncompressed one's
-    (dense, or the sweep's ensemble), the smallest (fewest non-zero parameters) or the fastest (lowest eager batch-1
-    latency); ties go to the higher val accuracy, then to the one listed first. Without an ensemble the reference is
-    dense; with one, the ensemble (the largest and slowest) is kept only when it is more than the allowed drop above
-    every smaller or faster candidate."""
-    reference = reference_level(levels)
-    ok = qualifying(levels, max_accuracy_drop)
+def select_candidate(levels: Sequence[dict[str, Any]], max_accuracy_drop: float, select: str = "smallest",
+                     metric: str = SELECTION_METRIC) -> Selection:
+    """Among the candidates whose validation `metric` (higher is better: the task's `val_<level_metrics[0]>`) is within
+    `max_accuracy_drop` of the best uncompressed one's (dense, or the sweep's ensemble), the smallest (fewest non-zero
+    parameters) or the fastest (lowest eager batch-1 latency); ties go to the higher `metric`, then to the one listed
+    first. Without an ensemble the reference is dense; with one, the ensemble (the largest and slowest) is kept only
+    when it is more than the allowed drop above every smaller or faster candidate."""
+    reference = reference_level(levels, metric)
+    ok = qualifying(levels, max_accuracy_drop, metric)
     if select == "fastest":
-        key = lambda level: (level["latency_ms"], -level["val_accuracy"])  # noqa: E731
+        key = lambda level: (level["latency_ms"], -level[metric])  # noqa: E731
     else:
-        key = lambda level: (level["nonzero_params"], -level["val_accuracy"])  # noqa: E731
+        key = lambda level: (level["nonzero_params"], -level[metric])  # noqa: E731
     kept = min(ok, key=key)
-    return Selection(kept, reference, _reason(kept, reference, levels, max_accuracy_drop, select))
+    return Selection(kept, reference, _reason(kept, reference, levels, max_accuracy_drop, select, metric))
 
 
-def _reason(kept: dict[str, Any], reference: dict[str, Any], levels: Sequence[dict[str, Any]], drop: float, select: str) -> str:
+def metric_label(metric: str) -> str:
+    """How logs and reasons name a metric: `val_accuracy` -> `val acc`, `val_f1_micro` -> `val f1 micro`."""
+    return metric.replace("accuracy", "acc").replace("_", " ")
+
+
+def _reason(kept: dict[str, Any], reference: dict[str, Any], levels: Sequence[dict[str, Any]], drop: float, select: str, metric: str) -> str:
     allowed = f"prune.max_accuracy_drop ({drop:g})"
+    label = metric_label(metric)
     others = [level for level in levels if level is not kept]
     if kept["method"] == "ensemble":
         dense = next(level for level in levels if level["method"] == "dense")
-        return (f"{kept['name']}: val acc {kept['val_accuracy']:.4f} vs dense {dense['val_accuracy']:.4f}, more than {allowed} "
+        return (f"{kept['name']}: {label} {kept[metric]:.4f} vs dense {dense[metric]:.4f}, more than {allowed} "
                 f"above every {'smaller' if select == 'smallest' else 'faster'} candidate")
-    held_to = f"the best uncompressed candidate ({reference['name']}, val acc {reference['val_accuracy']:.4f})"
+    held_to = f"the best uncompressed candidate ({reference['name']}, {label} {reference[metric]:.4f})"
     if kept is reference:
         rest = "no smaller candidate" if select == "smallest" else "no faster candidate"
         return f"{kept['name']}: {held_to}; {rest} is within {allowed} of it" if others else f"{kept['name']}: the only candidate"
-    return f"{kept['name']}: val acc {kept['val_accuracy']:.4f}, within {allowed} of {held_to}; the {select} such candidate"
+    return f"{kept['name']}: {label} {kept[metric]:.4f}, within {allowed} of {held_to}; the {select} such candidate"
 
 
-def select_level(levels: Sequence[dict[str, Any]], max_accuracy_drop: float, select: str = "smallest") -> dict[str, Any]:
+def select_level(levels: Sequence[dict[str, Any]], max_accuracy_drop: float, select: str = "smallest",
+                 metric: str = SELECTION_METRIC) -> dict[str, Any]:
     """The row `select_candidate` keeps."""
-    return select_candidate(levels, max_accuracy_drop, select).level
+    return select_candidate(levels, max_accuracy_drop, select, metric).level

@@ -3,7 +3,8 @@
 Dynamic INT8 (weights int8, activations quantized at run time) suits MatMul/Gemm-heavy transformers; static QDQ
 (activation ranges calibrated on validation rows) suits CNNs: on x86 CPUs without VNNI, dynamic INT8 made a CNN
 several times slower while static QDQ kept its speed. Which choices a run tries is `export.quantize`; each is
-scored on the validation split and the shipped `model.int8.onnx` is picked by `select_int8` (never on test).
+scored on the validation split (the task's first level metric) and the shipped `model.int8.onnx` is picked by
+`select_int8` (never on test).
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ class Int8Candidate:
     """What the selection rule reads of one INT8 choice tried."""
 
     name: str
-    val_accuracy: float
+    #: The validation score selected on: the task's first level metric (single_label: accuracy), higher is better.
+    val_score: float
     #: The INT8 file's size over the fp32 file it was made from.
     size_ratio: float
     #: ONNX Runtime latency at the largest timed batch (ms).
@@ -89,18 +91,18 @@ class Int8Candidate:
 
 
 def select_int8(candidates: Sequence[Int8Candidate], max_size_ratio: float) -> str:
-    """The shipped INT8 choice: the best validation accuracy among those at most `max_size_ratio` of the fp32 file,
+    """The shipped INT8 choice: the best validation score among those at most `max_size_ratio` of the fp32 file,
     ties going to the faster at the largest timed batch. When none is small enough, the smallest (ties: the more
-    accurate). Test accuracy is never read: it is reported, not selected on."""
+    accurate). Test scores are never read: they are reported, not selected on."""
     if not candidates:
         raise ValueError("no INT8 choice to select from")
-    def accuracy(c: Int8Candidate) -> float:  # an empty validation split scores nan: it then ranks last
-        return c.val_accuracy if c.val_accuracy == c.val_accuracy else -math.inf
+    def score(c: Int8Candidate) -> float:  # an empty validation split scores nan: it then ranks last
+        return c.val_score if c.val_score == c.val_score else -math.inf
 
     small = [c for c in candidates if c.size_ratio <= max_size_ratio]
     if small:
-        return min(small, key=lambda c: (-accuracy(c), c.latency_ms)).name
-    return min(candidates, key=lambda c: (c.size_ratio, -accuracy(c), c.latency_ms)).name
+        return min(small, key=lambda c: (-score(c), c.latency_ms)).name
+    return min(candidates, key=lambda c: (c.size_ratio, -score(c), c.latency_ms)).name
 
 
 class BatchReader:
@@ -370,11 +372,12 @@ def non_finite_nodes(prepared: Path, feed: dict[str, np.ndarray]) -> list[tuple[
     return [(node.name, node.op_type) for node in model.graph.node if bad & (set(node.output) | set(node.input))]
 
 
-def vs_fp32(row: Mapping[str, Any], fp32: Mapping[str, Any]) -> dict[str, Any]:
-    """An INT8 row against the fp32 model it was made from: size and ORT latency ratios, accuracy deltas (fractions, not points)."""
+def vs_fp32(row: Mapping[str, Any], fp32: Mapping[str, Any], metric: str = "accuracy") -> dict[str, Any]:
+    """An INT8 row against the fp32 model it was made from: size and ORT latency ratios, `metric` deltas on val and
+    test (`val_<metric>_delta`, `test_<metric>_delta`; fractions, not points)."""
     return {
         "size_ratio": round(row["onnx_bytes"] / fp32["onnx_bytes"], 4),
         "latency_ratio": {b: round(t["onnxruntime"] / fp32["latency_ms"][b]["onnxruntime"], 3) for b, t in row["latency_ms"].items() if b in fp32["latency_ms"]},
-        "val_accuracy_delta": round(row["val_accuracy"] - fp32["val_accuracy"], 6),
-        "test_accuracy_delta": round(row["test_accuracy"] - fp32["test_accuracy"], 6),
+        f"val_{metric}_delta": round(row[f"val_{metric}"] - fp32[f"val_{metric}"], 6),
+        f"test_{metric}_delta": round(row[f"test_{metric}"] - fp32[f"test_{metric}"], 6),
     }

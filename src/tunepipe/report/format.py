@@ -100,6 +100,22 @@ def fmt_text(value: Any) -> str | Markup:
     return str(value)
 
 
+def fmt_metric(value: Any, kind: str = "pct") -> str | Markup:
+    """A metric by its kind (tunepipe.tasks._report.Shown): a fraction as a percentage, anything else as a number."""
+    return fmt_pct(value) if kind == "pct" else fmt_num(value)
+
+
+def fmt_change(value: Any, kind: str = "pct") -> str | Markup:
+    """A difference of two metrics of that kind, with its sign: points for fractions."""
+    return fmt_points(value) if kind == "pct" else fmt_delta(value)
+
+
+def fmt_amount(value: Any, kind: str = "pct") -> str | Markup:
+    """A difference of two metrics of that kind as an amount (no sign): a gap, an allowed drop."""
+    x = number(value)
+    return fmt_abs_points(value) if kind == "pct" else (not_available() if x is None else f"{abs(x):.3f}")
+
+
 def fmt_svg(svg: str | None) -> Markup:
     """A figure from `tunepipe.report.plots` (our own SVG, already safe), inlined."""
     return Markup(svg) if svg else not_available()
@@ -119,4 +135,7 @@ FILTERS = {
     "ratio": fmt_ratio,
     "text": fmt_text,
     "svg": fmt_svg,
+    "metric": fmt_metric,
+    "change": fmt_change,
+    "amount": fmt_amount,
 }

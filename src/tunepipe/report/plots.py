@@ -95,15 +95,22 @@ def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float]
     return xs, ys
 
 
-def training_curves(history: Sequence[Mapping[str, Any]], best_epoch: Any = None, monitor: str | None = None) -> str | None:
-    """Loss (train/val) and validation metrics per epoch, side by side. None when nothing can be drawn.
+#: The validation metrics drawn when the caller names none (the single-label task's).
+_VAL_METRICS = (("val_accuracy", "val accuracy"), ("val_f1_macro", "val macro F1"))
+_METRIC_COLOURS = (_GREEN, "#7c3aed", "#0891b2", "#ca8a04")
+
+
+def training_curves(history: Sequence[Mapping[str, Any]], best_epoch: Any = None, monitor: str | None = None,
+                    val_metrics: Sequence[tuple[str, str]] = _VAL_METRICS) -> str | None:
+    """Loss (train/val) and validation metrics (history.csv column, legend label) per epoch, side by side. None when
+    nothing can be drawn.
 
     Every series is drawn with markers, so a single epoch shows as points rather than an empty line.
     """
     import matplotlib
 
     losses = [("train_loss", "train loss", _BLUE), ("val_loss", "val loss", _ORANGE)]
-    metrics = [("val_accuracy", "val accuracy", _GREEN), ("val_f1_macro", "val macro F1", "#7c3aed")]
+    metrics = [(key, label, _METRIC_COLOURS[i % len(_METRIC_COLOURS)]) for i, (key, label) in enumerate(val_metrics)]
     if not any(_series(history, key)[0] for key, _, _ in losses + metrics):
         return None
     best = _number(best_epoch)
@@ -373,19 +380,26 @@ def reliability_diagram(
 _METHOD_STYLE = {"unstructured": ("o", "-"), "structured": ("s", "--"), "distilled": ("^", ":")}
 
 
-def _reference(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The uncompressed row (dense, or the sweep's ensemble) with the best val accuracy: what the allowed drop is from
-    (tunepipe.optimize.pruning.reference_level; a tie goes to dense)."""
-    uncompressed = [r for r in rows if r.get("method") in ("dense", "ensemble") and _number(r.get("val_accuracy")) is not None]
+#: The levels' (val, test, second test) metric keys and names when the caller names none (the single-label task's).
+_LEVEL_KEYS = ("val_accuracy", "test_accuracy", "test_f1_macro")
+_LEVEL_NAMES = ("val accuracy", "test accuracy", "test macro F1")
+
+
+def _reference(rows: Sequence[Mapping[str, Any]], key: str = "val_accuracy") -> Mapping[str, Any] | None:
+    """The uncompressed row (dense, or the sweep's ensemble) with the best validation score `key`: what the allowed drop
+    is from (tunepipe.optimize.pruning.reference_level; a tie goes to dense)."""
+    uncompressed = [r for r in rows if r.get("method") in ("dense", "ensemble") and _number(r.get(key)) is not None]
     uncompressed.sort(key=lambda r: r.get("method") != "dense")
-    return max(uncompressed, key=lambda r: _number(r["val_accuracy"]), default=None)
+    return max(uncompressed, key=lambda r: _number(r[key]), default=None)
 
 
-def pruning_curve(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any = None) -> str | None:
-    """Validation/test accuracy against sparsity, one line per pruning method (each starts at the dense model),
-    with the selected level (the row whose `selected` flag is set) ringed and the allowed-drop floor marked.
+def pruning_curve(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any = None, keys: Sequence[str] = _LEVEL_KEYS,
+                  names: Sequence[str] = _LEVEL_NAMES, title: str = "Accuracy") -> str | None:
+    """Validation/test score (`keys`: val, test, a second test metric; `names` in the legend) against sparsity, one line
+    per pruning method (each starts at the dense model), with the selected level (the row whose `selected` flag is set)
+    ringed and the allowed-drop floor marked.
 
-    The floor is drawn at the dense model's validation accuracy minus `max_accuracy_drop`.
+    The floor is drawn at the dense model's validation score minus `max_accuracy_drop`.
     """
     import matplotlib
 
@@ -393,7 +407,8 @@ def pruning_curve(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any = 
     rows.sort(key=lambda row: _number(row.get("sparsity")))
     if not rows:
         return None
-    series = [("val_accuracy", "val accuracy", _ORANGE), ("test_accuracy", "test accuracy", _BLUE), ("test_f1_macro", "test macro F1", _GREEN)]
+    val_key, _, second_key = keys
+    series = list(zip(keys, names, (_ORANGE, _BLUE, _GREEN)))
     if not any(_number(row.get(key)) is not None for row in rows for key, _, _ in series):
         return None
     dense = [r for r in rows if r.get("method") == "dense"]
@@ -407,8 +422,8 @@ def pruning_curve(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any = 
                 marker, style = _METHOD_STYLE[method]
                 line = dense + [r for r in rows if r.get("method") == method]
                 for key, label, colour in series:
-                    if several and key == "test_f1_macro":
-                        continue  # keep the chart readable: accuracy only when methods are compared
+                    if several and key == second_key:
+                        continue  # keep the chart readable: the held-to metric only when methods are compared
                     points = [(_number(r.get("sparsity")), _number(r.get(key))) for r in line]
                     points = [(x * 100, y) for x, y in points if y is not None]
                     if points:
@@ -418,19 +433,19 @@ def pruning_curve(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any = 
                             color=colour, linewidth=1.5, label=f"{label} ({method})" if several else label,
                         )
             drop = _number(max_accuracy_drop)
-            reference = _reference(rows)  # dense, or the sweep's ensemble when the validation split prefers it
-            dense_val = _number(reference.get("val_accuracy")) if reference else None
+            reference = _reference(rows, val_key)  # dense, or the sweep's ensemble when the validation split prefers it
+            dense_val = _number(reference.get(val_key)) if reference else None
             if drop is not None and dense_val is not None:
                 ax.axhline(dense_val - drop, color=_GREY, linestyle=":", linewidth=1.0, label=f"{reference.get('method')} val − max drop")
             picked = [r for r in rows if r.get("selected") is True]
-            if picked and _number(picked[0].get("val_accuracy")) is not None:
-                ax.plot([_number(picked[0]["sparsity"]) * 100], [_number(picked[0]["val_accuracy"])], marker="o", markersize=11,
+            if picked and _number(picked[0].get(val_key)) is not None:
+                ax.plot([_number(picked[0]["sparsity"]) * 100], [_number(picked[0][val_key])], marker="o", markersize=11,
                         markerfacecolor="none", markeredgecolor="#dc2626", linestyle="none", label="selected")
             ax.set_xlabel("target sparsity / pruning ratio (%)")
             ax.set_ylabel("score")
             ax.set_xticks(sorted({_number(r.get("sparsity")) * 100 for r in rows}))
             ax.legend(loc="best")
-            return figure_to_svg(fig, "fig-pruning", "Accuracy against sparsity")
+            return figure_to_svg(fig, "fig-pruning", f"{title} against sparsity")
         finally:
             _close(fig)
 
@@ -470,7 +485,8 @@ def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[tuple[float, 
     return frontier
 
 
-def variant_frontier(variants: Sequence[Mapping[str, Any]], exported: Any = None, batch: str = "1", int8_shipped: Any = None) -> str | None:
+def variant_frontier(variants: Sequence[Mapping[str, Any]], exported: Any = None, batch: str = "1", int8_shipped: Any = None,
+                     key: str = "test_accuracy", name: str = "test accuracy") -> str | None:
     """Test accuracy against ONNX Runtime latency of export's variants (dense, pruned or distilled, every INT8 choice),
     the frontier drawn, the `exported` variant (variants.json's `selected`) ringed and the `int8_shipped` one
     (`int8_selected`) boxed: the accuracy each millisecond costs."""
@@ -483,7 +499,7 @@ def variant_frontier(variants: Sequence[Mapping[str, Any]], exported: Any = None
         timings = r.get("latency_ms") if isinstance(r.get("latency_ms"), Mapping) else {}
         at_batch = timings.get(batch) if isinstance(timings.get(batch), Mapping) else {}
         latency = _number(at_batch.get("onnxruntime"))
-        accuracy = _number(r.get("test_accuracy"))
+        accuracy = _number(r.get(key))
         if latency is not None and accuracy is not None:
             rows.append((r, latency, accuracy))
     if len(rows) < 2:
@@ -511,18 +527,19 @@ def variant_frontier(variants: Sequence[Mapping[str, Any]], exported: Any = None
                     ax.plot([latency], [accuracy], marker="s", markersize=12, markerfacecolor="none", markeredgecolor="#0891b2",
                             linestyle="none", label="shipped INT8 (model.int8.onnx)")
             ax.set_xlabel(f"ONNX Runtime latency, batch {batch} (ms)")
-            ax.set_ylabel("test accuracy")
+            ax.set_ylabel(name)
             ax.legend(loc="best")
-            return figure_to_svg(fig, "fig-variant-frontier", "Test accuracy against ONNX Runtime latency per exported variant")
+            return figure_to_svg(fig, "fig-variant-frontier", f"{name[:1].upper()}{name[1:]} against ONNX Runtime latency per exported variant")
         finally:
             _close(fig)
 
 
-def pruning_latency(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any = None) -> str | None:
-    """Validation accuracy against eager batch-1 latency, one marker style per method; the selected level ringed."""
+def pruning_latency(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any = None, key: str = "val_accuracy",
+                    name: str = "val accuracy") -> str | None:
+    """Validation score `key` against eager batch-1 latency, one marker style per method; the selected level ringed."""
     import matplotlib
 
-    rows = [r for r in levels if isinstance(r, Mapping) and _number(r.get("latency_ms")) is not None and _number(r.get("val_accuracy")) is not None]
+    rows = [r for r in levels if isinstance(r, Mapping) and _number(r.get("latency_ms")) is not None and _number(r.get(key)) is not None]
     if not rows:
         return None
     colours = {"dense": _GREY, "unstructured": _BLUE, "structured": _ORANGE, "distilled": _GREEN, "ensemble": "#7c3aed"}
@@ -533,27 +550,181 @@ def pruning_latency(levels: Sequence[Mapping[str, Any]], max_accuracy_drop: Any 
             for method in colours:
                 points = [r for r in rows if r.get("method") == method]
                 if points:
-                    ax.plot([_number(r["latency_ms"]) for r in points], [_number(r["val_accuracy"]) for r in points],
+                    ax.plot([_number(r["latency_ms"]) for r in points], [_number(r[key]) for r in points],
                             linestyle="none", marker=_METHOD_STYLE.get(method, ("D", ""))[0], markersize=6,
                             color=colours[method], label=method)
                     for r in points:
                         if method != "dense" and _number(r.get("sparsity")) is not None:
-                            ax.annotate(f"{_number(r['sparsity']) * 100:.0f}%", (_number(r["latency_ms"]), _number(r["val_accuracy"])),
+                            ax.annotate(f"{_number(r['sparsity']) * 100:.0f}%", (_number(r["latency_ms"]), _number(r[key])),
                                         textcoords="offset points", xytext=(4, 3), fontsize=7, color=colours[method])
-            frontier = pareto_frontier([(_number(r["latency_ms"]), _number(r["val_accuracy"])) for r in rows])
+            frontier = pareto_frontier([(_number(r["latency_ms"]), _number(r[key])) for r in rows])
             if len(frontier) > 1:
                 ax.step(*zip(*frontier), where="post", color=_GREY, linewidth=0.8, alpha=0.7, label="frontier")
-            dense = _reference(rows)
+            dense = _reference(rows, key)
             drop = _number(max_accuracy_drop)
             if dense is not None and drop is not None:
-                ax.axhline(_number(dense["val_accuracy"]) - drop, color=_GREY, linestyle=":", linewidth=1.0, label=f"{dense.get('method')} val − max drop")
+                ax.axhline(_number(dense[key]) - drop, color=_GREY, linestyle=":", linewidth=1.0, label=f"{dense.get('method')} val − max drop")
             picked = [r for r in rows if r.get("selected") is True]
             if picked:
-                ax.plot([_number(picked[0]["latency_ms"])], [_number(picked[0]["val_accuracy"])], marker="o", markersize=12,
+                ax.plot([_number(picked[0]["latency_ms"])], [_number(picked[0][key])], marker="o", markersize=12,
                         markerfacecolor="none", markeredgecolor="#dc2626", linestyle="none", label="selected")
             ax.set_xlabel("eager latency, batch 1 (ms)")
-            ax.set_ylabel("val accuracy")
+            ax.set_ylabel(name)
             ax.legend(loc="best")
-            return figure_to_svg(fig, "fig-pruning-latency", "Validation accuracy against latency")
+            return figure_to_svg(fig, "fig-pruning-latency", f"Validation {name.removeprefix('val ')} against latency")
+        finally:
+            _close(fig)
+
+
+def _short_name(name: Any) -> str:
+    text = str(name)
+    return text if len(text) <= 24 else text[:23] + "…"
+
+
+def per_label_scores(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """Each label's test F1, fine-tuned beside baseline (horizontal bars, the label's support in its name): which labels
+    the model learned and which it did not."""
+    import matplotlib
+
+    labels = [r for r in rows if isinstance(r, Mapping) and _number(as_mapping(r.get("model")).get("f1")) is not None]
+    if not labels:
+        return None
+    with matplotlib.rc_context(_rc("per-label")):
+        fig = _new_figure(6.4, 1.0 + 0.34 * len(labels))
+        try:
+            ax = fig.add_subplot()
+            ys = list(range(len(labels)))[::-1]
+            model = [_number(as_mapping(r.get("model")).get("f1")) or 0.0 for r in labels]
+            base = [_number(as_mapping(r.get("baseline")).get("f1")) for r in labels]
+            ax.barh([y + 0.2 for y in ys], model, height=0.38, color=_BLUE, label="fine-tuned")
+            if any(b is not None for b in base):
+                ax.barh([y - 0.2 for y in ys], [b or 0.0 for b in base], height=0.38, color=_ORANGE, alpha=0.8, label="baseline")
+            ax.set_yticks(ys, [f"{_short_name(r.get('label'))} ({int(_number(r.get('support')) or 0)})" for r in labels])
+            ax.set_xlim(0, 1)
+            ax.set_xlabel("test F1 at the label's threshold (support in brackets)")
+            ax.grid(axis="y", visible=False)
+            ax.legend(loc="lower right")
+            return figure_to_svg(fig, "fig-per-label", "Test F1 per label, fine-tuned and baseline")
+        finally:
+            _close(fig)
+
+
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _pairs(points: Sequence[Any]) -> tuple[list[float], list[float]]:
+    """(true, predicted) of details.json's points, the unreadable ones left out."""
+    pairs = [(_number(as_mapping(p).get("true")), _number(as_mapping(p).get("predicted"))) for p in points]
+    pairs = [(t, v) for t, v in pairs if t is not None and v is not None]
+    return [t for t, _ in pairs], [v for _, v in pairs]
+
+
+def predicted_vs_true(model_points: Sequence[Any], baseline_points: Sequence[Any] = (), target: Any = None) -> str | None:
+    """Predicted against true values of the test rows, fine-tuned (blue) and baseline (orange), with the diagonal a
+    perfect model would follow."""
+    import matplotlib
+
+    truth, predicted = _pairs(model_points)
+    if not truth:
+        return None
+    base_truth, base_predicted = _pairs(baseline_points)
+    name = str(target) if target else "target"
+    with matplotlib.rc_context(_rc("scatter")):
+        fig = _new_figure(4.6, 4.2)
+        try:
+            ax = fig.add_subplot()
+            if base_truth:
+                ax.scatter(base_truth, base_predicted, s=9, color=_ORANGE, alpha=0.45, linewidths=0, label="baseline")
+            ax.scatter(truth, predicted, s=9, color=_BLUE, alpha=0.6, linewidths=0, label="fine-tuned")
+            values = truth + predicted + base_truth + base_predicted
+            low, high = min(values), max(values)
+            ax.plot([low, high], [low, high], color=_GREY, linestyle=":", linewidth=1.0, label="predicted = true")
+            ax.set_xlabel(f"true {_short_name(name)}")
+            ax.set_ylabel(f"predicted {_short_name(name)}")
+            ax.set_title("Predicted against true")
+            ax.legend(loc="upper left")
+            return figure_to_svg(fig, "fig-scatter", "Predicted against true values on the test split")
+        finally:
+            _close(fig)
+
+
+def residuals(model_points: Sequence[Any], baseline_points: Sequence[Any] = (), target: Any = None) -> str | None:
+    """Each test row's error (predicted − true) against its true value, for both models: a slope shows a model pulled
+    towards the mean, an offset a bias."""
+    import matplotlib
+
+    truth, predicted = _pairs(model_points)
+    if not truth:
+        return None
+    base_truth, base_predicted = _pairs(baseline_points)
+    name = str(target) if target else "target"
+    with matplotlib.rc_context(_rc("residuals")):
+        fig = _new_figure(4.6, 4.2)
+        try:
+            ax = fig.add_subplot()
+            if base_truth:
+                ax.scatter(base_truth, [v - t for t, v in zip(base_truth, base_predicted)], s=9, color=_ORANGE, alpha=0.45, linewidths=0, label="baseline")
+            ax.scatter(truth, [v - t for t, v in zip(truth, predicted)], s=9, color=_BLUE, alpha=0.6, linewidths=0, label="fine-tuned")
+            ax.axhline(0.0, color=_GREY, linestyle=":", linewidth=1.0)
+            ax.set_xlabel(f"true {_short_name(name)}")
+            ax.set_ylabel("error (predicted − true)")
+            ax.set_title("Residuals")
+            ax.legend(loc="upper right")
+            return figure_to_svg(fig, "fig-residuals", "Errors against true values on the test split")
+        finally:
+            _close(fig)
+
+
+def label_frequency(counts: Mapping[str, Any], rows: Any = None) -> str | None:
+    """Rows carrying each label after cleaning (horizontal bars, most frequent on top), with its share of the kept rows."""
+    import matplotlib
+
+    items = [(str(label), _number(count)) for label, count in counts.items()]
+    items = sorted(((label, count) for label, count in items if count is not None), key=lambda item: -item[1])
+    if not items:
+        return None
+    total = _number(rows)
+    with matplotlib.rc_context(_rc("label-frequency")):
+        fig = _new_figure(6.4, 0.9 + 0.3 * len(items))
+        try:
+            ax = fig.add_subplot()
+            ys = list(range(len(items)))[::-1]
+            ax.barh(ys, [count for _, count in items], height=0.65, color=_BLUE)
+            for y, (_, count) in zip(ys, items):
+                text = f"{count:,.0f}" + (f" ({count / total:.0%})" if total else "")
+                ax.annotate(text, (count, y), textcoords="offset points", xytext=(3, -3), fontsize=7)
+            ax.set_yticks(ys, [_short_name(label) for label, _ in items])
+            ax.set_xlabel("rows with the label" + (" (share of kept rows)" if total else ""))
+            ax.set_xlim(0, max(count for _, count in items) * 1.2)
+            ax.grid(axis="y", visible=False)
+            return figure_to_svg(fig, "fig-label-frequency", "Rows per label after cleaning")
+        finally:
+            _close(fig)
+
+
+def target_distribution(values: Sequence[Any], facts: Mapping[str, Any] | None = None, target: Any = None) -> str | None:
+    """A histogram of the target's values, with the median and quartiles of all cleaned rows (`facts`, clean's
+    report) marked. None without values."""
+    import matplotlib
+
+    numbers = [x for x in (_number(v) for v in values) if x is not None]
+    if len(numbers) < 2:
+        return None
+    facts = facts or {}
+    with matplotlib.rc_context(_rc("target")):
+        fig = _new_figure(6.0, 2.8)
+        try:
+            ax = fig.add_subplot()
+            ax.hist(numbers, bins=min(30, max(5, len(numbers) // 10)), color=_BLUE, alpha=0.8, edgecolor="white")
+            for key, label, style in (("q25", "quartiles (all cleaned rows)", "--"), ("median", "median", "-"), ("q75", None, "--")):
+                value = _number(facts.get(key))
+                if value is not None:
+                    ax.axvline(value, color=_ORANGE, linestyle=style, linewidth=1.2, label=label)
+            ax.set_xlabel(_short_name(target) if target else "target")
+            ax.set_ylabel("rows")
+            if any(_number(facts.get(k)) is not None for k in ("q25", "median", "q75")):
+                ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+            return figure_to_svg(fig, "fig-target", "Distribution of the target")
         finally:
             _close(fig)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tunepipe.report.format import FILTERS, number
-from tunepipe.report.sections import as_dict
+from tunepipe.report.sections import as_dict, run_task
 from tunepipe.report.sections.augment import augment
 from tunepipe.report.sections.data import data
 from tunepipe.report.sections.earlier_runs import earlier_runs as earlier_runs_section
@@ -57,19 +57,21 @@ def build_report(
     report_params = as_dict(params.get("report"))
     examples = report_params.get("examples", DEFAULT_EXAMPLES)
     examples = max(0, int(examples)) if number(examples) is not None else DEFAULT_EXAMPLES
+    task = run_task(params, inputs)
+    view = task.report_view()  # what the task shows: its metrics' names, the cards, the data and evaluation blocks
     context = {
         "title": str(report_params.get("title") or DEFAULT_TITLE),
-        "summary": summary(inputs),
-        "data": data(params, inputs, examples),
+        "summary": summary(inputs, view),
+        "data": data(params, inputs, examples, view),
         "augment": augment(inputs, examples),
-        "training": training(inputs),
+        "training": training(inputs, tuple(task.val_metrics), view),
         "sweep": sweep(inputs),
-        "evaluation": evaluation(inputs, examples),
-        "slices": slices(inputs),
+        "evaluation": evaluation(inputs, examples, view),
+        "slices": slices(inputs, view),
         "explanations": explanations(params, inputs),
-        "robustness": robustness(inputs, examples),
-        "pruning": pruning(inputs),
-        "export": export(inputs),
+        "robustness": robustness(inputs, examples, view),
+        "pruning": pruning(inputs, view, task.level_metrics),
+        "export": export(inputs, view, task.level_metrics),
         "earlier_runs": earlier_runs_section(earlier_runs, inputs),
         "since_last": since_last(earlier_runs, inputs),
         "provenance": provenance_section(params, inputs, provenance),

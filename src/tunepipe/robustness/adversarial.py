@@ -15,7 +15,7 @@ each projected back into the ball (no random start, so it is deterministic).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import torch
@@ -102,26 +102,30 @@ class EmbeddingSpace:
 
 
 def search(space: AttackSpace, model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor, *,
-           method: str, epsilon: float, steps: int) -> torch.Tensor:
-    """The perturbation (detached) that raises the cross-entropy of `labels`: FGSM (one step) or PGD (`steps` steps).
+           method: str, epsilon: float, steps: int, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The perturbation (detached) that raises the loss of `labels` (the task's; cross-entropy by default): FGSM (one
+    step) or PGD (`steps` steps).
 
     Only the perturbation gets gradients (`torch.autograd.grad`), so the model's `.grad` is left untouched.
     """
     if method not in METHODS:
         raise ValueError(f"unknown attack method {method!r}; use one of {METHODS}")
+    loss = loss or nn.functional.cross_entropy
     delta = space.start(model, inputs)
     count, size = (1, epsilon) if method == "fgsm" else (steps, 2.5 * epsilon / steps)
     for _ in range(count):
         delta = delta.detach().requires_grad_(True)
         with torch.enable_grad():
-            loss = nn.functional.cross_entropy(space.logits(model, inputs, delta).float(), labels)
-            (grad,) = torch.autograd.grad(loss, delta)
+            (grad,) = torch.autograd.grad(loss(space.logits(model, inputs, delta).float(), labels), delta)
         delta = space.step(model, inputs, delta.detach(), grad, size, epsilon)
     return delta.detach()
 
 
 def adversarial_loss(space: AttackSpace, model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor, *,
-                     method: str, epsilon: float, steps: int) -> torch.Tensor:
-    """Cross-entropy on the inputs moved by the attack (FGM/FGSM or PGD): the term `train.adversarial` adds."""
-    delta = search(space, model, inputs, labels, method="fgsm" if method == "fgm" else method, epsilon=epsilon, steps=steps)
-    return nn.functional.cross_entropy(space.logits(model, inputs, delta).float(), labels)
+                     method: str, epsilon: float, steps: int,
+                     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The training loss (the task's; cross-entropy by default) on the inputs moved by the attack (FGM/FGSM or PGD):
+    the term `train.adversarial` adds."""
+    loss = loss or nn.functional.cross_entropy
+    delta = search(space, model, inputs, labels, method="fgsm" if method == "fgm" else method, epsilon=epsilon, steps=steps, loss=loss)
+    return loss(space.logits(model, inputs, delta).float(), labels)

@@ -1,21 +1,87 @@
-"""The robustness numbers: accuracy, drop from clean and flip rate per perturbation; success rate and accuracy
-under attack; and the flat record `results/robustness/metrics.json` (a DVC metric).
+"""The robustness numbers, in the task's metric (`Task.trust_metric`: accuracy, F1 micro, MAE): the score, the drop
+from clean and the flip rate per perturbation; success rate and score under attack; and the flat record
+`results/robustness/metrics.json` (a DVC metric).
 
-- accuracy: share of rows predicted right on the perturbed inputs.
-- drop: clean accuracy minus that, on the same rows (positive = worse).
-- flip rate: share of rows whose prediction differs from the clean prediction (right or wrong).
-- attack success rate: among the rows the model got right on clean inputs, the share it gets wrong under
-  attack (None when it got none right). Accuracy under attack is over every attacked row.
+- score: the task's metric on the perturbed inputs (accuracy: share of rows predicted right).
+- drop: how much worse than clean on the same rows, positive = worse (clean accuracy or F1 minus perturbed; for an
+  error such as MAE, perturbed minus clean: the increase).
+- flip rate: share of rows whose answer differs from the clean one, right or wrong (`Task.robust_differ`: another
+  class, another label set, a value moved by more than a tolerance).
+- attack success rate: among the rows an attack counts (`Task.robust_eligible`: those the model got right on clean
+  inputs for one label per row; every row otherwise), the share whose answer it changed (None when there is none).
+  The score under attack is over every attacked row.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from tunepipe.tasks import Task
 
 PERTURBATION_COLUMNS = ["perturbation", "severity", "amount", "unit", "rows", "accuracy", "drop", "flip_rate"]
 ATTACK_COLUMNS = ["attack", "space", "epsilon", "steps", "max_edits", "rows", "clean_accuracy", "accuracy", "success_rate", "queries"]
+
+
+@dataclass(frozen=True)
+class Judge:
+    """A task's view of robustness: how logits become answers (with evaluate's `decision`), how answers are scored and
+    when one has changed. `stats` are the checkpoint's target stats (regression: the tolerance is a share of their std)."""
+
+    task: Task
+    names: list[str]
+    stats: dict[str, float] = field(default_factory=dict)
+    decision: dict[str, Any] | None = None
+
+    @property
+    def metric(self) -> str:
+        return self.task.trust_metric[0]
+
+    @property
+    def sign(self) -> int:
+        """+1 when higher is better, -1 for an error."""
+        return 1 if self.task.trust_metric[1] == "max" else -1
+
+    def outputs(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.task.outputs(logits, self.stats)
+
+    def loss(self) -> Any:
+        """The task's training loss in its plain form (no class weights): what FGSM and PGD raise."""
+        return self.task.loss({}, self.stats, [])
+
+    def answers(self, logits: torch.Tensor) -> np.ndarray:
+        return self.task.trust_answers(self.outputs(logits), self.names, self.decision)
+
+    def score(self, answers: Any, targets: Any) -> float | None:
+        a, y = np.asarray(answers), np.asarray(targets)
+        if not len(y):
+            return None
+        value = float(self.task.trust_scores(a[None], y[None], self.names)[self.metric][0])
+        return round(value, 6) if np.isfinite(value) else None
+
+    def differ(self, answers: Any, clean: Any) -> np.ndarray:
+        return np.asarray(self.task.robust_differ(np.asarray(answers), np.asarray(clean), self.stats), dtype=bool)
+
+    def columns(self) -> tuple[list[str], list[str]]:
+        """The perturbations and attacks CSVs' columns (PERTURBATION_COLUMNS and ATTACK_COLUMNS in the task's metric)."""
+        empty = np.zeros((0,))
+        extra = list(self.task.robust_change(empty, empty))
+        named = [self.metric if c == "accuracy" else c for c in PERTURBATION_COLUMNS] + extra
+        return named, [{"accuracy": self.metric, "clean_accuracy": f"clean_{self.metric}"}.get(c, c) for c in ATTACK_COLUMNS]
+
+
+def default_judge(names: Sequence[str] = ()) -> Judge:
+    """One label per row (the default task): class indices scored by accuracy."""
+    from tunepipe.tasks import DEFAULT, get_task
+
+    return Judge(get_task(DEFAULT), list(names))
 
 
 def sample_rows(rows: list[dict], max_rows: int | None, seed: int) -> list[dict]:
@@ -26,69 +92,75 @@ def sample_rows(rows: list[dict], max_rows: int | None, seed: int) -> list[dict]
     return [rows[i] for i in keep]
 
 
-def _share(flags: Sequence[bool]) -> float | None:
-    return round(sum(flags) / len(flags), 6) if len(flags) else None
+def _share(flags: np.ndarray) -> float | None:
+    return round(float(np.mean(flags)), 6) if len(flags) else None
 
 
-def accuracy(predictions: Sequence[int], targets: Sequence[int]) -> float | None:
-    return _share([int(p) == int(t) for p, t in zip(predictions, targets, strict=True)])
+def flip_rate(answers: Any, clean: Any, judge: Judge) -> float | None:
+    return _share(judge.differ(answers, clean))
 
 
-def flip_rate(predictions: Sequence[int], clean: Sequence[int]) -> float | None:
-    return _share([int(p) != int(c) for p, c in zip(predictions, clean, strict=True)])
+def success_rate(answers: Any, clean: Any, targets: Any, judge: Judge) -> float | None:
+    """Changed among the rows the task's attacks count (one label per row: flipped to wrong among the originally correct)."""
+    eligible = np.asarray(judge.task.robust_eligible(np.asarray(clean), np.asarray(targets)), dtype=bool)
+    return _share(judge.differ(answers, clean)[eligible])
 
 
-def success_rate(predictions: Sequence[int], clean: Sequence[int], targets: Sequence[int]) -> float | None:
-    """Flipped to wrong among the originally correct rows."""
-    correct = [i for i, (c, t) in enumerate(zip(clean, targets, strict=True)) if int(c) == int(t)]
-    return _share([int(predictions[i]) != int(targets[i]) for i in correct])
+def _drop(clean_score: float | None, score: float | None, judge: Judge) -> float | None:
+    return round(judge.sign * (clean_score - score), 6) if score is not None and clean_score is not None else None
 
 
-def perturbation_row(name: str, severity: int, amount: float, unit: str, predictions: Sequence[int], clean: Sequence[int],
-                     targets: Sequence[int]) -> dict[str, Any]:
-    acc, clean_acc = accuracy(predictions, targets), accuracy(clean, targets)
-    return {"perturbation": name, "severity": severity, "amount": amount, "unit": unit, "rows": len(targets), "accuracy": acc,
-            "drop": round(clean_acc - acc, 6) if acc is not None and clean_acc is not None else None,
-            "flip_rate": flip_rate(predictions, clean)}
+def perturbation_row(name: str, severity: int, amount: float, unit: str, answers: Any, clean: Any, targets: Any, judge: Judge) -> dict[str, Any]:
+    score, clean_score = judge.score(answers, targets), judge.score(clean, targets)
+    return {"perturbation": name, "severity": severity, "amount": amount, "unit": unit, "rows": len(targets), judge.metric: score,
+            "drop": _drop(clean_score, score, judge), "flip_rate": flip_rate(answers, clean, judge),
+            **judge.task.robust_change(np.asarray(answers), np.asarray(clean))}
 
 
-def attack_row(outcome: Any, clean: Sequence[int], targets: Sequence[int]) -> dict[str, Any]:
-    predictions = [int(p) for p in outcome.predictions]
+def attack_row(outcome: Any, clean: Any, targets: Any, judge: Judge) -> dict[str, Any]:
+    answers = np.asarray(outcome.predictions)
     return {"attack": outcome.name, "space": outcome.space, "epsilon": outcome.epsilon, "steps": outcome.steps, "max_edits": outcome.max_edits,
-            "rows": len(targets), "clean_accuracy": accuracy(clean, targets), "accuracy": accuracy(predictions, targets),
-            "success_rate": success_rate(predictions, clean, targets), "queries": outcome.queries}
+            "rows": len(targets), f"clean_{judge.metric}": judge.score(clean, targets), judge.metric: judge.score(answers, targets),
+            "success_rate": success_rate(answers, clean, targets, judge), "queries": outcome.queries}
 
 
-def flat_metrics(clean_accuracy: float | None, rows: int, perturbations: list[dict[str, Any]], attacks: list[dict[str, Any]]) -> dict[str, Any]:
-    """The headline numbers, flat (DVC diffs them): worst and mean over every perturbation and severity, each
-    perturbation's accuracy at its strongest severity, and each attack's accuracy and success rate."""
-    flat: dict[str, Any] = {"robustness_rows": rows, "robustness_clean_accuracy": clean_accuracy}
-    scored = [row for row in perturbations if row["accuracy"] is not None]
+def flat_metrics(clean_score: float | None, rows: int, perturbations: list[dict[str, Any]], attacks: list[dict[str, Any]], judge: Judge) -> dict[str, Any]:
+    """The headline numbers, flat (DVC diffs them), in the task's metric <m>: robustness_clean_<m>, the worst and the mean
+    over every perturbation and severity (robustness_worst_<m>, robustness_worst_drop, robustness_mean_<m>,
+    robustness_mean_flip_rate, robustness_<column> the mean of a task column such as mean_abs_change), each perturbation's score at its strongest severity,
+    and each attack's score and success rate."""
+    m = judge.metric
+    flat: dict[str, Any] = {"robustness_rows": rows, f"robustness_clean_{m}": clean_score}
+    scored = [row for row in perturbations if row[m] is not None]
     if scored:
-        worst = min(scored, key=lambda row: row["accuracy"])
+        worst = min(scored, key=lambda row: judge.sign * row[m])
         flat |= {
-            "robustness_worst_accuracy": worst["accuracy"],
+            f"robustness_worst_{m}": worst[m],
             "robustness_worst_drop": max(row["drop"] for row in scored),
-            "robustness_mean_accuracy": round(sum(row["accuracy"] for row in scored) / len(scored), 6),
+            f"robustness_mean_{m}": round(sum(row[m] for row in scored) / len(scored), 6),
             "robustness_mean_flip_rate": round(sum(row["flip_rate"] for row in scored) / len(scored), 6),
         }
+        for extra in judge.columns()[0][len(PERTURBATION_COLUMNS):]:
+            values = [row[extra] for row in scored if row.get(extra) is not None]
+            if values:
+                flat[f"robustness_{extra}"] = round(sum(values) / len(values), 6)  # over every perturbation
         for name in dict.fromkeys(row["perturbation"] for row in scored):
             strongest = max((row for row in scored if row["perturbation"] == name), key=lambda row: row["severity"])
-            flat[f"robustness_{name}_accuracy"] = strongest["accuracy"]
+            flat[f"robustness_{name}_{m}"] = strongest[m]
     if attacks:
         flat["attack_rows"] = attacks[0]["rows"]
     for row in attacks:
-        flat[f"attack_{row['attack']}_accuracy"] = row["accuracy"]
+        flat[f"attack_{row['attack']}_{m}"] = row[m]
         flat[f"attack_{row['attack']}_success_rate"] = row["success_rate"]
     return flat
 
 
-def flipped(predictions: Sequence[int], clean: Sequence[int], targets: Sequence[int], limit: int, *, only_correct: bool = False) -> list[int]:
-    """The first `limit` rows whose prediction changed (only those that were right before, with `only_correct`)."""
+def flipped(changed: Sequence[bool], limit: int, eligible: Sequence[bool] | None = None) -> list[int]:
+    """The first `limit` rows whose answer changed (among the `eligible` ones, when given)."""
     picked = []
-    for i, (p, c, t) in enumerate(zip(predictions, clean, targets, strict=True)):
+    for i, moved in enumerate(changed):
         if len(picked) == limit:
             break
-        if int(p) != int(c) and (not only_correct or int(c) == int(t)):
+        if moved and (eligible is None or eligible[i]):
             picked.append(i)
     return picked

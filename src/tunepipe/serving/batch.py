@@ -88,14 +88,15 @@ def batches(count: int, size: int) -> Iterator[range]:
 
 def predict_file(predictor: Predictor, source: Path, out: Path, *, batch_size: int = 64, input_column: str | None = None,
                  id_column: str = "id", progress: bool | None = None) -> int:
-    """Score `source` into the CSV `out` (id, label, confidence, one prob_<label> column per label); returns the row count.
+    """Score `source` into the CSV `out`; returns the row count. Its columns are `id` and the task's answer: label, confidence
+    and one prob_<label> column per label; multi_label: labels (joined by ";") and prob_<label>; regression: prediction.
 
     `progress` None shows a bar only on a terminal. The CSV is written beside `out` first and renamed when complete.
     """
     from tqdm import tqdm
 
     rows = read_inputs(source, modality=predictor.bundle.modality, input_column=input_column, id_column=id_column)
-    labels = predictor.labels
+    labels, task = predictor.labels, predictor.task
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
@@ -103,17 +104,15 @@ def predict_file(predictor: Predictor, source: Path, out: Path, *, batch_size: i
         with open(partial, "w", encoding="utf-8", newline="") as handle, \
                 tqdm(total=len(rows.ids), unit="row", desc=f"scoring {source.name}", disable=False if progress else None if progress is None else True) as bar:
             writer = csv.writer(handle)
-            writer.writerow(["id", "label", "confidence", *(f"prob_{label}" for label in labels)])
+            writer.writerow(["id", *task.answer_columns(labels)])
             for chunk in batches(len(rows.ids), batch_size):
                 values = [rows.inputs[i] for i in chunk]
                 try:
-                    probabilities = predictor.predict(values)
+                    outputs = predictor.predict(values)
                 except InputError as exc:
                     raise TunepipeError(f"{rows.where[chunk[exc.index]]}: the input {exc.reason}. Fix or remove that row, then run again.") from None
-                for offset, i in enumerate(chunk):
-                    row = probabilities[offset]
-                    best = int(row.argmax())
-                    writer.writerow([rows.ids[i], labels[best], f"{row[best]:.6f}", *(f"{p:.6f}" for p in row)])
+                for i, cells in zip(chunk, task.answer_rows(outputs, labels, predictor.decision), strict=True):
+                    writer.writerow([rows.ids[i], *cells])
                 bar.update(len(chunk))
         partial.replace(out)
     finally:

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 PREDICT_HELP = """Score a file with a bundle: CSV, TSV, JSONL or Parquet with a text column (texts), or with an image-path
-column, or a folder of images (images). Writes a CSV: id, label, confidence, one prob_<label> column per label.
+column, or a folder of images (images). Writes a CSV of id and the bundle's answer: label, confidence and one
+prob_<label> column per label; a multi-label bundle: labels (joined by ";", at the bundle's thresholds) and one
+prob_<label> column per label; a regression bundle: prediction.
 
 examples:
   tunepipe predict results/export/bundle reviews.csv -o scored.csv
@@ -16,7 +18,9 @@ examples:
 """
 
 SERVE_HELP = """Serve a bundle over HTTP (FastAPI on uvicorn): POST /v1/predict, the Open Inference Protocol v2 routes,
-/health, /ready, /metrics (Prometheus), /docs (OpenAPI). SIGTERM or Ctrl-C finishes in-flight requests, then exits.
+/health, /ready, /metrics (Prometheus, with the drift of the answers against the test split's), /docs (OpenAPI).
+Answers follow the bundle's task: labels with probabilities, label sets with per-label probabilities, or numbers.
+SIGTERM or Ctrl-C finishes in-flight requests, then exits.
 
 examples:
   tunepipe serve results/export/bundle --port 8000

@@ -1,5 +1,8 @@
 """Load a bundle and predict: ONNX Runtime + numpy + `tokenizers` (texts) or Pillow (images), nothing heavier.
 
+The bundle's task (bundle.json "task") turns logits into answers with the task's numpy-only serving methods
+(tunepipe.tasks): class probabilities, per-label probabilities at the bundle's thresholds, or values.
+
 The encoders reproduce what the pipeline fed the exported model (export's parity and accuracy runs):
 texts as `data.datamodule.EncodedTexts` + `pad_batch` (the tokenizer with truncation to max_length, special
 tokens, padded right to the longest row with the pad id, attention mask 1 on real tokens, int64); images as
@@ -16,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from tunepipe.errors import TunepipeError
+from tunepipe.errors import ParamsError, TunepipeError
+from tunepipe.tasks import DEFAULT, Task, get_task
+from tunepipe.tasks._serving import softmax  # noqa: F401 (the runtime's softmax, as before tasks)
 
 MANIFEST = "bundle.json"
 SUPPORTED_FORMAT = 1
@@ -55,6 +60,18 @@ class Bundle:
     def model_file(self, int8: bool = False) -> Path:
         return self.path / ("model.int8.onnx" if int8 else "model.onnx")
 
+    @property
+    def task_spec(self) -> dict[str, Any]:
+        """{"type", "decision", "target_stats"}: what turns logits into answers (a bundle from before tasks is single_label)."""
+        return {"type": DEFAULT, "decision": {}, "target_stats": {}} | dict(self.manifest.get("task") or {})
+
+    @property
+    def task(self) -> Task:
+        try:
+            return get_task(self.task_spec["type"])
+        except ParamsError:
+            raise BundleError(f"{self.path}: task {self.task_spec['type']!r} in bundle.json is not one this tunepipe serves; upgrade tunepipe.") from None
+
 
 def _read(path: Path, name: str) -> Any:
     try:
@@ -83,8 +100,10 @@ def load_bundle(path: str | Path, verify: bool = False) -> Bundle:
         for name, info in manifest["files"].items():
             if sha256_file(path / name) != info["sha256"]:
                 raise BundleError(f"{path / name}: sha256 differs from bundle.json (a damaged or edited copy); copy the bundle again.")
-    return Bundle(path=path, manifest=manifest, labels=_read(path, "labels.json"), preprocessing=_read(path, "preprocessing.json"),
-                  monitoring=_read(path, "monitoring.json"), card=_read(path, "model_card.json"))
+    bundle = Bundle(path=path, manifest=manifest, labels=_read(path, "labels.json"), preprocessing=_read(path, "preprocessing.json"),
+                    monitoring=_read(path, "monitoring.json"), card=_read(path, "model_card.json"))
+    bundle.task  # a task this tunepipe does not know fails here, naming the bundle
+    return bundle
 
 
 class TextEncoder:
@@ -175,14 +194,8 @@ def _kind(value: Any) -> str:
 ENCODERS = {"text": TextEncoder, "image": ImageEncoder}
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 class Predictor:
-    """One bundle's model in an ONNX Runtime session: raw inputs in, probabilities out (thread-safe)."""
+    """One bundle's model in an ONNX Runtime session: raw inputs in, the task's outputs out (thread-safe)."""
 
     def __init__(self, bundle: Bundle | str | Path, *, int8: bool = False, threads: int = 1, version: str | None = None) -> None:
         import onnxruntime as ort
@@ -192,6 +205,8 @@ class Predictor:
             raise BundleError(f"{self.bundle.path}: modality {self.bundle.modality!r} is not one this runtime serves ({', '.join(ENCODERS)}).")
         self.encoder = ENCODERS[self.bundle.modality](self.bundle)
         self.labels = self.bundle.labels
+        self.task = self.bundle.task
+        self.decision, self.stats = self.bundle.task_spec["decision"], self.bundle.task_spec["target_stats"]
         self.int8 = int8
         self.version = version or self.bundle.version + ("-int8" if int8 else "")
         options = ort.SessionOptions()
@@ -206,12 +221,17 @@ class Predictor:
 
     def logits(self, checked: list) -> np.ndarray:
         if not checked:
-            return np.empty((0, len(self.labels)), dtype=np.float32)
+            return np.empty((0, self.task.output_size(self.labels)), dtype=np.float32)
         return self.session.run(["logits"], self.encoder.feeds(checked))[0]
 
-    def probabilities(self, checked: list) -> np.ndarray:
-        return softmax(self.logits(checked).astype(np.float64)).astype(np.float32)
+    def outputs(self, checked: list) -> np.ndarray:
+        """The task's outputs of checked inputs: probabilities (rows x labels; per label for multi_label) or values (rows)."""
+        return self.task.served_outputs(self.logits(checked), self.stats)
 
     def predict(self, values: list) -> np.ndarray:
-        """Probabilities (rows x labels) of raw inputs: texts, or image paths/bytes."""
-        return self.probabilities(self.check(values))
+        """`outputs` of raw inputs: texts, or image paths/bytes."""
+        return self.outputs(self.check(values))
+
+    def answers(self, outputs: np.ndarray) -> dict[str, list]:
+        """/v1/predict's answer fields of `outputs` (labels and probabilities, label sets, or values)."""
+        return self.task.answers(outputs, self.labels, self.decision)

@@ -8,6 +8,9 @@ Why FastAPI and a small batcher rather than LitServe: LitServe's batching runs i
 behind one `predict` route, so the OIP v2 routes, two models behind one route (A/B, sticky per client) and
 per-version label counts for drift would each have had to be worked around it; here one asyncio task per model
 batches whatever every route sends it.
+
+What an answer holds and what /metrics counts for drift is the bundle's task's (tunepipe.tasks, numpy only):
+a label with probabilities, a label set at the bundle's thresholds, or a number.
 """
 
 from __future__ import annotations
@@ -151,11 +154,11 @@ class MicroBatcher:
         inputs = [value for checked, _ in batch for value in checked]
 
         def infer() -> np.ndarray:
-            parts = [self.predictor.probabilities(inputs[start:start + self.max_batch_size]) for start in range(0, len(inputs), self.max_batch_size)]
-            return np.concatenate(parts) if parts else np.empty((0, len(self.predictor.labels)), dtype=np.float32)
+            parts = [self.predictor.outputs(inputs[start:start + self.max_batch_size]) for start in range(0, len(inputs), self.max_batch_size)]
+            return np.concatenate(parts) if parts else self.predictor.outputs([])
 
         try:
-            probabilities = await loop.run_in_executor(self.executor, infer)
+            outputs = await loop.run_in_executor(self.executor, infer)
         except Exception as exc:  # a bug or a broken model: every waiting request gets it (a 500), the loop goes on
             _log.exception("inference failed on a batch of %d inputs", len(inputs))
             for _, future in batch:
@@ -167,28 +170,19 @@ class MicroBatcher:
         start = 0
         for checked, future in batch:
             if not future.done():
-                future.set_result(probabilities[start:start + len(checked)])
+                future.set_result(outputs[start:start + len(checked)])
             start += len(checked)
 
 
-def psi(live: dict[str, float], reference: dict[str, float], floor: float = 1e-4) -> float:
-    """Population stability index of the live label shares against the reference's (0 = same; > 0.2 is usually read as drift)."""
-    total = sum(live.values())
-    if total <= 0:
-        return 0.0
-    value = 0.0
-    for label, ref in reference.items():
-        p, q = max(live.get(label, 0.0) / total, floor), max(ref, floor)
-        value += (p - q) * math.log(p / q)
-    return value
-
-
 class Metrics:
-    """Prometheus metrics of one app (its own registry; with several workers, prometheus-client's multiprocess mode)."""
+    """Prometheus metrics of one app (its own registry; with several workers, prometheus-client's multiprocess mode).
 
-    def __init__(self) -> None:
+    `texts` is the task's `monitoring_help`: what the predictions counter counts and what the drift gauge measures."""
+
+    def __init__(self, texts: dict[str, str]) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+        self.texts = texts
         disable_created_metrics()  # the *_created samples only double the output
         self.registry = CollectorRegistry()
         self.requests = Counter("tunepipe_http_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"], registry=self.registry)
@@ -196,11 +190,12 @@ class Metrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=self.registry)
         self.batch_size = Histogram("tunepipe_batch_size", "Inputs per model batch (dynamic micro-batching)", ["version"],
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry)
-        self.predictions = Counter("tunepipe_predictions_total", "Predicted labels by model version", ["version", "label"], registry=self.registry)
+        self.predictions = Counter("tunepipe_predictions_total", texts["predictions"], ["version", "label"], registry=self.registry)
         self.info = Gauge("tunepipe_model_info", "The models served (value 1)", ["version", "role", "modality", "precision"], registry=self.registry,
                           multiprocess_mode="max")
 
-    def render(self, references: dict[str, dict[str, float]]) -> tuple[bytes, str]:
+    def render(self, models: list[Predictor]) -> tuple[bytes, str]:
+        """The exposition, with each model's drift gauge computed from the counts so far (over every worker)."""
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
         from prometheus_client.core import GaugeMetricFamily
 
@@ -211,15 +206,19 @@ class Metrics:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
         live: dict[str, dict[str, float]] = {}
+        rows: dict[str, float] = {}  # inputs answered per version: the batch-size histogram's sum
         for family in registry.collect():
             if family.name == "tunepipe_predictions":
                 for sample in family.samples:
                     if sample.name.endswith("_total"):
                         live.setdefault(sample.labels["version"], {})[sample.labels["label"]] = sample.value
-        drift = GaugeMetricFamily("tunepipe_label_drift_psi", "PSI of the live predicted-label distribution against the test split's label distribution",
-                                  labels=["version"])
-        for version, reference in references.items():
-            drift.add_metric([version], psi(live.get(version, {}), reference))
+            if family.name == "tunepipe_batch_size":
+                for sample in family.samples:
+                    if sample.name.endswith("_sum"):
+                        rows[sample.labels["version"]] = sample.value
+        drift = GaugeMetricFamily("tunepipe_label_drift_psi", self.texts["drift"], labels=["version"])
+        for model in models:
+            drift.add_metric([model.version], model.task.drift(live.get(model.version, {}), rows.get(model.version, 0.0), model.bundle.monitoring))
 
         class Drift:
             def collect(self):
@@ -301,6 +300,8 @@ def model_versions(config: ServeConfig) -> list[str]:
     bundles = [load_bundle(config.bundle)] + ([load_bundle(config.ab)] if config.ab else [])
     if len({bundle.modality for bundle in bundles}) > 1:
         raise BundleError(f"{config.bundle} and {config.ab} classify different kinds of input; A/B needs two bundles of one modality")
+    if len({bundle.task.name for bundle in bundles}) > 1:
+        raise BundleError(f"{config.bundle} and {config.ab} answer different tasks ({', '.join(b.task.name for b in bundles)}); A/B needs two bundles of one task")
     suffix = "-int8" if config.int8 else ""
     versions = [given or bundle.version + suffix for given, bundle in zip((config.version, config.ab_version), bundles, strict=False)]
     if len(versions) == 2 and versions[0] == versions[1]:
@@ -318,10 +319,9 @@ def create_app(config: ServeConfig):
     versions = model_versions(config)
     models = [Predictor(path, int8=config.int8, threads=config.threads, version=version)
               for path, version in zip((config.bundle, config.ab), versions, strict=False)]
-    modality = models[0].bundle.modality
+    modality, task = models[0].bundle.modality, models[0].task
     router = Router(models, config.split)
-    metrics = Metrics()
-    references = {model.version: model.bundle.monitoring["label_distribution"] for model in models}
+    metrics = Metrics(task.monitoring_help)
     state: dict[str, Any] = {"ready": False, "batchers": []}
 
     def on_batch(predictor: Predictor, size: int) -> None:
@@ -330,7 +330,7 @@ def create_app(config: ServeConfig):
     @asynccontextmanager
     async def lifespan(app):
         for role, model in zip(("a", "b"), models, strict=False):
-            model.probabilities(model.check([_warmup_input(modality)]))  # the first run allocates; keep it off the first request
+            model.outputs(model.check([_warmup_input(modality)]))  # the first run allocates; keep it off the first request
             metrics.info.labels(model.version, role if len(models) > 1 else "main", modality, "int8" if model.int8 else "fp32").set(1)
         state["batchers"] = [MicroBatcher(model, max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms, enabled=config.batching,
                                           on_batch=on_batch) for model in models]
@@ -345,7 +345,7 @@ def create_app(config: ServeConfig):
         _log.info("shut down cleanly")
 
     app = FastAPI(title="tunepipe", version=__version__, lifespan=lifespan,
-                  description=f"{modality.capitalize()} classification with the bundle {models[0].bundle.path} ({', '.join(models[0].labels)}).")
+                  description=f"{modality.capitalize()} {task.title} with the bundle {models[0].bundle.path} ({', '.join(models[0].labels)}).")
 
     def route_of(scope) -> str:
         for route in app.router.routes:
@@ -400,10 +400,10 @@ def create_app(config: ServeConfig):
             checked = await asyncio.to_thread(model.check, values) if modality == "image" else model.check(values)
         except InputError as exc:
             raise RequestError(422, str(exc)) from None
-        probabilities = await state["batchers"][index].submit(checked)
-        for row in probabilities.argmax(1):
-            metrics.predictions.labels(model.version, model.labels[int(row)]).inc()
-        return model, probabilities
+        outputs = await state["batchers"][index].submit(checked)
+        for observed in model.task.observed(outputs, model.labels, model.decision, model.bundle.monitoring):
+            metrics.predictions.labels(model.version, observed).inc()
+        return model, outputs
 
     predict_schema = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -422,15 +422,8 @@ def create_app(config: ServeConfig):
         values = body["inputs"]
         if not isinstance(values, list):
             raise RequestError(422, f'"inputs" is {type(values).__name__}; send a list of {"texts" if modality == "text" else "base64 images"}')
-        model, probabilities = await score(values, request.headers.get("x-client-key"))
-        best = probabilities.argmax(1)
-        content = {
-            "model_name": config.model_name,
-            "model_version": model.version,
-            "labels": [model.labels[int(i)] for i in best],
-            "confidences": [round(float(row[i]), 6) for row, i in zip(probabilities, best, strict=True)],
-            "probabilities": [{label: round(float(p), 6) for label, p in zip(model.labels, row, strict=True)} for row in probabilities],
-        }
+        model, outputs = await score(values, request.headers.get("x-client-key"))
+        content = {"model_name": config.model_name, "model_version": model.version, **model.answers(outputs)}
         return JSONResponse(content, headers={"X-Model-Version": model.version})
 
     @app.get("/health", summary="Alive")
@@ -445,7 +438,7 @@ def create_app(config: ServeConfig):
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus():
-        body, content_type = metrics.render(references)
+        body, content_type = metrics.render(models)
         return Response(body, media_type=content_type)
 
     # --- Open Inference Protocol v2 (KServe / Triton JSON) ---------------------------------------------------
@@ -471,9 +464,8 @@ def create_app(config: ServeConfig):
         return {
             "name": config.model_name, "versions": [m.version for m in models], "platform": "onnxruntime_onnx",
             "inputs": [{"name": "input", "datatype": "BYTES", "shape": [-1]}],
-            "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]}, {"name": "confidence", "datatype": "FP32", "shape": [-1]},
-                        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(models[0].labels)]}],
-            "parameters": {"labels": models[0].labels, "modality": modality},
+            "outputs": task.oip_output_specs(models[0].labels),
+            "parameters": {"labels": models[0].labels, "modality": modality, "task": task.name},
         }
 
     @app.get("/v2/models/{name}/ready", summary="OIP v2 model readiness")
@@ -489,14 +481,8 @@ def create_app(config: ServeConfig):
         require_model(name)
         body = await read_json(request, config.max_body_bytes)
         values, wanted = _oip_inputs(body)
-        model, probabilities = await score(values, request.headers.get("x-client-key"))
-        best = probabilities.argmax(1)
-        count = len(values)
-        outputs = {
-            "label": {"name": "label", "datatype": "BYTES", "shape": [count], "data": [model.labels[int(i)] for i in best]},
-            "confidence": {"name": "confidence", "datatype": "FP32", "shape": [count], "data": [float(row[i]) for row, i in zip(probabilities, best, strict=True)]},
-            "probabilities": {"name": "probabilities", "datatype": "FP32", "shape": [count, len(model.labels)], "data": probabilities.astype(float).ravel().tolist()},
-        }
+        model, answered = await score(values, request.headers.get("x-client-key"))
+        outputs = model.task.oip_outputs(answered, model.labels, model.decision)
         unknown = [out for out in wanted if out not in outputs]
         if unknown:
             raise RequestError(400, f"unknown output {unknown[0]!r}; this model returns: {', '.join(outputs)}")

@@ -1,10 +1,12 @@
-"""clean: normalise the inputs, drop empty, too-short, unreadable, undeclared-label, conflicting and duplicate rows."""
+"""clean: normalise the inputs, drop empty, too-short, unreadable, undeclared-label (or invalid-target), conflicting and
+duplicate rows; the task (tunepipe.tasks) checks the targets."""
 
 from __future__ import annotations
 
 from tunepipe.io import read_jsonl, write_json, write_jsonl
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
+from tunepipe.tasks import task_of
 
 
 def run(ctx: StageContext) -> None:
@@ -12,7 +14,8 @@ def run(ctx: StageContext) -> None:
 
     data = ctx.params["data"]
     frame = pd.DataFrame(read_jsonl(ctx.inputs["rows"]))
-    kept, report = get_modality(data["modality"]).clean(frame, labels=data["labels"], clean_cfg=ctx.params["clean"], source=str(ctx.inputs["rows"]))
+    kept, report = get_modality(data["modality"]).clean(frame, labels=data["labels"], clean_cfg=ctx.params["clean"], source=str(ctx.inputs["rows"]),
+                                                        task=task_of(ctx.params))
     write_jsonl(ctx.outputs["rows"], kept.to_dict(orient="records"))
     write_json(ctx.outputs["report"], report.as_dict())
     removed = {k: v for k, v in report.removed.items() if v}
@@ -25,7 +28,7 @@ STAGE = Stage(
     inputs={"rows": "JSONL rows from prepare"},
     outputs={"rows": "JSONL of kept rows", "report": "JSON: removals per reason with examples, label counts"},
     run=run,
-    params_help="data.modality, data.labels, clean.*",
+    params_help="task.type, data.modality, data.labels, clean.*",
 )
 
 if __name__ == "__main__":

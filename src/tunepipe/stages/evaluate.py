@@ -1,7 +1,9 @@
 """evaluate: test-split metrics of the fine-tuned model with torchmetrics, beside the baseline's.
 
-Both models are scored by the same code (`tunepipe.evaluation.evaluate_predictions`) from their class
-probabilities: the fine-tuned model's are computed here, the baseline's read from its predictions file.
+Both models are scored by the same code (the task's `evaluate`, tunepipe.tasks) from their outputs (class
+probabilities, per-label probabilities, values): the fine-tuned model's are computed here, the baseline's read
+from its predictions file. What turns outputs into answers (multi-label: each label's threshold) is decided on the
+validation split (the task's `decide`) and written to `decision` for export, the bundle and serving.
 """
 
 from __future__ import annotations
@@ -10,87 +12,50 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from tunepipe.data.labels import encode
 from tunepipe.errors import DataError
 from tunepipe.io import read_csv_rows, read_json, read_jsonl, write_csv, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
+from tunepipe.tasks import NAMES, get_task
+
+#: The outputs every task writes; the task's own files (`Task.evaluate_files`) come beside them.
+COMMON_OUTPUTS = {
+    "metrics": "flat JSON (DVC can diff it): the task's scalar metrics, *_ci_low/*_ci_high, test_rows, baseline_* of each, worst_slice_*, "
+               "vs_baseline_* (the paired test against the baseline, with intervals)",
+    "predictions": "CSV: id, label, predicted, input and the outputs (prob:<label> per label, or the error), baseline_* beside them",
+    "decision": "JSON: how outputs become answers, decided on validation (multi_label: each label's threshold); used by export and serving",
+    "slices": "JSON: metrics per slice (group, evaluate.slice_columns, the modality's automatic quartiles) with bootstrap intervals; the worst slice",
+    "slices_table": "CSV: one row per slice (slice, kind, column, value, rows, its metrics with intervals, the gap, ranked)",
+    "comparison": "JSON: fine_tuned_vs_baseline (paired test, paired bootstrap intervals of the differences, verdict, sentence); "
+                  "diagnosis (null when the fine-tuned model is better; else headline and causes: cause, evidence, advice)",
+}
+#: Every task's own files (single_label: confusion, per_class, roc, pr, calibration, worst_errors, details; ...).
+TASK_OUTPUTS = {key: f"(task {name}) results/evaluate/{file}" for name in NAMES for key, file in get_task(name).evaluate_files.items()}
 
 
-def read_probabilities(path: Path, names: list[str], ids: list[str]):
-    """The probabilities of a predictions CSV (`prob:<label>` columns), in the order of `ids`."""
+def read_outputs(path: Path, columns: list[str], ids: list[str]):
+    """The output columns of a predictions CSV (`prob:<label>` columns, or `predicted`), in the order of `ids`."""
     import torch
-
-    from tunepipe.evaluation import PROB_PREFIX
 
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        columns = [f"{PROB_PREFIX}{name}" for name in names]
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
-            raise DataError(f"{path}: no column(s) {', '.join(missing)}; it was written for other labels. Rerun the baseline rule.")
+            raise DataError(f"{path}: no column(s) {', '.join(missing)}; it was written for other labels or another task. Rerun the baseline rule.")
         by_id = {row["id"]: [float(row[c]) for c in columns] for row in reader}
     ids = [str(i) for i in ids]  # CSV cells are text
     absent = [i for i in ids if i not in by_id]
     if absent or len(by_id) != len(ids):
         raise DataError(f"{path}: its rows are not the test split's ({len(by_id)} rows, {len(absent)} test ids missing). Rerun the baseline rule.")
-    return torch.tensor([by_id[i] for i in ids], dtype=torch.float64)
+    table = torch.tensor([by_id[i] for i in ids], dtype=torch.float64)
+    return table if len(columns) > 1 else table[:, 0]
 
 
-def _worst(rows: list[dict[str, Any]], names: list[str], probs, targets, count: int, input_field: str) -> list[dict[str, Any]]:
-    from tunepipe.evaluation import worst_errors
+def _outputs(model, meta, task, modality, rows, batch_size):
+    from tunepipe.models.inference import pick_device, predict_logits
 
-    picked = []
-    for rank, i in enumerate(worst_errors(probs, targets, count), start=1):
-        row, p = rows[i], probs[i]
-        best = int(p.argmax())
-        picked.append({
-            "rank": rank,
-            "id": row["id"],
-            "label": row["label"],
-            "predicted": names[best],
-            "confidence": round(float(p[best]), 6),
-            "label_probability": round(float(p[int(targets[i])]), 6),
-            "input": row[input_field],
-        })
-    return picked
-
-
-def _trust(ctx: StageContext, rows, modality, names, probs, baseline_probs, targets) -> dict[str, Any]:
-    """Slices and the paired comparison with the baseline (tunepipe.trust): writes their files, returns their headline numbers."""
-    from tunepipe.trust.diagnosis import diagnose
-    from tunepipe.trust.significance import compare_paired, sentence
-    from tunepipe.trust.slices import CSV_FIELDS, flat_rows, slice_columns_of, slice_table
-
-    cfg, seed = ctx.params["evaluate"], ctx.params["seed"]
-    predicted, base_predicted = probs.argmax(dim=1).numpy(), baseline_probs.argmax(dim=1).numpy()
-    columns = slice_columns_of(rows, modality, cfg["slice_columns"], str(ctx.inputs["test"]))
-    slices = slice_table(targets.numpy(), predicted, len(names), columns, resamples=cfg["bootstrap_resamples"], seed=seed, min_rows=cfg["slice_min_rows"])
-    write_json(ctx.outputs["slices"], slices)
-    write_csv(ctx.outputs["slices_table"], flat_rows(slices), CSV_FIELDS)
-    versus = compare_paired(targets.numpy(), predicted, base_predicted, len(names), resamples=cfg["bootstrap_resamples"], seed=seed, alpha=cfg["alpha"])
-    versus["sentence"] = sentence(versus, "the fine-tuned model", "the baseline")
-    # Not better than the baseline: say so, with the causes training's own records show (tunepipe.trust.diagnosis).
-    diagnosis = diagnose(versus, summary=read_json(ctx.inputs["train_summary"]), history=read_csv_rows(ctx.inputs["train_history"]),
-                         test_labels=[str(row["label"]) for row in rows], baseline_name=modality.baseline_name)
-    write_json(ctx.outputs["comparison"], {"fine_tuned_vs_baseline": versus, "diagnosis": diagnosis})
-    ctx.log.info("%s", versus["sentence"])
-    if diagnosis:
-        ctx.log.warning("%s", diagnosis["headline"])
-        for cause in diagnosis["causes"]:
-            ctx.log.warning("  %s: %s. Advice: %s.", cause["cause"], cause["evidence"], cause["advice"])
-    flat: dict[str, Any] = {}
-    worst = slices["worst"]
-    if worst is not None:
-        flat["worst_slice_accuracy"], flat["worst_slice_gap"] = worst["accuracy"], worst["accuracy_gap"]
-        ctx.log.info("worst slice: %s=%s, accuracy %.4f (%d rows), %.4f below the whole", worst["column"], worst["value"], worst["accuracy"],
-                     worst["rows"], worst["accuracy_gap"])
-    boot = versus["bootstrap"]
-    flat["vs_baseline_p_value"] = round(versus["mcnemar"]["p_value"], 6)
-    for key in ("accuracy_diff", "f1_macro_diff"):
-        flat[f"vs_baseline_{key}"] = boot[key]
-        flat[f"vs_baseline_{key}_ci_low"], flat[f"vs_baseline_{key}_ci_high"] = boot[f"{key}_ci"]
-    return flat
+    dataset = modality.encode(rows, None, meta["model_cfg"], modality.load_processor(meta["model_cfg"]))
+    return task.outputs(predict_logits(model, dataset, batch_size, pick_device()), meta["target_stats"]).cpu()
 
 
 def run(ctx: StageContext) -> None:
@@ -98,81 +63,82 @@ def run(ctx: StageContext) -> None:
 
     from tunepipe import runtime
     from tunepipe.checkpoints import load_checkpoint
-    from tunepipe.evaluation import CI_NAMES, DETAILED_NAMES, curve_classes, evaluate_predictions, prediction_rows
-    from tunepipe.models.inference import pick_device, predict_logits
+    from tunepipe.trust.assess import assess
+    from tunepipe.trust.slices import csv_fields, flat_rows
 
-    cfg = ctx.params["evaluate"]
+    cfg, seed = ctx.params["evaluate"], ctx.params["seed"]
     runtime.torch_threads(ctx.threads)
     model, meta = load_checkpoint(ctx.inputs["best"])
-    names, model_cfg, modality = meta["label_names"], meta["model_cfg"], get_modality(meta["modality"])
+    names, modality, task = meta["label_names"], get_modality(meta["modality"]), get_task(meta["task"])
     rows = read_jsonl(ctx.inputs["test"])
-    targets = torch.tensor(encode(rows, names, str(ctx.inputs["test"])))
-    dataset = modality.encode(rows, None, model_cfg, modality.load_processor(model_cfg))
-    probs = predict_logits(model, dataset, cfg["batch_size"], pick_device()).softmax(dim=-1).cpu()
-    baseline_probs = read_probabilities(ctx.inputs["baseline_predictions"], names, [row["id"] for row in rows])
+    targets = torch.tensor(task.encode(rows, names, str(ctx.inputs["test"])))
+    outputs = _outputs(model, meta, task, modality, rows, cfg["batch_size"])
+    decision: dict[str, Any] = {}
+    if "val" in ctx.inputs:
+        val_rows = read_jsonl(ctx.inputs["val"])
+        decision = task.decide(_outputs(model, meta, task, modality, val_rows, cfg["batch_size"]),
+                               torch.tensor(task.encode(val_rows, names, str(ctx.inputs["val"]))), names, cfg)
+    baseline_outputs = read_outputs(ctx.inputs["baseline_predictions"], task.output_columns(names), [row["id"] for row in rows])
 
-    bootstrap = {"resamples": cfg["bootstrap_resamples"], "seed": ctx.params["seed"]}
-    model_eval = evaluate_predictions(probs, targets, names, **bootstrap)
-    base_eval = evaluate_predictions(baseline_probs, targets, names, **bootstrap)
+    bootstrap = {"resamples": cfg["bootstrap_resamples"], "seed": seed}
+    model_eval = task.evaluate(outputs, targets, names, **bootstrap, decision=decision)
+    # the baseline has no validation predictions: it is scored as it is (multi_label: at 0.5)
+    base_eval = task.evaluate(baseline_outputs, targets, names, **bootstrap)
 
-    keys = list(DETAILED_NAMES) + [f"{name}_ci_{end}" for name in CI_NAMES for end in ("low", "high")]
-    flat = {**{k: model_eval["metrics"][k] for k in keys}, "test_rows": len(rows)}
-    flat |= {f"baseline_{k}": base_eval["metrics"][k] for k in keys}
-    flat |= _trust(ctx, rows, modality, names, probs, baseline_probs, targets)
+    flat = {**model_eval["metrics"], "test_rows": len(rows)}
+    flat |= {f"baseline_{k}": v for k, v in base_eval["metrics"].items()}
+    slices, comparison, trust = assess(task, rows=rows, modality=modality, names=names, outputs=outputs, baseline_outputs=baseline_outputs,
+                                       targets=targets, decision=decision, evaluate_cfg=cfg, seed=seed,
+                                       train_summary=read_json(ctx.inputs["train_summary"]), train_history=read_csv_rows(ctx.inputs["train_history"]),
+                                       source=str(ctx.inputs["test"]))
+    flat |= trust
     write_json(ctx.outputs["metrics"], flat)
-    write_json(ctx.outputs["confusion"], {"labels": names, "matrix": model_eval["confusion"], "normalized": model_eval["confusion_normalized"]})
-    write_csv(ctx.outputs["predictions"], *prediction_rows(rows, names, probs, modality.input_field, baseline_probs))
-    write_csv(ctx.outputs["per_class"], model_eval["per_class"], ["label", "precision", "recall", "f1", "auroc", "average_precision", "support"])
-    write_csv(ctx.outputs["roc"], model_eval["roc"], ["class", "fpr", "tpr"])
-    write_csv(ctx.outputs["pr"], model_eval["pr"], ["class", "recall", "precision"])
-    write_csv(ctx.outputs["calibration"], model_eval["calibration"], ["bin", "lower", "upper", "confidence", "accuracy", "count"])
-    write_json(ctx.outputs["worst_errors"], {"labels": names, "rows": _worst(rows, names, probs, targets, cfg["worst_examples"], modality.input_field)})
-    write_json(ctx.outputs["details"], {
-        "labels": names,
-        "curve_labels": [names[c] for c in curve_classes(len(names))],
-        "bootstrap": {**bootstrap, "level": 0.95, "method": "percentile, resampled within each true class"},
-        "models": {
-            name: {key: result[key] for key in ("per_class", "confusion", "confusion_normalized", "roc", "pr", "calibration")}
-            for name, result in (("fine_tuned", model_eval), ("baseline", base_eval))
-        },
-    })
+    write_json(ctx.outputs["slices"], slices)
+    write_csv(ctx.outputs["slices_table"], flat_rows(slices), csv_fields(slices))
+    write_json(ctx.outputs["comparison"], comparison)
+    if "decision" in ctx.outputs:
+        write_json(ctx.outputs["decision"], {"task": task.name, "labels": names, **decision})
+    write_csv(ctx.outputs["predictions"], *task.prediction_table(rows, names, outputs, modality.input_field, baseline_outputs, decision))
+    files = task.evaluation_files(rows, names, model_eval, base_eval, outputs, targets, input_field=modality.input_field,
+                                  worst=cfg["worst_examples"], bootstrap=bootstrap)
+    for key, content in files.items():
+        if key not in ctx.outputs:
+            raise DataError(f"evaluate: the rule gives no output {key!r} for task.type {task.name}; its outputs come from the task's evaluate_files.")
+        if isinstance(content, tuple):
+            write_csv(ctx.outputs[key], *content)
+        else:
+            write_json(ctx.outputs[key], content)
+    versus = comparison["fine_tuned_vs_baseline"]
+    ctx.log.info("%s", versus["sentence"])
+    if comparison["diagnosis"]:
+        ctx.log.warning("%s", comparison["diagnosis"]["headline"])
+        for cause in comparison["diagnosis"]["causes"]:
+            ctx.log.warning("  %s: %s. Advice: %s.", cause["cause"], cause["evidence"], cause["advice"])
+    if slices.get("worst"):
+        worst = slices["worst"]
+        ctx.log.info("worst slice: %s=%s (%d rows): %s", worst["column"], worst["value"], worst["rows"],
+                     {k: v for k, v in worst.items() if k not in ("column", "value", "rows", "ranked")})
     for label, result in (("fine-tuned", model_eval), ("baseline  ", base_eval)):
-        m = result["metrics"]
-        ctx.log.info(
-            "%s: %s  (95%% CI accuracy %.4f-%.4f)", label, "  ".join(f"{k} {m[k]:.4f}" for k in DETAILED_NAMES),
-            m["accuracy_ci_low"], m["accuracy_ci_high"],
-        )
+        shown = {k: v for k, v in result["metrics"].items() if "_ci_" not in k and v is not None}
+        ctx.log.info("%s: %s", label, "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
 
 
 STAGE = Stage(
     name="evaluate",
-    summary="Score the best checkpoint and the baseline on the test split (torchmetrics), with bootstrap intervals, curves and calibration.",
+    summary="Score the best checkpoint and the baseline on the test split (torchmetrics, the task's metrics), with bootstrap intervals.",
     inputs={
         "best": "Lightning checkpoint from train",
         "test": "JSONL test rows",
-        "baseline_predictions": "CSV of the baseline's test probabilities (prob:<label> columns)",
+        "val": "optional: JSONL validation rows, where the task decides something on them (multi_label: each label's threshold)",
+        "baseline_predictions": "CSV of the baseline's test outputs (prob:<label> columns, or predicted)",
         "train_summary": "results/train/summary.json (what training did: the data-aware facts, epochs; read to explain a loss to the baseline)",
         "train_history": "results/train/history.csv (per-epoch losses, to see overfitting or a training stopped while improving)",
     },
-    outputs={
-        "metrics": "flat JSON (DVC can diff it): scalar metrics, *_ci_low/*_ci_high, test_rows, baseline_* of each, worst_slice_accuracy, "
-                   "worst_slice_gap (overall minus worst slice accuracy), vs_baseline_* (McNemar p-value, paired differences with intervals)",
-        "confusion": "JSON: labels, matrix (counts; rows true, columns predicted), normalized (each row / its total)",
-        "predictions": "CSV: id, label, predicted, confidence, input, prob:<label> for every label, baseline_predicted, baseline_prob:<label>",
-        "per_class": "CSV: label, precision, recall, f1, auroc, average_precision, support",
-        "roc": "CSV: class, fpr, tpr (positive class for two labels, else one-vs-rest per class)",
-        "pr": "CSV: class, recall, precision (same classes as roc)",
-        "calibration": "CSV: bin, lower, upper, confidence, accuracy, count (non-empty bins of the reliability diagram)",
-        "worst_errors": "JSON: labels, rows (the most confident wrong predictions: rank, id, label, predicted, confidence, label_probability, input)",
-        "details": "JSON: per-class scores, confusion, curves and calibration of both models (what the report draws)",
-        "slices": "JSON: metrics per slice (group, evaluate.slice_columns, the modality's automatic quartiles) with bootstrap intervals; the worst slice",
-        "slices_table": "CSV: one row per slice (slice, kind, column, value, rows, accuracy and macro F1 with intervals, accuracy_gap, ranked)",
-        "comparison": "JSON: fine_tuned_vs_baseline (paired: McNemar's test, paired bootstrap intervals of the differences, verdict, sentence); "
-                      "diagnosis (null when the fine-tuned model is better; else headline and causes: cause, evidence, advice)",
-    },
+    outputs={**COMMON_OUTPUTS, **TASK_OUTPUTS},
     run=run,
-    params_help="seed, evaluate.batch_size, evaluate.bootstrap_resamples, evaluate.worst_examples, evaluate.slice_columns, "
+    params_help="seed, evaluate.batch_size, evaluate.bootstrap_resamples, evaluate.thresholds, evaluate.worst_examples, evaluate.slice_columns, "
     "evaluate.slice_min_rows, evaluate.alpha",
+    optional=frozenset({"val", "decision", *TASK_OUTPUTS}),
 )
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """explain: Integrated Gradients attributions (Captum) for the most confident errors and correct predictions.
 
 Which rows: evaluate's predictions table (the `explain.examples` most confident errors and as many most
-confident correct predictions). How a row is explained and drawn is its modality's (token attributions
-for texts, heat-map PNGs for images); the library is tunepipe.trust.explain.
+confident correct predictions; regression: the largest and the smallest absolute errors), and which output of
+each (the predicted class's probability; one label's; the value) are the task's (`Task.explain_candidates`,
+`explain_output`). How a row is explained and drawn is its modality's (token attributions for texts, heat-map
+PNGs for images); the library is tunepipe.trust.explain.
 """
 
 from __future__ import annotations
@@ -11,31 +13,32 @@ from __future__ import annotations
 from tunepipe.io import read_csv_rows, read_jsonl, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
+from tunepipe.tasks import get_task
 
-METHOD = "Integrated Gradients (Captum), of the predicted class's probability"
+METHOD = "Integrated Gradients (Captum), of {output}"
 
 
 def run(ctx: StageContext) -> None:
     from tunepipe import runtime
     from tunepipe.checkpoints import load_checkpoint
     from tunepipe.errors import DataError
-    from tunepipe.trust.explain import pick_examples
+    from tunepipe.trust.explain import TaskOutputs, pick_examples
 
     cfg = ctx.params["explain"]
     heatmaps = ctx.outputs["heatmaps"]
     heatmaps.mkdir(parents=True, exist_ok=True)
-    record = {"method": METHOD, "steps": cfg["steps"], "examples": cfg["examples"], "items": []}
     runtime.torch_threads(ctx.threads)
     model, meta = load_checkpoint(ctx.inputs["best"])
-    names, model_cfg, modality = meta["label_names"], meta["model_cfg"], get_modality(meta["modality"])
+    names, model_cfg, modality, task = meta["label_names"], meta["model_cfg"], get_modality(meta["modality"]), get_task(meta["task"])
+    record = {"method": METHOD.format(output=task.explain_output), "steps": cfg["steps"], "examples": cfg["examples"], "items": []}
     rows = {str(row["id"]): row for row in read_jsonl(ctx.inputs["test"])}
     predictions = read_csv_rows(ctx.inputs["predictions"])
-    picked = pick_examples(predictions, cfg["examples"])
-    unknown = [item["id"] for item in picked if item["id"] not in rows or item["predicted"] not in names]
+    picked, targets = pick_examples(task.explain_candidates(predictions, names), cfg["examples"])
+    unknown = [item["id"] for item, target in zip(picked, targets) if item["id"] not in rows or target is None]
     if unknown:
         raise DataError(f"{ctx.inputs['predictions']}: rows {', '.join(unknown[:5])} are not the test split's or the model's; rerun evaluate.")
     files = [f"{item['kind']}-{item['rank']}.png" for item in picked]
-    results = modality.explain(model, [rows[item["id"]] for item in picked], [names.index(item["predicted"]) for item in picked], model_cfg,
+    results = modality.explain(TaskOutputs(model, task, meta["target_stats"]), [rows[item["id"]] for item in picked], targets, model_cfg,
                                modality.load_processor(model_cfg), steps=cfg["steps"], out_dir=heatmaps, names=files)
     final_dir = ctx.final["heatmaps"].name
     for item, result in zip(picked, results):
@@ -58,8 +61,9 @@ STAGE = Stage(
         "predictions": "results/evaluate/predictions.csv (which rows were wrong, and how confident)",
     },
     outputs={
-        "attributions": "JSON: method, steps, labels, items (kind error|correct, rank, id, label, predicted, confidence, input, "
-                        "tokens [{text, start, end, space_before, score}] or heatmap, output, baseline_output, attribution_sum, delta), max_delta",
+        "attributions": "JSON: method, steps, labels, items (kind error|correct, rank, id, label, predicted, confidence (multi_label: also "
+                        "explained, the label; regression: error and explained instead), input, tokens [{text, start, end, space_before, "
+                        "score}] or heatmap, output, baseline_output, attribution_sum, delta), max_delta",
         "heatmaps": "folder of PNG heat maps over the images (empty for texts)",
     },
     run=run,

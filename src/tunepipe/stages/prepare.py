@@ -5,6 +5,7 @@ from __future__ import annotations
 from tunepipe.io import sha256_file, sha256_files, write_json, write_jsonl
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
+from tunepipe.tasks import task_of
 
 
 def run(ctx: StageContext) -> None:
@@ -14,17 +15,17 @@ def run(ctx: StageContext) -> None:
     data = ctx.params["data"]
     if "raw" in ctx.inputs:  # the user's file or folder, as the rule passes it (data.path)
         data = dict(data, path=str(ctx.inputs["raw"]))
-    modality = get_modality(data["modality"])
+    modality, task = get_modality(data["modality"]), task_of(ctx.params)
     source = resolve_source(data)
     ctx.log.info("reading %s (%s, %s)", source.path, source.format, modality.name)
     image_dir = ctx.outputs["rows"].parent / "images"
-    frame = stratified_sample(modality.read(data, image_dir), data["max_rows"], ctx.params.get("seed", 0))
+    frame = stratified_sample(modality.read(data, image_dir, task), data["max_rows"], ctx.params.get("seed", 0), strata=task.strata)
     if data["max_rows"] is not None:
         ctx.log.info("kept a stratified sample of %d rows (data.max_rows)", len(frame))
     write_bundled_images(frame)
     columns = ["id", modality.input_field, "label"] + [name for name in ("group", "columns") if name in frame]
     write_jsonl(ctx.outputs["rows"], frame[columns].to_dict(orient="records"))
-    counts = frame["label"].value_counts()
+    counts = task.counts(frame["label"])
     write_json(
         ctx.outputs["summary"],
         {
@@ -33,10 +34,10 @@ def run(ctx: StageContext) -> None:
             "modality": modality.name,
             "sha256": sha256_file(source.path) if source.path.is_file() else sha256_files(sorted(frame["path"]) if "path" in frame else []),
             "rows": int(len(frame)),
-            "labels": {str(k): int(v) for k, v in counts.items()},
+            "labels": counts,
         },
     )
-    ctx.log.info("%d rows, labels: %s", len(frame), {str(k): int(v) for k, v in counts.items()})
+    ctx.log.info("%d rows, labels: %s", len(frame), counts)
 
 
 STAGE = Stage(
@@ -46,7 +47,7 @@ STAGE = Stage(
     inputs={"raw": "optional: your dataset, data.path (a CSV/JSONL/Parquet file or an image folder); bundled datasets have none"},
     outputs={"rows": "JSONL rows: id, text or path, label[, group][, columns: the data file's other columns]", "summary": "JSON: source file, sha256, rows per label"},
     run=run,
-    params_help="seed, data.* (source, path, format, modality, columns, max_rows)",
+    params_help="seed, task.type, data.* (source, path, format, modality, columns, max_rows)",
     optional=frozenset({"raw"}),
 )
 

@@ -42,9 +42,10 @@ STAGE = Stage(
         "train": "results/train/summary.json (device, precision, epochs, wall time)",
         "baseline": "results/baseline/metrics.json (which baseline was fitted: its `model` name)",
         "metrics": "results/evaluate/metrics.json (test metrics, fine-tuned and baseline)",
-        "confusion": "results/evaluate/confusion.json (labels and confusion matrix)",
-        "details": "results/evaluate/details.json (per-label scores, curves and calibration of both models)",
-        "worst_errors": "results/evaluate/worst_errors.json (the most confident wrong predictions)",
+        "confusion": "optional: results/evaluate/confusion.json (single_label: labels and confusion matrix)",
+        "details": "results/evaluate/details.json (both models' per-label scores, curves and calibration; or per-label scores; or error by range and points)",
+        "worst_errors": "results/evaluate/worst_errors.json (the most confident wrong predictions, or the largest errors)",
+        "decision": "optional: results/evaluate/decision.json (the task; multi_label: each label's threshold)",
         "slices": "optional: results/evaluate/slices.json (metrics per slice, the worst slice)",
         "comparison": "optional: results/evaluate/comparison.json (the paired test of the fine-tuned model against the baseline)",
         "predictions": "optional: results/evaluate/predictions.csv (this run's test predictions, paired with the last recorded run's)",
@@ -66,7 +67,7 @@ STAGE = Stage(
     params_help="report.title     page title\n"
     "report.examples  examples shown per cleaning reason, for augmentation and of the most confident errors\n"
     "(every params section is printed in the provenance section)",
-    optional=frozenset({"selection", "ensemble", "timings", "skipped", "slices", "train_steps", "comparison", "predictions", "explanations",
+    optional=frozenset({"selection", "ensemble", "timings", "skipped", "confusion", "decision", "slices", "train_steps", "comparison", "predictions", "explanations",
                         "robustness_metrics", "robustness_perturbations", "robustness_attacks", "robustness_examples"}),
     repeatable=frozenset({"timings", "skipped"}),
 )

@@ -15,8 +15,8 @@ from tunepipe.stages.harness import Stage, StageContext, main
 
 
 def run(ctx: StageContext) -> None:
-    from tunepipe.data.labels import label_names
     from tunepipe.errors import DataError
+    from tunepipe.tasks import task_of
     from tunepipe.sweep import apply_overrides
     from tunepipe.training import train_model, write_config
 
@@ -36,7 +36,8 @@ def run(ctx: StageContext) -> None:
             shutil.copyfile(run_dir / "history.csv", ctx.outputs["history"])
             _reuse_steps(run_dir / "steps.csv", ctx, params)
             train_rows = read_jsonl(ctx.inputs["train"])
-            write_config(ctx.outputs["config"], params, label_names(params["data"]["labels"], train_rows, read_jsonl(ctx.inputs["val"])), summary)
+            names = task_of(params).names(params["data"]["labels"], params["data"], train_rows, read_jsonl(ctx.inputs["val"]))
+            write_config(ctx.outputs["config"], params, names, summary)
             write_json(ctx.outputs["summary"], summary)
             return
         ctx.log.info("training the selected variant %s on the whole training split", selection["winner"])
@@ -72,7 +73,7 @@ STAGE = Stage(
         "summary": "JSON: best epoch and score, device, precision, wall time, throughput",
     },
     run=run,
-    params_help="seed, data.labels, data.modality, model.*, train.*  (a killed run resumes from results/train/checkpoints/last.ckpt)",
+    params_help="seed, task.type, data.labels, data.modality, model.*, train.*  (a killed run resumes from results/train/checkpoints/last.ckpt)",
     optional=frozenset({"selection", "trials"}),
     repeatable=frozenset({"trials"}),
 )

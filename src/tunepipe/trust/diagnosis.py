@@ -98,17 +98,24 @@ def _few_rows(summary: Mapping[str, Any]) -> dict[str, str] | None:
 
 
 def diagnose(versus: Mapping[str, Any], *, summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]],
-             test_labels: Sequence[str], baseline_name: str) -> dict[str, Any] | None:
-    """None when the fine-tuned model is better; else the headline in words and the causes the run's records show."""
+             test_labels: Sequence[str], baseline_name: str, metric: tuple[str, str] = ("accuracy", "max")) -> dict[str, Any] | None:
+    """None when the fine-tuned model is better; else the headline in words and the causes the run's records show.
+
+    `metric` is the task's (`Task.trust_metric`): the headline quotes it, as a percentage when higher is better (a
+    share: accuracy, F1), else as a number in the target's units (an error: MAE). `test_labels` are the test rows'
+    labels, each label of a label set counted (`Task.trust_labels`; none for numbers).
+    """
     verdict = versus.get("verdict")
     if verdict == BETTER:
         return None
     worse = verdict == WORSE
     headline = (f"The fine-tuned model is worse than the {baseline_name} baseline on the same test rows" if worse else
                 f"The fine-tuned model is not significantly better than the {baseline_name} baseline on the same test rows")
-    accuracy_a, accuracy_b = versus.get("accuracy_a"), versus.get("accuracy_b")
-    if accuracy_a is not None and accuracy_b is not None:
-        headline += f" (accuracy {accuracy_a:.1%} against {accuracy_b:.1%})"
+    name, direction = metric
+    score_a, score_b = versus.get(f"{name}_a"), versus.get(f"{name}_b")
+    if score_a is not None and score_b is not None:
+        shown = "{:.1%}" if direction == "max" else "{:.4g}"
+        headline += f" ({name.replace('_', ' ')} {shown.format(score_a)} against {shown.format(score_b)})"
     headline += (". For this data the baseline is the better model; the exported ONNX model is the fine-tuned one."
                  if worse else ". The exported model is the fine-tuned one; the baseline would serve about as well.")
     causes = [found for found in (_truncation(summary), _too_few_steps(summary, history), _overfitting(history), _imbalance(test_labels),

@@ -1,7 +1,7 @@
 """Why did the model predict that? Integrated Gradients (Captum) for the rows the explain stage picks.
 
-Integrated Gradients attributes the difference f(x) - f(baseline) of one output (here the predicted class's
-probability) to the input's features, by integrating the gradient along the straight path from a baseline
+Integrated Gradients attributes the difference f(x) - f(baseline) of one output (what the task predicts, through
+`TaskOutputs`: the predicted class's probability, one label's probability, the predicted value) to the input's features, by integrating the gradient along the straight path from a baseline
 to the input. Its completeness property, sum of attributions = f(x) - f(baseline), is checked and
 recorded per example (`delta`, which shrinks as `steps` grows).
 
@@ -11,8 +11,9 @@ recorded per example (`delta`, which shrinks as `steps` grows).
 - Images: the path runs in pixel space, from a black image (zeros) to the image; the heat map is the
   attribution summed over colour channels, drawn over the image as a small PNG.
 
-Which rows get explained is `pick_examples`: the most confident errors and the most confident correct
-predictions, from evaluate's predictions table.
+Which rows get explained is `pick_examples` over the task's `explain_candidates` of evaluate's predictions table:
+the most confident errors and the most confident correct predictions (regression: the largest and the smallest
+absolute errors).
 """
 
 from __future__ import annotations
@@ -29,21 +30,42 @@ from torch import nn
 INTERNAL_BATCH = 32
 
 
-def pick_examples(predictions: Sequence[Mapping[str, Any]], count: int) -> list[dict[str, Any]]:
-    """The `count` most confident errors and the `count` most confident correct predictions, as
-    {kind: "error"|"correct", rank, id, label, predicted, confidence} (ties broken by row order)."""
-    order = sorted(range(len(predictions)), key=lambda i: (-float(predictions[i]["confidence"]), i))
-    picked: dict[str, list[dict[str, Any]]] = {"error": [], "correct": []}
+def pick_examples(candidates: Sequence[tuple[str, float, Mapping[str, Any], int | None]], count: int) -> tuple[list[dict[str, Any]], list[int | None]]:
+    """The `count` surest candidates of each kind (`Task.explain_candidates`: kind "error"|"correct", how sure, fields,
+    the output to explain), ties broken by row order: ([{kind, rank, **fields}], each one's output index), errors first."""
+    order = sorted(range(len(candidates)), key=lambda i: (-candidates[i][1], i))
+    picked: dict[str, list[tuple[dict[str, Any], int | None]]] = {"error": [], "correct": []}
     for i in order:
-        row = predictions[i]
-        kind = "correct" if str(row["label"]) == str(row["predicted"]) else "error"
+        kind, _, fields, target = candidates[i]
         if len(picked[kind]) < count:
-            picked[kind].append({"kind": kind, "rank": len(picked[kind]) + 1, "id": str(row["id"]), "label": str(row["label"]),
-                                 "predicted": str(row["predicted"]), "confidence": round(float(row["confidence"]), 6)})
-    return picked["error"] + picked["correct"]
+            picked[kind].append(({"kind": kind, "rank": len(picked[kind]) + 1, **fields}, target))
+    chosen = picked["error"] + picked["correct"]
+    return [item for item, _ in chosen], [target for _, target in chosen]
+
+
+class TaskOutputs(nn.Module):
+    """A model whose forward gives what its task predicts (`Task.outputs`: probabilities, per-label probabilities, a
+    value), always as (rows, outputs), so Integrated Gradients explains one of them by its index."""
+
+    def __init__(self, model: nn.Module, task: Any, stats: Mapping[str, float]) -> None:
+        super().__init__()
+        self.model, self.task, self.stats = model, task, dict(stats)
+        self.input_names = model.input_names
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.model.encoder
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        outputs = self.task.outputs(self.model(**inputs).float(), self.stats)
+        return outputs if outputs.dim() == 2 else outputs.unsqueeze(-1)
 
 
 def _probability(model: nn.Module):
+    """The explained function: a `TaskOutputs` model's own outputs, else (a bare classifier) its class probabilities."""
+    if isinstance(model, TaskOutputs):
+        return lambda *inputs: model(**dict(zip(model.input_names, inputs)))
+
     def forward(*inputs: torch.Tensor) -> torch.Tensor:
         return model(**dict(zip(model.input_names, inputs))).float().softmax(dim=-1)
 
@@ -57,7 +79,7 @@ def _check(attributions: torch.Tensor, delta: torch.Tensor, f_x: float, f_base: 
 
 def text_attributions(model: nn.Module, text: str, target: int, tokenizer: Any, *, max_length: int, steps: int,
                       device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Token attributions for the predicted class `target` of one text.
+    """Token attributions for output `target` of one text (the predicted class; with a `TaskOutputs` model, any output).
 
     Returns {tokens: [{text, start, end, space_before, score}], output, baseline_output, attribution_sum, delta}:
     each token is a span of the original text (so its casing is kept), special tokens ([CLS], [SEP]) left out
@@ -95,7 +117,7 @@ def text_attributions(model: nn.Module, text: str, target: int, tokenizer: Any, 
 
 
 def image_attributions(model: nn.Module, pixels: torch.Tensor, target: int, *, steps: int, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Pixel attributions for the predicted class `target` of one image (uint8, channels x height x width).
+    """Pixel attributions for output `target` of one image (uint8, channels x height x width), as `text_attributions`.
 
     Returns {heat: height x width array (attribution summed over channels), output, baseline_output,
     attribution_sum, delta}.
@@ -168,4 +190,4 @@ def inline_png(path: Path | None) -> Any:
     return Markup(f'<img class="heat" src="data:image/png;base64,{data}" alt="attribution heat map" title="{escape(Path(path).name)}">')
 
 
-__all__ = ["image_attributions", "inline_png", "largest", "overlay_png", "pick_examples", "shaded_tokens", "text_attributions"]
+__all__ = ["TaskOutputs", "image_attributions", "inline_png", "largest", "overlay_png", "pick_examples", "shaded_tokens", "text_attributions"]

@@ -2,23 +2,28 @@
 
 A slice is the rows sharing one value of a column: the group column (`data.group_column`), any column the
 user names (`evaluate.slice_columns`, carried from the data file into every row's `columns`), and the
-modality's automatic slices (text length or image brightness quartiles). Each slice gets its size,
-accuracy and macro F1 with evaluate's seeded bootstrap intervals. The worst slice is the one with the
-lowest accuracy among those with at least `min_rows` rows (smaller ones are listed, not ranked: their
-accuracy is mostly noise).
+modality's automatic slices (text length or image brightness quartiles). Each slice gets its size and the
+task's metrics (`Task.trust_scores`: accuracy and macro F1; F1 micro/macro; MAE, RMSE, R2) with evaluate's seeded
+bootstrap intervals. The worst slice is the one worst on the task's `trust_metric` (the lowest accuracy or F1, the
+highest MAE) among those with at least `min_rows` rows (smaller ones are listed, not ranked: their scores are
+mostly noise).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tunepipe.errors import DataError
-from tunepipe.trust.significance import macro_f1, resample_indices
+
+if TYPE_CHECKING:
+    from tunepipe.tasks import Task
 
 MIN_ROWS = 10
+#: The metrics of a slices.json that names none (one label per row, as it always was); other files name theirs.
+UNNAMED_METRICS = ("accuracy", "f1_macro")
 LEVEL = 0.95
 
 
@@ -82,29 +87,36 @@ def slice_columns_of(rows: Sequence[Mapping[str, Any]], modality: Any, named: Se
     return columns
 
 
-def _metrics(y: np.ndarray, p: np.ndarray, num_classes: int, *, resamples: int, seed: int) -> dict[str, Any]:
-    accuracy = float(np.mean(p == y))
-    f1 = float(macro_f1(p, y, num_classes)[0])
-    result: dict[str, Any] = {"accuracy": round(accuracy, 6), "f1_macro": round(f1, 6)}
+def _metrics(task: Task, names: list[str], y: np.ndarray, p: np.ndarray, *, resamples: int, seed: int) -> dict[str, Any]:
+    result: dict[str, Any] = {name: _rounded(value[0]) for name, value in task.trust_scores(p[None], y[None], names).items()}
     if resamples:
-        index = resample_indices(y, num_classes, resamples=resamples, seed=seed)
+        index = task.trust_resamples(y, names, resamples=resamples, seed=seed)
         alpha = (1 - LEVEL) / 2
-        for name, samples in (("accuracy", np.mean(p[index] == y[index], axis=1)), ("f1_macro", macro_f1(p[index], y[index], num_classes))):
+        for name, samples in task.trust_scores(p[index], y[index], names).items():
             low, high = np.quantile(samples, [alpha, 1 - alpha])
-            result[f"{name}_ci_low"], result[f"{name}_ci_high"] = round(float(low), 6), round(float(high), 6)
+            result[f"{name}_ci_low"], result[f"{name}_ci_high"] = _rounded(low), _rounded(high)
     return result
 
 
-def slice_table(targets: Sequence[int], predicted: Sequence[int], num_classes: int, columns: Mapping[str, tuple[str, Sequence[Any]]], *,
-                resamples: int, seed: int, min_rows: int = MIN_ROWS) -> dict[str, Any]:
-    """Per slice of each column: rows, accuracy, macro F1 and (for slices of at least `min_rows` rows) bootstrap intervals.
+def _rounded(value: float) -> float | None:
+    """A score for JSON: None where it is undefined (R2 of a slice whose targets do not vary)."""
+    return round(float(value), 6) if np.isfinite(value) else None
 
-    `columns` maps a column name to (kind, each row's value); kind is "group", "named" or "auto". Rows whose
-    value is None belong to no slice of that column. Returns {overall, min_rows, columns: [{column, kind,
-    slices: [...]}], worst: the lowest-accuracy ranked slice with its gap (overall accuracy minus its) or None}.
+
+def slice_table(task: Task, names: list[str], targets: np.ndarray, answers: np.ndarray, columns: Mapping[str, tuple[str, Sequence[Any]]], *,
+                resamples: int, seed: int, min_rows: int = MIN_ROWS) -> dict[str, Any]:
+    """Per slice of each column: rows, the task's `trust_scores` and (for slices of at least `min_rows` rows) bootstrap intervals.
+
+    `answers` and `targets` are the task's (`Task.trust_answers`; the targets as the task encodes them). `columns` maps a column name to (kind,
+    each row's value); kind is "group", "named" or "auto". Rows whose value is None belong to no slice of that column.
+    Returns {overall, min_rows, columns: [{column, kind, slices: [...]}], worst: the ranked slice worst on the task's
+    `trust_metric` with its gap (how much worse than overall, positive = worse) or None}; other tasks than the default
+    also name the `metric` and the `metrics`.
     """
-    y, p = np.asarray(targets, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
-    overall = {"rows": int(len(y)), **_metrics(y, p, num_classes, resamples=0, seed=seed)}
+    metric, direction = task.trust_metric
+    sign = 1 if direction == "max" else -1
+    y, p = np.asarray(targets), np.asarray(answers)
+    overall = {"rows": int(len(y)), **_metrics(task, names, y, p, resamples=0, seed=seed)}
     tables, ranked = [], []
     for column, (kind, values) in columns.items():
         if len(values) != len(y):
@@ -116,29 +128,41 @@ def slice_table(targets: Sequence[int], predicted: Sequence[int], num_classes: i
             mask = present & (keys == value)
             size = int(mask.sum())
             entry = {"column": column, "value": value, "rows": size, "ranked": size >= min_rows,
-                     **_metrics(y[mask], p[mask], num_classes, resamples=resamples if size >= min_rows else 0, seed=seed)}
-            entry["accuracy_gap"] = round(overall["accuracy"] - entry["accuracy"], 6)
+                     **_metrics(task, names, y[mask], p[mask], resamples=resamples if size >= min_rows else 0, seed=seed)}
+            entry[f"{metric}_gap"] = round(sign * (overall[metric] - entry[metric]), 6)
             slices.append(entry)
             if entry["ranked"]:
                 ranked.append(entry)
         tables.append({"column": column, "kind": kind, "slices": slices, "unsliced_rows": int((~present).sum())})
-    worst = min(ranked, key=lambda s: (s["accuracy"], -s["rows"], s["column"], s["value"])) if ranked else None
-    return {"overall": overall, "min_rows": min_rows, "level": LEVEL, "resamples": resamples, "seed": seed,
-            "columns": tables, "worst": dict(worst) if worst else None}
+    worst = min(ranked, key=lambda s: (sign * s[metric], -s["rows"], s["column"], s["value"])) if ranked else None
+    table = {"overall": overall, "min_rows": min_rows, "level": LEVEL, "resamples": resamples, "seed": seed,
+             "columns": tables, "worst": dict(worst) if worst else None}
+    if tuple(overall)[1:] != UNNAMED_METRICS:
+        table = {"metric": metric, "lower_is_better": direction == "min", "metrics": list(overall)[1:], **table}
+    return table
+
+
+def csv_fields(table: Mapping[str, Any]) -> list[str]:
+    """slices.csv's columns for a slice table: CSV_FIELDS with the table's own metrics (and its gap) in place of the default task's."""
+    metrics = table.get("metrics")
+    if not metrics:
+        return list(CSV_FIELDS)
+    return [*CSV_FIELDS[:5], *(f"{m}{end}" for m in metrics for end in ("", "_ci_low", "_ci_high")), f"{table['metric']}_gap", "ranked"]
 
 
 def flat_rows(table: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One CSV row per slice (what results/evaluate/slices.csv holds, and DVC plots draw)."""
+    """One CSV row per slice (what results/evaluate/slices.csv holds, and DVC plots draw), with the columns of `csv_fields`."""
     rows = []
     for column in table["columns"]:
         for entry in column["slices"]:
             rows.append({"slice": f"{entry['column']}={entry['value']}", "kind": column["kind"],
-                         **{key: entry.get(key) for key in CSV_FIELDS[2:]}})
+                         **{key: entry.get(key) for key in csv_fields(table)[2:]}})
     return rows
 
 
+#: slices.csv's columns for the default task (`csv_fields` gives any table's).
 CSV_FIELDS = ["slice", "kind", "column", "value", "rows", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1_macro",
               "f1_macro_ci_low", "f1_macro_ci_high", "accuracy_gap", "ranked"]
 
 
-__all__ = ["CSV_FIELDS", "MIN_ROWS", "brightness", "flat_rows", "named_slices", "quartile_labels", "row_value", "slice_columns_of", "slice_table"]
+__all__ = ["CSV_FIELDS", "MIN_ROWS", "brightness", "csv_fields", "flat_rows", "named_slices", "quartile_labels", "row_value", "slice_columns_of", "slice_table"]

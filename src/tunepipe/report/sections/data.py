@@ -7,6 +7,7 @@ from typing import Any
 
 from tunepipe.report.format import number
 from tunepipe.report.sections import as_dict, as_list, example_text
+from tunepipe.tasks._report import ReportView
 
 
 def _label_order(params: Mapping[str, Any], *count_maps: Any) -> list[str]:
@@ -66,7 +67,21 @@ def _splits(params: Mapping[str, Any], split: dict[str, Any]) -> tuple[list[str]
     }
 
 
-def data(params: Mapping[str, Any], inputs: Mapping[str, Any], examples: int) -> dict[str, Any]:
+def _target(clean: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+    """The number's distribution: clean's facts of all kept rows, and a histogram of the test split's true values
+    (details.json's points: clean keeps no values)."""
+    from tunepipe.report import plots
+
+    stats = as_dict(clean.get("target"))
+    truth = [as_dict(p).get("true") for p in as_list(as_dict(as_dict(details.get("models")).get("fine_tuned")).get("points"))]
+    return {"stats": stats, "averaged": clean.get("conflicting_targets_averaged"),
+            "figure": plots.target_distribution(truth, stats, details.get("target")) if truth else None}
+
+
+def data(params: Mapping[str, Any], inputs: Mapping[str, Any], examples: int, view: ReportView) -> dict[str, Any]:
+    """`view.data` names the blocks after cleaning: label counts, label frequency bars, labels per row, the target's distribution."""
+    from tunepipe.report import plots
+
     prepare = as_dict(inputs.get("prepare"))
     clean = as_dict(inputs.get("clean"))
     split = as_dict(inputs.get("split"))
@@ -85,6 +100,10 @@ def data(params: Mapping[str, Any], inputs: Mapping[str, Any], examples: int) ->
         "total_removed": sum(counted) if counted else None,
         "clean_labels": _label_rows(clean.get("labels")),
         "imbalance_ratio": clean.get("imbalance_ratio"),
+        "blocks": list(view.data),
+        **{key: clean.get(key) for key in ("label_cardinality", "rows_without_labels", "undeclared_labels_dropped")},
+        **({"label_figure": plots.label_frequency(as_dict(clean.get("labels")), clean.get("kept_rows"))} if "label_bars" in view.data else {}),
+        **({"target": _target(clean, as_dict(inputs.get("details")))} if "target" in view.data else {}),
         "seed": split.get("seed"),
         "sampled_from": split.get("sampled_from"),
         "split_labels": split_labels,

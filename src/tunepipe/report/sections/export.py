@@ -10,6 +10,8 @@ from typing import Any
 
 from tunepipe.report.format import number
 from tunepipe.report.sections import as_dict, as_list
+from tunepipe.report.sections.pruning import level_metrics
+from tunepipe.tasks._report import ReportView, Shown
 
 
 def _verdict(parity: dict[str, Any]) -> tuple[str | None, bool | None]:
@@ -45,8 +47,9 @@ def _latency(parity: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _int8(rows: list[dict[str, Any]], selected: Any) -> list[dict[str, Any]]:
-    """Every INT8 choice tried, against the fp32 model it was made from (variants.json's `vs_fp32`), the shipped one marked."""
+def _int8(rows: list[dict[str, Any]], selected: Any, key: str) -> list[dict[str, Any]]:
+    """Every INT8 choice tried, against the fp32 model it was made from (variants.json's `vs_fp32`), the shipped one marked;
+    `key`: the metric they are held to (`val_<key>`, `val_<key>_delta`, `test_<key>_delta`)."""
     out = []
     for row in rows:
         if row.get("precision") != "int8":
@@ -57,9 +60,9 @@ def _int8(rows: list[dict[str, Any]], selected: Any) -> list[dict[str, Any]]:
             "choice": quant.get("choice") or quant.get("mode"),
             "recipe": quant.get("recipe"),
             "fp32_nodes": len(as_list(quant.get("fp32_nodes"))),
-            "val_accuracy": number(row.get("val_accuracy")),
-            "val_delta": number(ratios.get("val_accuracy_delta")),
-            "test_delta": number(ratios.get("test_accuracy_delta")),
+            "val_score": number(row.get(f"val_{key}")),
+            "val_delta": number(ratios.get(f"val_{key}_delta")),
+            "test_delta": number(ratios.get(f"test_{key}_delta")),
             "size_ratio": number(ratios.get("size_ratio")),
             "latency_ratio": as_dict(ratios.get("latency_ratio")),
             "seconds": number(seconds.get("total")),
@@ -68,8 +71,9 @@ def _int8(rows: list[dict[str, Any]], selected: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _variants(record: dict[str, Any]) -> dict[str, Any]:
-    """Dense fp32, pruned fp32 and every INT8 choice, one row each, with every batch size any of them was timed at."""
+def _variants(record: dict[str, Any], metric: Shown) -> dict[str, Any]:
+    """Dense fp32, pruned fp32 and every INT8 choice, one row each, with every batch size any of them was timed at; their
+    test score in `metric` (`test_<key>`, and `<key>_delta` against dense)."""
     rows = []
     batches: list[str] = []
     for row in as_list(record.get("variants")):
@@ -77,14 +81,16 @@ def _variants(record: dict[str, Any]) -> dict[str, Any]:
             continue
         latency = as_dict(row.get("latency_ms"))
         batches += [batch for batch in latency if batch not in batches]
-        rows.append({**row, "latency": latency, "latency_ratio": as_dict(row.get("latency_ratio"))})
+        rows.append({**row, "latency": latency, "latency_ratio": as_dict(row.get("latency_ratio")),
+                     "test_score": row.get(f"test_{metric.key}"), "score_delta": row.get(f"{metric.key}_delta")})
     batches.sort(key=lambda b: float(b) if b.isdigit() else math.inf)
     from tunepipe.report import plots
 
     int8_selected = record.get("int8_selected")
     return {"rows": rows, "batches": batches, "selected": record.get("selected"), "threads": record.get("threads"),
-            "int8_selected": int8_selected, "int8_rule": record.get("int8_rule"), "int8": _int8(rows, int8_selected),
-            "frontier": plots.variant_frontier(rows, record.get("selected"), batches[0] if batches else "1", int8_selected)}
+            "int8_selected": int8_selected, "int8_rule": record.get("int8_rule"), "int8": _int8(rows, int8_selected, metric.key),
+            "frontier": plots.variant_frontier(rows, record.get("selected"), batches[0] if batches else "1", int8_selected,
+                                               f"test_{metric.key}", f"test {metric.short}")}
 
 
 #: Where the export rule writes the bundle, relative to the project (the report is built in the same project).
@@ -100,8 +106,11 @@ def deploy_commands(bundle: str = BUNDLE) -> list[str]:
     ]
 
 
-def export(inputs: Mapping[str, Any]) -> dict[str, Any]:
+def export(inputs: Mapping[str, Any], view: ReportView, metrics: tuple[str, str]) -> dict[str, Any]:
+    """`metrics`: the task's `level_metrics`; variants.json's own `metrics` when it names them."""
     parity = as_dict(inputs.get("parity"))
+    record = as_dict(inputs.get("variants"))
+    metric, _ = level_metrics(record, view, metrics)
     verdict, ok = _verdict(parity)
     return {
         "opset": parity.get("opset"),
@@ -115,7 +124,8 @@ def export(inputs: Mapping[str, Any]) -> dict[str, Any]:
         "ok": ok,
         "latency": _latency(parity),
         "pruning_level": parity.get("pruning_level"),
-        "variants": _variants(as_dict(inputs.get("variants"))),
+        "metric": {"short": metric.short, "abbr": metric.abbr or metric.short, "kind": metric.kind},
+        "variants": _variants(record, metric),
         "bundle": BUNDLE,
         "commands": deploy_commands(),
     }

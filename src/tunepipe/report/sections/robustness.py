@@ -7,21 +7,28 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tunepipe.report.format import number
-from tunepipe.report.sections import as_dict, as_list, example_text
+from tunepipe.report.sections import as_dict, as_list, example_text, shown
+from tunepipe.tasks._report import ReportView
 
 _COLOURS = ("#2563eb", "#ea580c", "#16a34a", "#7c3aed", "#dc2626", "#0891b2", "#ca8a04", "#db2777")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
-def severity_curves(rows: Sequence[Mapping[str, Any]], clean_accuracy: Any) -> str | None:
-    """Accuracy against severity, one line per perturbation, each starting at the clean accuracy (severity 0)."""
+def robustness_metric(metrics: Mapping[str, Any]) -> str:
+    """The metric the robustness files are in: the `<m>` of metrics.json's `robustness_clean_<m>` (accuracy by default)."""
+    prefix = "robustness_clean_"
+    return next((key[len(prefix):] for key in metrics if key.startswith(prefix)), "accuracy")
+
+
+def severity_curves(rows: Sequence[Mapping[str, Any]], clean_accuracy: Any, key: str = "accuracy", metric: str = "accuracy") -> str | None:
+    """The score `key` against severity, one line per perturbation, each starting at the clean score (severity 0)."""
     import matplotlib
 
     from tunepipe.report.plots import _close, _new_figure, _rc, figure_to_svg
 
     curves: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
-        severity, accuracy = number(row.get("severity")), number(row.get("accuracy"))
+        severity, accuracy = number(row.get("severity")), number(row.get(key))
         if severity is not None and accuracy is not None:
             curves.setdefault(str(row.get("perturbation")), []).append((severity, accuracy))
     if not curves:
@@ -38,14 +45,14 @@ def severity_curves(rows: Sequence[Mapping[str, Any]], clean_accuracy: Any) -> s
             severities = sorted({x for points in curves.values() for x, _ in points} | ({0.0} if clean is not None else set()))
             ax.set_xticks(severities, ["clean" if x == 0 else f"{x:.0f}" for x in severities])
             ax.set_xlabel("severity")
-            ax.set_ylabel("test accuracy")
+            ax.set_ylabel(f"test {metric}")
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
-            return figure_to_svg(fig, "fig-robustness", "Test accuracy against perturbation severity")
+            return figure_to_svg(fig, "fig-robustness", f"Test {metric} against perturbation severity")
         finally:
             _close(fig)
 
 
-def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[dict[str, Any]]]:
+def _table(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[dict[str, Any]]]:
     """One row per perturbation with its cells per severity (accuracy, drop, flip rate) and what a severity means."""
     severities = sorted({int(s) for s in (number(row.get("severity")) for row in rows) if s is not None})
     table: dict[str, dict[str, Any]] = {}
@@ -55,7 +62,8 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[dict[str,
             continue
         entry = table.setdefault(str(row.get("perturbation")), {"name": str(row.get("perturbation")), "unit": row.get("unit"), "cells": {}, "amounts": []})
         drop = number(row.get("drop"))
-        entry["cells"][int(severity)] = {**{k: row.get(k) for k in ("accuracy", "drop", "flip_rate")}, "change": 0.0 - drop if drop is not None else None}
+        entry["cells"][int(severity)] = {**{k: row.get(k) for k in ("drop", "flip_rate")}, "score": row.get(key),
+                                         "change": 0.0 - drop if drop is not None else None}
         entry["amounts"].append(row.get("amount"))
     for entry in table.values():
         entry["cells"] = [entry["cells"].get(s, {}) for s in severities]
@@ -78,26 +86,30 @@ def _examples(items: Any, key: str, limit: int) -> list[dict[str, Any]]:
     return shown
 
 
-def robustness(inputs: Mapping[str, Any], examples: int) -> dict[str, Any]:
+def robustness(inputs: Mapping[str, Any], examples: int, view: ReportView) -> dict[str, Any]:
     metrics = as_dict(inputs.get("robustness_metrics"))
+    metric = shown(view, robustness_metric(metrics))
+    key = metric.key
     record = as_dict(inputs.get("robustness_examples"))
     rows = [as_dict(r) for r in as_list(inputs.get("robustness_perturbations"))]
     attacks = [as_dict(r) for r in as_list(inputs.get("robustness_attacks"))]
-    severities, table = _table(rows)
-    worst = min((r for r in rows if number(r.get("accuracy")) is not None), key=lambda r: r["accuracy"], default=None)
+    severities, table = _table(rows, key)
+    scored = [r for r in rows if number(r.get(key)) is not None]
+    worst = (max if metric.lower_better else min)(scored, key=lambda r: r[key], default=None)
     return {
         "available": bool(metrics),
         # the skip rule's reason when the params left the step out (results/robustness/skipped.json)
         "skipped_because": as_dict(inputs.get("skipped")).get("robustness"),
         "rows": metrics.get("robustness_rows"),
-        "clean_accuracy": metrics.get("robustness_clean_accuracy"),
-        "worst_accuracy": metrics.get("robustness_worst_accuracy"),
-        "worst": worst,
+        "metric": {"short": metric.short, "kind": metric.kind},
+        "clean_score": metrics.get(f"robustness_clean_{key}"),
+        "worst_score": metrics.get(f"robustness_worst_{key}"),
+        "worst": {**worst, "score": worst.get(key)} if worst else None,
         "worst_change": 0.0 - number(worst.get("drop")) if worst and number(worst.get("drop")) is not None else None,
         "mean_flip_rate": metrics.get("robustness_mean_flip_rate"),
         "severities": severities,
         "table": table,
-        "figure": severity_curves(rows, metrics.get("robustness_clean_accuracy")) if rows else None,
+        "figure": severity_curves(rows, metrics.get(f"robustness_clean_{key}"), key, metric.short) if rows else None,
         "attacks": attacks,
         "attack_rows": metrics.get("attack_rows"),
         "perturbation_examples": _examples(record.get("perturbations"), "perturbation", examples),
