@@ -172,3 +172,22 @@ def test_the_linear_probe_gives_a_head_of_the_tasks_size(name):
     weight, bias, score = task.probe_head(features, targets, task.target_stats(targets))
     assert np.asarray(weight).shape == (task.output_size(names), 6) and np.asarray(bias).shape == (task.output_size(names),)
     assert 0.5 < score <= 1.0
+
+
+def test_multi_label_splits_are_stratified_iteratively():
+    """Every label's rows follow the split fractions, rare labels included; groups stay whole."""
+    from collections import Counter
+
+    from tunepipe.data.splitting import iterative_assignment
+
+    rng = np.random.default_rng(1)
+    names = ["common", "mid", "rare"]
+    groups = [[[name for name, p in zip(names, (0.6, 0.25, 0.05)) if rng.random() < p]] for _ in range(400)]
+    split = MULTI.assign_splits(groups, (0.7, 0.1, 0.2), seed=0)
+    assert split == iterative_assignment(groups, (0.7, 0.1, 0.2), seed=0) and set(split) == {0, 1, 2}
+    for name in names:
+        per_split = Counter(s for s, group in zip(split, groups) if name in group[0])
+        total = sum(per_split.values())
+        for s, fraction in enumerate((0.7, 0.1, 0.2)):
+            assert abs(per_split[s] - fraction * total) <= 1.5, (name, per_split)
+    assert SINGLE.assign_splits(groups, (0.7, 0.1, 0.2), 0) is None and REGRESSION.assign_splits(groups, (0.7, 0.1, 0.2), 0) is None

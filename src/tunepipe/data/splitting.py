@@ -14,6 +14,50 @@ from tunepipe.errors import DataError
 SPLITS = ("train", "val", "test")
 #: Each row's stratum from its target (the task's `strata`); the label itself by default (single_label).
 Strata = Callable[[pd.Series], pd.Series]
+#: A split per group of rows, from each group's targets, the three fractions and the seed (the task's `assign_splits`);
+#: None: split by `Strata` (stratified train_test_split).
+Assign = Callable[[list[list], tuple[float, float, float], int], list[int] | None]
+
+
+def iterative_assignment(label_sets: list[list[list[str]]], fractions: tuple[float, ...], seed: int) -> list[int]:
+    """Iterative stratification (Sechidis, Tsoumakas and Vlahavas, 2011) of groups of multi-label rows: each group (its
+    rows' label sets) goes to a split, so that every label's rows, and the rows overall, follow `fractions`.
+
+    The label with the fewest rows still to place is dealt first: each of its groups goes to the split that still wants
+    most of that label (ties: the one that wants most rows, then a seeded draw); groups without labels fill the splits
+    that want most rows. Returns the split index of each group.
+    """
+    import random
+    from collections import Counter
+
+    draw = random.Random(seed)
+    counts = [Counter(label for labels in group for label in set(labels)) for group in label_sets]
+    sizes = [len(group) for group in label_sets]
+    wanted_rows = [fraction * sum(sizes) for fraction in fractions]
+    totals = Counter(label for count in counts for label in count.elements())
+    wanted = [{label: fraction * total for label, total in totals.items()} for fraction in fractions]
+    split = [-1] * len(label_sets)
+    remaining = {index for index, count in enumerate(counts) if count}
+
+    def place(index: int, by_label: str | None) -> None:
+        keys = [((wanted[s][by_label] if by_label else 0.0), wanted_rows[s], draw.random()) for s in range(len(fractions))]
+        chosen = max(range(len(fractions)), key=lambda s: keys[s])
+        split[index] = chosen
+        wanted_rows[chosen] -= sizes[index]
+        for label, n in counts[index].items():
+            wanted[chosen][label] -= n
+
+    while remaining:
+        left = Counter(label for index in remaining for label in counts[index].elements())
+        label = min(left, key=lambda name: (left[name], name))
+        holders = sorted(index for index in remaining if label in counts[index])
+        draw.shuffle(holders)
+        for index in holders:
+            place(index, label)
+            remaining.discard(index)
+    for index in sorted(index for index, count in enumerate(counts) if not count):
+        place(index, None)
+    return split
 
 
 def _labels(targets: pd.Series) -> pd.Series:
@@ -67,8 +111,10 @@ def connected_groups(frame: pd.DataFrame) -> pd.Series:
     return pd.Series([find(i) for i in range(len(frame))], index=frame.index)
 
 
-def split_rows(frame: pd.DataFrame, *, val_fraction: float, test_fraction: float, seed: int, strata: Strata = _labels) -> dict[str, pd.DataFrame]:
-    """Split rows by stratum proportion (the label; see `Strata`), whole components at a time."""
+def split_rows(frame: pd.DataFrame, *, val_fraction: float, test_fraction: float, seed: int, strata: Strata = _labels,
+               assign: Assign | None = None) -> dict[str, pd.DataFrame]:
+    """Split rows by stratum proportion (the label; see `Strata`), or by `assign` (multi_label: iterative stratification),
+    whole components at a time."""
     counts = strata(frame["label"]).value_counts()
     if counts.min() < 3:
         raise DataError(
@@ -78,11 +124,18 @@ def split_rows(frame: pd.DataFrame, *, val_fraction: float, test_fraction: float
     frame = frame.reset_index(drop=True)
     component = connected_groups(frame)
     groups = (frame.assign(_component=component, _stratum=strata(frame["label"])).groupby("_component", sort=False)
-              .agg(label=("_stratum", "first"), rows=("id", list)).reset_index())
+              .agg(label=("_stratum", "first"), targets=("label", list), rows=("id", list)).reset_index())
     if groups["label"].value_counts().min() < 3:
         raise DataError("too few independent groups per label to split (rows of one group or near-duplicates stay together); add data or check data.group_column.")
-    rest, test = train_test_split(groups, test_size=test_fraction, stratify=groups["label"], random_state=seed)
-    train, val = train_test_split(rest, test_size=val_fraction / (1.0 - test_fraction), stratify=rest["label"], random_state=seed)
+    fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
+    assignment = assign(list(groups["targets"]), fractions, seed) if assign is not None else None
+    if assignment is not None:
+        train, val, test = (groups[[number == s for number in assignment]] for s in range(3))
+        if min(len(train), len(val), len(test)) == 0:
+            raise DataError(f"{len(groups)} independent groups of rows are too few for three splits; add data or lower split.val_fraction/test_fraction.")
+    else:
+        rest, test = train_test_split(groups, test_size=test_fraction, stratify=groups["label"], random_state=seed)
+        train, val = train_test_split(rest, test_size=val_fraction / (1.0 - test_fraction), stratify=rest["label"], random_state=seed)
     by_id = frame.set_index("id")
     result = {}
     for name, part in zip(SPLITS, (train, val, test)):

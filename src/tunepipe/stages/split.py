@@ -14,7 +14,8 @@ def run(ctx: StageContext) -> None:
     seed, cfg, task = ctx.params["seed"], ctx.params["split"], task_of(ctx.params)
     frame = pd.DataFrame(read_jsonl(ctx.inputs["rows"]))
     sample = stratified_sample(frame, cfg["max_rows"], seed, strata=task.strata)
-    parts = split_rows(sample, val_fraction=cfg["val_fraction"], test_fraction=cfg["test_fraction"], seed=seed, strata=task.strata)
+    parts = split_rows(sample, val_fraction=cfg["val_fraction"], test_fraction=cfg["test_fraction"], seed=seed, strata=task.strata,
+                       assign=task.assign_splits)
     if cfg["folds"] >= 2:
         parts["train"] = parts["train"].assign(fold=assign_folds(parts["train"], cfg["folds"], seed, strata=task.strata).astype(int))
     summary = {"seed": seed, "sampled_from": int(len(frame)), "folds": cfg["folds"], "leakage_check": "passed", "splits": {}}

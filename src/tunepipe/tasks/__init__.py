@@ -65,6 +65,9 @@ class Task(Protocol):
     def strata(self, targets: pd.Series) -> pd.Series:
         """A hashable stratum per row that sampling and splitting keep balanced (the label; a label set; a quantile bin)."""
 
+    def assign_splits(self, group_targets: list[list[Any]], fractions: tuple[float, float, float], seed: int) -> list[int] | None:
+        """A split (0 train, 1 val, 2 test) per group of rows from their targets; None: split by `strata` (stratified draws)."""
+
     def counts(self, targets: pd.Series) -> dict[str, int]:
         """Rows per label (a label set counts once for each of its labels; regression: per quantile bin), for summaries."""
 

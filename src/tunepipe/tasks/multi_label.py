@@ -156,6 +156,12 @@ class MultiLabel:
             strata = strata.map(lambda stratum: target if stratum in small else stratum)
         return strata
 
+    def assign_splits(self, group_targets, fractions, seed):
+        """Iterative stratification: every label's rows (the rare ones first) spread over the splits in proportion."""
+        from tunepipe.data.splitting import iterative_assignment
+
+        return iterative_assignment(group_targets, fractions, seed)
+
     def counts(self, targets):
         counts: dict[str, int] = {}
         for value in targets:

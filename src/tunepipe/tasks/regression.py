@@ -88,6 +88,9 @@ class Regression:
         ranked = values.rank(method="first")
         return pd.qcut(ranked, bins, labels=False).fillna(-1).astype(int).map(lambda b: f"q{b}" if b >= 0 else "invalid")
 
+    def assign_splits(self, group_targets, fractions, seed):
+        return None  # stratified draws by `strata`
+
     def counts(self, targets):
         return {str(k): int(v) for k, v in self.strata(targets).value_counts().sort_index().items()}
 

@@ -62,6 +62,9 @@ class SingleLabel:
     def strata(self, targets):
         return targets
 
+    def assign_splits(self, group_targets, fractions, seed):
+        return None  # stratified draws by `strata`
+
     def counts(self, targets):
         return {str(k): int(v) for k, v in targets.value_counts().sort_index().items()}
 
