@@ -150,7 +150,10 @@ def test_a_reused_sweep_run_gets_its_logger_files_from_its_rows(tmp_path):
 
 def test_the_report_draws_step_curves_only_when_there_are_steps():
     from tunepipe.report.sections.training import training
+    from tunepipe.tasks import get_task
 
-    assert training({"train_steps": []})["step_figure"] is None
-    view = training({"train_steps": [{"step": i, "epoch": 1 + i // 20, "loss": 1 / i, "lr_encoder": 1e-5, "lr_head": 1e-3} for i in range(1, 41)]})
+    task = get_task("single_label")
+    shown = (tuple(task.val_metrics), task.report_view())
+    assert training({"train_steps": []}, *shown)["step_figure"] is None
+    view = training({"train_steps": [{"step": i, "epoch": 1 + i // 20, "loss": 1 / i, "lr_encoder": 1e-5, "lr_head": 1e-3} for i in range(1, 41)]}, *shown)
     assert view["steps"] == 40 and view["step_figure"].startswith("<svg") and "fig-steps" in view["step_figure"]

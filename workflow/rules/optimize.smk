@@ -65,8 +65,8 @@ rule export:
         best=rules.train.output.best,
         val=rules.split.output.val,
         test=rules.split.output.test,
-        # how outputs become answers (multi_label: each label's threshold, tuned on validation), for the bundle
-        decision=rules.evaluate.output.decision,
+        # multi_label: each label's threshold (tuned on validation by evaluate), for the variants' scores and the bundle.
+        **decision_input(),
         code=stage_code("export"),
     output:
         onnx="results/export/model.onnx",
