@@ -16,9 +16,9 @@ from tunepipe.tasks import get_task
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "tunepipe"
 ATTRIBUTES = {
-    "text": {"name": "text", "input_field": "text", "task": "text classification", "baseline_name": "TF-IDF + logistic regression",
+    "text": {"name": "text", "input_field": "text", "task": "text classification", "baseline_features": "TF-IDF",
              "default_quantization": "dynamic", "distillable": True},
-    "image": {"name": "image", "input_field": "path", "task": "image classification", "baseline_name": "pixels + logistic regression",
+    "image": {"name": "image", "input_field": "path", "task": "image classification", "baseline_features": "pixels",
               "default_quantization": "static", "distillable": False},
 }
 

@@ -191,3 +191,13 @@ def test_multi_label_splits_are_stratified_iteratively():
         for s, fraction in enumerate((0.7, 0.1, 0.2)):
             assert abs(per_split[s] - fraction * total) <= 1.5, (name, per_split)
     assert SINGLE.assign_splits(groups, (0.7, 0.1, 0.2), 0) is None and REGRESSION.assign_splits(groups, (0.7, 0.1, 0.2), 0) is None
+
+
+def test_the_schema_names_every_task_and_every_metric_a_task_logs():
+    """Adding a task is its module plus its name (and any new validation metric) in the schema: this keeps them in step."""
+    from tunepipe.config import load_schema
+
+    schema = load_schema()["properties"]
+    assert schema["task"]["properties"]["type"]["enum"] == sorted(NAMES)
+    logged = {"auto", "val_loss", *(f"val_{name}" for task in NAMES for name in get_task(task).val_metrics)}
+    assert set(schema["train"]["properties"]["monitor"]["enum"]) == logged == set(schema["sweep"]["properties"]["metric"]["enum"])

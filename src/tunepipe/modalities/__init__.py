@@ -33,8 +33,8 @@ class Modality(Protocol):
     input_field: str
     #: The model card's task, e.g. "text classification".
     task: str
-    #: What the baseline is, as results/baseline/metrics.json and the report name it.
-    baseline_name: str
+    #: The baseline's features, e.g. "TF-IDF" (the task's linear model is fitted on them; tunepipe.models.baseline.describe names both).
+    baseline_features: str
     #: export.quantization `auto`: "dynamic" or "static" (calibrated) INT8.
     default_quantization: str
     #: Whether the distill rule can make a student with fewer layers of this modality's classifier.

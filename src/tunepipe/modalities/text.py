@@ -12,7 +12,7 @@ class TextModality:
     name = "text"
     input_field = "text"
     task = "text classification"
-    baseline_name = "TF-IDF + logistic regression"
+    baseline_features = "TF-IDF"
     # Transformers are MatMul/Gemm-heavy: dynamic INT8 needs no calibration and keeps their speed.
     default_quantization = "dynamic"
     # A transformer's layers can be dropped and the rest trained on the teacher's soft labels (tunepipe.optimize.distillation).

@@ -10,6 +10,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 
 
+def describe(features: str, model: str) -> str:
+    """What the baseline is, as results/baseline/metrics.json, the diagnosis and the report name it: "TF-IDF + ridge regression"."""
+    return f"{features} + {model}"
+
+
 def fit_tfidf(texts: Sequence[str], targets: Sequence, estimator, *, max_features: int, ngram_max: int) -> Pipeline:
     model = Pipeline(
         [

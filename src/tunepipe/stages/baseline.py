@@ -13,6 +13,8 @@ def run(ctx: StageContext) -> None:
     import numpy as np
     import torch
 
+    from tunepipe.models.baseline import describe
+
     modality, task, data = get_modality(ctx.params["data"]["modality"]), task_of(ctx.params), ctx.params["data"]
     train_rows, test_rows = read_jsonl(ctx.inputs["train"]), read_jsonl(ctx.inputs["test"])
     names = task.names(data["labels"], data, train_rows, test_rows)
@@ -21,7 +23,7 @@ def run(ctx: StageContext) -> None:
     outputs = torch.from_numpy(np.asarray(outputs, dtype=np.float64))
     targets = torch.tensor(task.encode(test_rows, names, str(ctx.inputs["test"])))
     metrics = task.scores(outputs, targets, names)
-    write_json(ctx.outputs["metrics"], {**metrics, "test_rows": len(test_rows), "train_rows": len(train_rows), "model": modality.baseline_name})
+    write_json(ctx.outputs["metrics"], {**metrics, "test_rows": len(test_rows), "train_rows": len(train_rows), "model": describe(modality.baseline_features, task.baseline_model)})
     # evaluate scores these outputs with the same metrics (and bootstrap intervals) as the fine-tuned model's.
     write_csv(ctx.outputs["predictions"], *task.prediction_table(test_rows, names, outputs, modality.input_field))
     ctx.log.info("baseline test %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

@@ -41,6 +41,8 @@ class Task(Protocol):
     headline_metrics: tuple[str, ...]
     #: Removal reasons `clean` counts for targets, in the order they are checked.
     reasons: tuple[str, ...]
+    #: The baseline's model on the modality's features (`baseline_estimator`), in words, e.g. "ridge regression".
+    baseline_model: str
     #: Whether evaluate reads the validation split to `decide` (multi_label's thresholds).
     decides_on_validation: bool
     #: evaluate's files besides metrics, predictions, decision, slices and comparison: key -> name under results/evaluate/.

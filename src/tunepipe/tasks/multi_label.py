@@ -62,6 +62,8 @@ class MultiLabel:
     level_metrics = ("f1_micro", "f1_macro")
     headline_metrics = ("f1_micro", "f1_macro", "subset_accuracy")
     reasons = ("missing_label",)
+    #: The baseline's model on the modality's features (`baseline_estimator`), in words.
+    baseline_model = "one-vs-rest logistic regression"
     #: Whether evaluate reads the validation split for `decide`.
     decides_on_validation = True
     #: evaluate's files besides metrics, predictions, decision, slices and comparison (results/evaluate/<name>).

@@ -16,6 +16,8 @@ class Regression:
     level_metrics = ("r2", "mae")
     headline_metrics = ("mae", "rmse", "r2")
     reasons = ("invalid_target",)
+    #: The baseline's model on the modality's features (`baseline_estimator`), in words.
+    baseline_model = "ridge regression"
     #: Whether evaluate reads the validation split for `decide`.
     decides_on_validation = False
     #: evaluate's files besides metrics, predictions, decision, slices and comparison (results/evaluate/<name>).

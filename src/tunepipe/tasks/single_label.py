@@ -13,6 +13,8 @@ class SingleLabel:
     level_metrics = ("accuracy", "f1_macro")
     headline_metrics = ("accuracy", "f1_macro", "auroc")
     reasons = ("missing_label", "undeclared_label")
+    #: The baseline's model on the modality's features (`baseline_estimator`), in words.
+    baseline_model = "logistic regression"
     #: Whether evaluate reads the validation split for `decide`.
     decides_on_validation = False
     #: evaluate's files besides metrics, predictions, decision, slices and comparison (results/evaluate/<name>).

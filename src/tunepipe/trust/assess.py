@@ -24,6 +24,7 @@ def assess(task: Task, *, rows: Sequence[Mapping[str, Any]], modality: Any, name
     The baseline's answers are taken as evaluate scores it (without the `decision` fixed on the fine-tuned model's
     validation outputs: multi-label thresholds at 0.5), so the differences match evaluate's two columns.
     """
+    from tunepipe.models.baseline import describe
     from tunepipe.trust.diagnosis import diagnose
     from tunepipe.trust.significance import compare_answers, sentence
     from tunepipe.trust.slices import slice_columns_of, slice_table
@@ -37,7 +38,7 @@ def assess(task: Task, *, rows: Sequence[Mapping[str, Any]], modality: Any, name
     versus["sentence"] = sentence(versus, "the fine-tuned model", "the baseline")
     # Not better than the baseline: say so, with the causes training's own records show (tunepipe.trust.diagnosis).
     diagnosis = diagnose(versus, summary=train_summary, history=train_history, test_labels=task.trust_labels(rows),
-                         baseline_name=modality.baseline_name, metric=task.trust_metric)
+                         baseline_name=describe(modality.baseline_features, task.baseline_model), metric=task.trust_metric)
     flat: dict[str, Any] = {}
     worst, metric = slices["worst"], task.trust_metric[0]
     if worst is not None:
