@@ -147,6 +147,14 @@ def stratified_resamples(targets: torch.Tensor, num_classes: int, *, resamples: 
         yield torch.cat([g[torch.randint(len(g), (len(g),), generator=generator)] for g in groups])
 
 
+def percentile_interval(samples: list[float], level: float = 0.95) -> tuple[float, float]:
+    """The percentile bootstrap interval of `samples` at `level` (float64 quantiles, rounded to 6 digits): every
+    bootstrap interval of evaluate's metrics, whatever the task."""
+    alpha = (1 - level) / 2
+    q = torch.quantile(torch.tensor(samples, dtype=torch.float64), torch.tensor([alpha, 1 - alpha], dtype=torch.float64))
+    return round(float(q[0]), 6), round(float(q[1]), 6)
+
+
 def bootstrap_intervals(
     probs: torch.Tensor, targets: torch.Tensor, *, resamples: int, seed: int, level: float = 0.95
 ) -> dict[str, tuple[float, float]]:
@@ -170,12 +178,7 @@ def bootstrap_intervals(
         collection.update(probs[index], targets[index])
         for name, value in collection.compute().items():
             values[name].append(float(value))
-    alpha = (1 - level) / 2
-    intervals = {}
-    for name, samples in values.items():
-        q = torch.quantile(torch.tensor(samples, dtype=torch.float64), torch.tensor([alpha, 1 - alpha], dtype=torch.float64))
-        intervals[name] = (round(float(q[0]), 6), round(float(q[1]), 6))
-    return intervals
+    return {name: percentile_interval(samples, level) for name, samples in values.items()}
 
 
 def evaluate_predictions(

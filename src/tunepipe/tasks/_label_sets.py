@@ -20,6 +20,8 @@ from torchmetrics.classification import (
     MultilabelRecall,
 )
 
+from tunepipe.evaluation import percentile_interval
+
 #: The flat metrics of one model (results/evaluate/metrics.json keys).
 SCALARS = ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "hamming_loss", "precision_micro", "recall_micro",
            "auroc_macro", "average_precision_macro", "label_cardinality_true", "label_cardinality_predicted")
@@ -82,12 +84,7 @@ def _bootstrap(probs: torch.Tensor, targets: torch.Tensor, thresholds: Sequence[
         values = headline_scores(probs[index], targets[index], thresholds)
         for name in CI_NAMES:
             samples[name].append(values[name])
-    alpha = (1 - level) / 2
-    intervals = {}
-    for name, values in samples.items():
-        q = torch.quantile(torch.tensor(values, dtype=torch.float64), torch.tensor([alpha, 1 - alpha], dtype=torch.float64))
-        intervals[name] = (round(float(q[0]), 6), round(float(q[1]), 6))
-    return intervals
+    return {name: percentile_interval(values, level) for name, values in samples.items()}
 
 
 def evaluate_label_sets(probs: torch.Tensor, targets: torch.Tensor, names: list[str], thresholds: Sequence[float], *,

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 import torchmetrics
 
+from tunepipe.evaluation import percentile_interval
+
 #: The flat metrics of one model (results/evaluate/metrics.json keys).
 SCALARS = ("mae", "rmse", "r2", "pearson", "spearman")
 CI_NAMES = ("mae", "rmse", "r2")
@@ -55,11 +57,9 @@ def evaluate_numbers(values: torch.Tensor, targets: torch.Tensor, *, resamples: 
         scores = headline_scores(values[index], targets[index])
         for name in CI_NAMES:
             samples[name].append(scores[name])
-    alpha = (1 - level) / 2
     for name, drawn in samples.items():
         if drawn:
-            q = torch.quantile(torch.tensor(drawn, dtype=torch.float64), torch.tensor([alpha, 1 - alpha], dtype=torch.float64))
-            scalars[f"{name}_ci_low"], scalars[f"{name}_ci_high"] = round(float(q[0]), 6), round(float(q[1]), 6)
+            scalars[f"{name}_ci_low"], scalars[f"{name}_ci_high"] = percentile_interval(drawn, level)
     step = max(1, len(targets) // MAX_POINTS)
     points = [{"true": round(float(t), 6), "predicted": round(float(v), 6)} for t, v in zip(targets[::step], values[::step])]
     return {"metrics": scalars, "by_range": by_range(values, targets), "points": points}
