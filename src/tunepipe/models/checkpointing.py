@@ -9,8 +9,7 @@ counters. The rest is ours:
 - the RNG state of every process at that step, applied again when training starts: between loading the checkpoint
   and the first batch, Lightning builds the DataLoader's iterator, which draws a seed from torch's global RNG that
   the uninterrupted run drew at the epoch's start (`RNGState` restores it at load time, right for epoch ends);
-- the epoch's running means that Lightning keeps for `self.log(..., on_epoch=True)` (train_loss), which it does
-  not save: `state_dict` below saves them, and the first batch after the resume adds them back;
+- the epoch's running loss sums (the module's `EpochMeans`, behind train_loss_epoch): saved below, set again on load;
 - the gradient accumulation window: saves happen only right after an optimizer step, when no gradient is pending;
 - never on an epoch's last batch: the epoch-end `last.ckpt` follows it (after validation).
 """
@@ -28,7 +27,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.trainer.connectors.logger_connector.result import _ResultMetric
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger("tunepipe.train")
@@ -72,7 +70,6 @@ class MidEpochCheckpoint(pl.Callback):
         self._saving: dict[str, Any] | None = None
         self._trainer: pl.Trainer | None = None
         self._rng_to_restore: dict[str, Any] | None = None
-        self._sums_to_restore: dict[str, list[torch.Tensor]] | None = None
 
     # -- signals -----------------------------------------------------------------------------------------------
     # While training runs, SIGTERM and SIGUSR1 are this callback's: Lightning's own SIGTERM handler would stop
@@ -133,8 +130,6 @@ class MidEpochCheckpoint(pl.Callback):
         return None
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._sums_to_restore is not None:
-            self._restore_epoch_sums(trainer)
         step = batch_idx + 1
         if step % trainer.accumulate_grad_batches or step >= trainer.num_training_batches:
             return  # gradients pending (checkpoints hold none), or the epoch's last batch: wait for a step that can save
@@ -158,7 +153,7 @@ class MidEpochCheckpoint(pl.Callback):
         from tunepipe.models.lightning_module import RNGState
 
         self._saving = {"epoch": trainer.current_epoch, "batches": step, "rng": per_rank(RNGState._local_state()),
-                        "epoch_sums": per_rank(self._epoch_sums(trainer))}
+                        "epoch_sums": per_rank(trainer.lightning_module.epoch_means.state())}
         try:
             trainer.save_checkpoint(partial)
         finally:
@@ -169,25 +164,6 @@ class MidEpochCheckpoint(pl.Callback):
                      trainer.num_training_batches, self.path.stat().st_size / 1e6, time.perf_counter() - started)
         self._usr1 = False
         self._last = self.clock()
-
-    @staticmethod
-    def _epoch_sums(trainer: pl.Trainer) -> dict[str, list[torch.Tensor]]:
-        """The running sums behind this epoch's `on_epoch` means so far (Lightning keeps them out of checkpoints)."""
-        results = trainer.fit_loop.epoch_loop._results
-        return {key: [metric.value.detach().cpu().clone(), metric.cumulated_batch_size.detach().cpu().clone()]
-                for key, metric in results.items()
-                if isinstance(metric, _ResultMetric) and metric.is_tensor and metric.meta.on_epoch and metric.meta.is_mean_reduction}
-
-    def _restore_epoch_sums(self, trainer: pl.Trainer) -> None:
-        # Called after the first batch since the resume logged its values: sum + this batch's, as the uninterrupted
-        # run adds them (float addition is commutative, so the result is the same to the bit).
-        sums, self._sums_to_restore = self._sums_to_restore, None
-        results = trainer.fit_loop.epoch_loop._results
-        for key, (value, count) in sums.items():
-            metric = results.get(key)
-            if isinstance(metric, _ResultMetric):
-                metric.value = value.to(metric.value.device) + metric.value
-                metric.cumulated_batch_size = count.to(metric.cumulated_batch_size.device) + metric.cumulated_batch_size
 
     def state_dict(self) -> dict[str, Any]:
         return dict(self._saving) if self._saving else {}  # empty in the epoch-end last.ckpt: nothing to carry over
@@ -200,5 +176,6 @@ class MidEpochCheckpoint(pl.Callback):
             raise RuntimeError("a mid-epoch checkpoint resumes only with tunepipe's ClassificationDataModule")
         datamodule.resume_at = (state["epoch"], state["batches"])
         self._rng_to_restore = own(state["rng"])
-        self._sums_to_restore = own(state["epoch_sums"])
+        module = self._trainer.lightning_module
+        module.epoch_means.load(own(state["epoch_sums"]), module.device)
         log.info("resuming in the middle of epoch %d, after its step %d", state["epoch"] + 1, state["batches"])

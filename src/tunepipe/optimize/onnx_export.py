@@ -54,6 +54,9 @@ def ort_session(path: Path, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Its pool's threads sleep while they wait, as torch's do (tunepipe.runtime.passive_thread_pools): spinning
+    # threads stall every run on a machine where another process holds a core.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
