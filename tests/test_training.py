@@ -108,3 +108,25 @@ def test_a_diverging_training_fails_with_advice_instead_of_keeping_a_broken_mode
     with pytest.raises(TunepipeError, match=r"training diverged: the loss is (nan|inf).*train\.encoder_lr"):
         run_fit(labelled_rows, tmp_path / "ckpt", tiny_model_cfg, cfg)
     assert not (tmp_path / "ckpt" / "best.ckpt").exists()
+
+
+def test_bf16_mixed_trains_on_the_cpu_and_keeps_float32_weights(tmp_path, labelled_rows, tiny_model_cfg, default_params):
+    """CPUs with bf16 units (AMX) run autocast bf16 faster; the checkpoint keeps float32 weights that the later stages load."""
+    result = run_fit(labelled_rows, tmp_path / "bf16", tiny_model_cfg, train_cfg(default_params, max_epochs=1, precision="bf16-mixed"))
+    assert result.summary["accelerator"] == "cpu" and result.summary["precision"] == "bf16-mixed"
+    assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in result.history)
+    model, _ = load_checkpoint(result.best_checkpoint)
+    assert {parameter.dtype for parameter in model.parameters()} == {torch.float32}
+
+
+def test_inference_in_bf16_gives_float32_logits_close_to_float32_inference(tiny_model_cfg, labelled_rows):
+    from tunepipe.modalities import get_modality
+    from tunepipe.models.inference import predict_logits
+
+    text = get_modality("text")
+    model = text.build_classifier(tiny_model_cfg, 2)
+    data = text.encode(labelled_rows, None, tiny_model_cfg, text.load_processor(tiny_model_cfg))
+    full = predict_logits(model, data, 16)
+    half = predict_logits(model, data, 16, precision="bf16-mixed")
+    assert half.dtype == torch.float32 and not torch.equal(full, half)  # bf16 products really ran
+    assert torch.allclose(full, half, atol=0.05 * float(full.abs().max()) + 1e-3)

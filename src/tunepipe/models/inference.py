@@ -14,12 +14,17 @@ def model_inputs(model: torch.nn.Module, batch: dict[str, torch.Tensor], device:
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, dataset: Dataset, batch_size: int, device: str | torch.device = "cpu") -> torch.Tensor:
+def predict_logits(model: torch.nn.Module, dataset: Dataset, batch_size: int, device: str | torch.device = "cpu",
+                   precision: str = "32-true") -> torch.Tensor:
+    """`precision` "bf16-mixed": matrix products in bfloat16 under autocast (CPUs with bf16 units such as AMX, and
+    GPUs), logits back in float32; "32-true" computes every number in float32 (reproducible across machines)."""
+    device = torch.device(device)
     model = model.to(device).eval()
     logits = torch.empty((len(dataset), model.head.out_features), dtype=torch.float32)
-    for batch_indices in BucketBatchSampler(dataset.lengths(), batch_size, seed=0, shuffle=False):
-        batch = dataset.collate([dataset[i] for i in batch_indices])
-        logits[batch_indices] = model(**model_inputs(model, batch, device)).float().cpu()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+        for batch_indices in BucketBatchSampler(dataset.lengths(), batch_size, seed=0, shuffle=False):
+            batch = dataset.collate([dataset[i] for i in batch_indices])
+            logits[batch_indices] = model(**model_inputs(model, batch, device)).float().cpu()
     return logits
 
 

@@ -51,11 +51,12 @@ def read_outputs(path: Path, columns: list[str], ids: list[str]):
     return table if len(columns) > 1 else table[:, 0]
 
 
-def _outputs(model, meta, task, modality, rows, batch_size):
+def _outputs(model, meta, task, modality, rows, cfg):
     from tunepipe.models.inference import pick_device, predict_logits
 
     dataset = modality.encode(rows, None, meta["model_cfg"], modality.load_processor(meta["model_cfg"]))
-    return task.outputs(predict_logits(model, dataset, batch_size, pick_device()), meta["target_stats"]).cpu()
+    logits = predict_logits(model, dataset, cfg["batch_size"], pick_device(), precision=cfg["precision"])
+    return task.outputs(logits, meta["target_stats"]).cpu()
 
 
 def run(ctx: StageContext) -> None:
@@ -72,11 +73,11 @@ def run(ctx: StageContext) -> None:
     names, modality, task = meta["label_names"], get_modality(meta["modality"]), get_task(meta["task"])
     rows = read_jsonl(ctx.inputs["test"])
     targets = torch.tensor(task.encode(rows, names, str(ctx.inputs["test"])))
-    outputs = _outputs(model, meta, task, modality, rows, cfg["batch_size"])
+    outputs = _outputs(model, meta, task, modality, rows, cfg)
     decision: dict[str, Any] = {}
     if "val" in ctx.inputs:
         val_rows = read_jsonl(ctx.inputs["val"])
-        decision = task.decide(_outputs(model, meta, task, modality, val_rows, cfg["batch_size"]),
+        decision = task.decide(_outputs(model, meta, task, modality, val_rows, cfg),
                                torch.tensor(task.encode(val_rows, names, str(ctx.inputs["val"]))), names, cfg)
     baseline_outputs = read_outputs(ctx.inputs["baseline_predictions"], task.output_columns(names), [row["id"] for row in rows])
 
