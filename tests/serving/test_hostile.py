@@ -331,12 +331,14 @@ def test_a_damaged_bundle_is_a_one_line_error_naming_the_file(single_label_bundl
         Predictor(cases["truncated model"][0], verify=False)
     table = tmp_path / "texts.csv"
     table.write_text(f"text\n{GOOD}\n")
-    for command, args in (("predict", [str(table), "-o", str(tmp_path / "out.csv"), "--no-progress"]), ("serve", ["--port", "9"])):
-        for name in ("swapped labels", "truncated model", "manifest-list"):
-            damaged, words = cases[name]
-            done = subprocess.run([sys.executable, "-m", "tunepipe.cli", command, str(damaged), *args], capture_output=True, text=True,
-                                  env=serve_env(), timeout=120)
-            assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    predict, serve = [str(table), "-o", str(tmp_path / "out.csv"), "--no-progress"], ["--port", "9"]
+    for command, args, name in (("predict", predict, "swapped labels"), ("predict", predict, "manifest-list"), ("serve", serve, "swapped labels"),
+                                ("serve", serve, "truncated model")):
+        damaged, words = cases[name]
+        done = subprocess.run([sys.executable, "-m", "tunepipe.cli", command, str(damaged), *args], capture_output=True, text=True,
+                              env=serve_env(), timeout=120)
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "out.csv").exists()
     done = subprocess.run([sys.executable, "-m", "tunepipe.cli", "predict", str(cases["swapped labels"][0]), str(table), "-o", str(tmp_path / "out.csv"),
                            "--no-progress", "--no-verify"], capture_output=True, text=True, env=serve_env(), timeout=120)
     assert done.returncode == 0 and "--no-verify" in done.stderr, done.stderr

@@ -52,6 +52,8 @@ def add_commands(sub) -> None:
     predict.add_argument("--threads", type=int, default=1, metavar="N", help="ONNX Runtime threads (default: 1)")
     predict.add_argument("--int8", action="store_true", help="use the INT8 model (smaller, usually faster; check its accuracy in the model card)")
     predict.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
+    predict.add_argument("--max-image-pixels", type=int, metavar="N",
+                         help="pixels of one image, read from its header before decoding (default: Pillow's limit, 89 M: these are your own files)")
     predict.add_argument("--no-verify", action="store_true", help="do not check the bundle's files against bundle.json's sha256 (at your own risk)")
     predict.set_defaults(func=_predict)
 
@@ -96,14 +98,18 @@ def _fail(command: str, message: str) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from tunepipe.errors import TunepipeError
     from tunepipe.serving.batch import predict_file
-    from tunepipe.serving.runtime import Predictor
+    from tunepipe.serving.runtime import InputLimits, Predictor
 
-    if args.batch_size < 1 or args.threads < 1:
-        return _fail("predict", "--batch-size and --threads must be at least 1")
+    if args.batch_size < 1 or args.threads < 1 or (args.max_image_pixels is not None and args.max_image_pixels < 1):
+        return _fail("predict", "--batch-size, --threads and --max-image-pixels must be at least 1")
     if args.no_verify:
         print("tunepipe predict: warning: --no-verify: the bundle's files are not checked against bundle.json's sha256", file=sys.stderr)
     try:
-        predictor = Predictor(args.bundle, int8=args.int8, threads=args.threads, verify=not args.no_verify)
+        from PIL import Image
+
+        # Local files, not a network's: Pillow's own bound per image (as before), none per batch; texts are cut as in serve.
+        limits = InputLimits(image_pixels=args.max_image_pixels or Image.MAX_IMAGE_PIXELS, request_pixels=sys.maxsize)
+        predictor = Predictor(args.bundle, int8=args.int8, threads=args.threads, verify=not args.no_verify, limits=limits)
         count = predict_file(predictor, args.input, args.output, batch_size=args.batch_size, input_column=args.input_column,
                              id_column=args.id_column, progress=False if args.no_progress else None)
     except TunepipeError as exc:
