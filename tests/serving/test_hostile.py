@@ -114,12 +114,13 @@ def test_a_long_text_is_cut_before_tokenising_and_gives_the_same_answer(text_ser
     assert body["probabilities"][0] == pytest.approx(dict(zip(limited.labels, limited.predict([long_text])[0].tolist())), abs=1e-5)
 
 
-def test_refuse_long_texts_answers_413(single_label_bundle, tmp_path):
+def test_refuse_long_texts_answers_413_and_no_verify_says_so(single_label_bundle, tmp_path):
     bundle, _ = single_label_bundle
-    with running_server(str(bundle), "--max-text-chars", "100", "--refuse-long-texts", log_dir=tmp_path) as server:
+    with running_server(str(bundle), "--max-text-chars", "100", "--refuse-long-texts", "--no-verify", log_dir=tmp_path) as server:
         status, answer, _ = server.request("POST", "/v1/predict", {"inputs": [GOOD, "y" * 101]})
         assert status == 413 and "inputs[1] is 101 characters" in answer["error"] and "--max-text-chars" in answer["error"]
         assert server.predict(["y" * 100])["labels"]
+        assert "bundle verification is off (--no-verify)" in server.log.read_text()
 
 
 def test_a_full_queue_answers_503_with_retry_after_and_nothing_else_fails(text_server):
