@@ -343,3 +343,36 @@ def test_a_damaged_bundle_is_a_one_line_error_naming_the_file(single_label_bundl
     done = subprocess.run([sys.executable, "-m", "tunepipe.cli", "predict", str(cases["swapped labels"][0]), str(table), "-o", str(tmp_path / "out.csv"),
                            "--no-progress", "--no-verify"], capture_output=True, text=True, env=serve_env(), timeout=120)
     assert done.returncode == 0 and "--no-verify" in done.stderr, done.stderr
+
+
+def test_fuzzed_manifests_are_a_bundle_error_or_load(image_bundle, tmp_path):
+    """200 seeded edits of bundle.json (byte damage, or one value swapped for an odd JSON value): never another exception."""
+    from tunepipe.serving.runtime import BundleError, Predictor
+
+    rng = random.Random(1127)
+    target = tmp_path / "bundle"
+    shutil.copytree(image_bundle, target)
+    original = (image_bundle / "bundle.json").read_text()
+    manifest = json.loads(original)
+    odd = [None, [], {}, "", -1, 2**70, 1.5, True, "x" * 300, [1, 2], {"sha256": 3}]
+    outcomes = []
+    for case in range(200):
+        if case % 2:
+            text = mutate(original.encode(), rng).decode("utf-8", "replace")
+        else:
+            edited = json.loads(original)
+            key = rng.choice(list(manifest))
+            if isinstance(edited[key], dict) and edited[key] and rng.random() < 0.7:
+                inner = rng.choice(list(edited[key]))
+                edited[key][inner] = rng.choice(odd)
+            else:
+                edited[key] = rng.choice(odd)
+            text = json.dumps(edited)
+        (target / "bundle.json").write_text(text)
+        try:
+            Predictor(target)
+            outcomes.append("loaded")
+        except BundleError as exc:
+            assert "\n" not in str(exc) and str(target) in str(exc), exc
+            outcomes.append("refused")
+    assert {"loaded", "refused"} <= set(outcomes)

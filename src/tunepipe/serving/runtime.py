@@ -159,6 +159,10 @@ def _check_manifest(path: Path, manifest: Any) -> dict[str, Any]:
     for key in ("modality", "version"):
         if not isinstance(manifest.get(key), str):
             raise BundleError(f"{where}: no {key} (a string); copy the bundle again.")
+    task = manifest.get("task") or {}
+    if not isinstance(task, dict) or not isinstance(task.get("type", DEFAULT), str) or \
+            not all(isinstance(task.get(key, {}), dict) for key in ("decision", "target_stats")):
+        raise BundleError(f"{where}: \"task\" must be an object with a type, a decision and target_stats; copy the bundle again.")
     return manifest
 
 
@@ -354,8 +358,8 @@ class Predictor:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, verify=verify)
         if self.bundle.modality not in ENCODERS:
             raise BundleError(f"{self.bundle.path}: modality {self.bundle.modality!r} is not one this runtime serves ({', '.join(ENCODERS)}).")
-        self.limits = (limits or InputLimits()).resolved(self.bundle.preprocessing)
         try:
+            self.limits = (limits or InputLimits()).resolved(self.bundle.preprocessing)
             self.encoder = ENCODERS[self.bundle.modality](self.bundle, self.limits)
         except BundleError:
             raise
