@@ -9,6 +9,12 @@ brackets; "miss" is reported as is, nothing is tuned to pass):
   p99 at concurrency 1 vs the model's batch-1 ORT latency             [<= 2x + 5 ms]
   non-2xx responses under this valid load                             [0]
 
+With --hostile, each hostile load of issue 27 (3.9 MB texts, 8 MB bodies, 4,400-digit JSON numbers, a flood of
+full requests, invented HTTP methods; with --image-bundle, PNG decompression bombs) runs on a fresh server while one
+client sends valid one-input requests: their p50/p99 latency and the server's peak memory (VmHWM) are printed per load.
+--compare-src DIR runs the fp32 batching server (and the hostile loads) from another source tree as well, in the same
+rounds, for a before/after in one go (e.g. `git archive d74214c src | tar -x -C /tmp/before`, then --compare-src /tmp/before/src).
+
 The eager endpoint is what a first deployment often is: FastAPI, a sync route running the PyTorch model
 (results/prune/model.pt, the model the bundle was exported from) on each request, tokenised with the
 Hugging Face tokenizer. Every server gets the same --threads.
@@ -46,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=50, help="timed runs of the batch-1 ORT latency, median reported (default 50)")
     parser.add_argument("--skip-eager", action="store_true", help="leave out the eager endpoint (no torch needed)")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument("--compare-src", type=Path, metavar="DIR", help="also serve from this tunepipe source tree (a before/after in one run)")
+    parser.add_argument("--hostile", action="store_true", help="also measure a valid client under each hostile load")
+    parser.add_argument("--hostile-seconds", type=float, default=6.0, help="seconds of each hostile load (default 6)")
+    parser.add_argument("--image-bundle", type=Path, help="an image bundle for the image hostile loads (PNG bombs)")
+    parser.add_argument("--only-hostile", action="store_true", help="skip the valid-traffic table")
+    parser.add_argument("--only", metavar="TEXT", help="run only the configurations whose name contains TEXT (e.g. int8)")
     parser.add_argument("--eager-server", type=int, metavar="PORT", help=argparse.SUPPRESS)  # internal: run the eager endpoint
     return parser.parse_args(argv)
 
@@ -92,8 +104,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(command: list[str], port: int, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+def start(command: list[str], port: int, log: Path, src: Path = REPO / "src") -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     with open(log, "w") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 180
@@ -112,7 +124,7 @@ def start(command: list[str], port: int, log: Path) -> subprocess.Popen:
     raise SystemExit(f"server not ready after 180 s:\n{log.read_text()[-2000:]}")
 
 
-def stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=30)
@@ -197,6 +209,164 @@ def batch1_ort_ms(bundle: Path, text: str, threads: int, runs: int) -> float:
     return statistics.median(times)
 
 
+# ------------------------------------------------------------------------------------------------ hostile loads
+
+
+def huge_png(side: int) -> bytes:
+    """A black side x side grey PNG streamed through zlib: 89 M pixels in about 90 KB for side 9459."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer, row = zlib.compressobj(9), b"\0" * (side + 1)
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def hostile_loads(text: str, image: bool) -> dict[str, dict]:
+    """name -> {method, body, threads}: what the attacking clients send again and again (issue 27's probes)."""
+    if image:
+        import base64
+
+        bomb = base64.b64encode(huge_png(9459)).decode()
+        return {"none": {}, "4 PNG bombs (9459x9459) per request": {"method": "POST", "body": json.dumps({"inputs": [bomb] * 4}).encode(), "threads": 2}}
+    return {
+        "none": {},
+        "3.9 MB texts": {"method": "POST", "body": json.dumps({"inputs": [text + " " + "word " * 780_000]}).encode(), "threads": 2},
+        "8 MB bodies": {"method": "POST", "body": json.dumps({"inputs": ["x" * (8 << 20)]}).encode(), "threads": 2},
+        "4,400-digit JSON numbers": {"method": "POST", "body": ('{"inputs": [' + "9" * 4400 + "]}").encode(), "threads": 2},
+        "floods of 256-input requests": {"method": "POST", "body": json.dumps({"inputs": [text] * 256}).encode(), "threads": 8},
+        "invented HTTP methods": {"method": "XM", "body": b"", "threads": 2},
+    }
+
+
+def _attack(port: int, load: dict, stop, outcomes: list) -> None:
+    import http.client
+
+    count = 0
+    while not stop.is_set():
+        count += 1
+        method = f"XM{count}" if load["method"] == "XM" else load["method"]
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            connection.request(method, "/v1/predict", body=load["body"] or None, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            outcomes.append(str(response.status))
+            connection.close()
+        except OSError as exc:  # before issue 27: a reset connection for an 8 MB body
+            outcomes.append(type(exc).__name__)
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {key: round(int(fields[key].split()[0]) / 1024, 1) for key in ("VmRSS", "VmHWM")}
+
+
+def hostile(command: list[str], src: Path, loads: dict[str, dict], probe: bytes, seconds: float, logs: Path) -> list[dict]:
+    """Each load on a fresh server: attackers for `seconds` while one client sends `probe` one after another."""
+    import threading
+    from collections import Counter
+
+    rows = []
+    for name, load in loads.items():
+        port = free_port()
+        process = start([*command, "--port", str(port)], port, logs / f"bench-serve-hostile-{port}.log", src)
+        try:
+            load_probe = load_probe_client(port, probe, 3)  # warm
+            started_mb = memory_mb(process.pid)["VmRSS"]
+            stop, outcomes = threading.Event(), []
+            attackers = [threading.Thread(target=_attack, args=(port, load, stop, outcomes), daemon=True) for _ in range(load.get("threads", 0))]
+            for attacker in attackers:
+                attacker.start()
+            time.sleep(0.5 if attackers else 0)
+            latencies, statuses = [], []
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                latency, status = load_probe(1)[0]
+                latencies.append(latency)
+                statuses.append(status)
+            stop.set()
+            for attacker in attackers:
+                attacker.join(timeout=120)
+            alive = process.poll() is None
+            memory = memory_mb(process.pid) if alive else {"VmRSS": None, "VmHWM": None}
+            ordered = sorted(latencies)
+            rows.append({"load": name, "probe_requests": len(latencies), "probe_non_2xx": sum(1 for s in statuses if not 200 <= s < 300),
+                         "probe_p50_ms": round(ordered[len(ordered) // 2], 1), "probe_p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1),
+                         "rss_before_mb": started_mb, "rss_mb": memory["VmRSS"], "peak_mb": memory["VmHWM"], "alive": alive,
+                         "attacker_outcomes": dict(Counter(outcomes))})
+        finally:
+            if process.poll() is None:
+                stop_process(process)
+    return rows
+
+
+def load_probe_client(port: int, probe: bytes, warm: int):
+    """A keep-alive client sending `probe`; returns a function doing n requests -> [(latency ms, status)]."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def send(n: int) -> list[tuple[float, int]]:
+        nonlocal connection
+        results = []
+        for _ in range(n):
+            started = time.perf_counter()
+            try:
+                connection.request("POST", "/v1/predict", body=probe, headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+            except OSError:
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                status = 599
+            results.append(((time.perf_counter() - started) * 1000, status))
+        return results
+
+    send(warm)
+    return send
+
+
+def print_hostile(title: str, rows: list[dict]) -> None:
+    print(f"\n{title}")
+    print(f"{'hostile load':<38} {'probe p50':>9} {'probe p99':>9} {'non-2xx':>7} {'RSS before':>10} {'peak MB':>8}  attackers got")
+    for row in rows:
+        peak = "died" if not row["alive"] else f"{row['peak_mb']:.0f}"
+        outcomes = ", ".join(f"{k} x{v}" for k, v in sorted(row["attacker_outcomes"].items())) or "-"
+        print(f"{row['load']:<38} {row['probe_p50_ms']:>9.1f} {row['probe_p99_ms']:>9.1f} {row['probe_non_2xx']:>7} {row['rss_before_mb']:>10.0f} {peak:>8}  {outcomes}")
+
+
+def hostile_section(args: argparse.Namespace, serve: list[str], text: str, logs: Path) -> None:
+    """The hostile loads on the fp32 batching server (this source tree, then --compare-src), text then image bundle."""
+    sources = {"this tree": REPO / "src", **({"--compare-src": args.compare_src.resolve()} if args.compare_src else {})}
+    probe = json.dumps({"inputs": [text]}).encode()
+    results = {}
+    for label, src in sources.items():
+        rows = hostile(serve, src, hostile_loads(text, image=False), probe, args.hostile_seconds, logs)
+        print_hostile(f"hostile loads, text bundle, served from {label} ({src}): a valid one-input client's latency (ms) and the server's memory (MB)", rows)
+        results[f"text, {label}"] = rows
+        if args.image_bundle:
+            import base64
+            import io
+
+            from PIL import Image
+
+            buffer = io.BytesIO()
+            Image.new("RGB", (64, 64), (120, 40, 200)).save(buffer, "PNG")
+            image_probe = json.dumps({"inputs": [base64.b64encode(buffer.getvalue()).decode()]}).encode()
+            command = [sys.executable, "-m", "tunepipe.cli", "serve", str(args.image_bundle), "--threads", str(args.threads)]
+            rows = hostile(command, src, hostile_loads(text, image=True), image_probe, args.hostile_seconds, logs)
+            print_hostile(f"hostile loads, image bundle {args.image_bundle}, served from {label}", rows)
+            results[f"image, {label}"] = rows
+    print()
+    if args.json:
+        args.json.with_suffix(".hostile.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO / "src"))
@@ -222,19 +392,30 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.skip_eager:
         configs["eager pytorch"] = [sys.executable, str(Path(__file__).resolve()), "--model", str(args.model), "--threads", str(args.threads), "--eager-server"]
+    sources = {name: REPO / "src" for name in configs}
+    if args.compare_src:
+        for name in ("onnx fp32, batching", "onnx int8, batching"):
+            configs[f"{name} [compare-src]"] = configs[name]
+            sources[f"{name} [compare-src]"] = args.compare_src.resolve()
+    if args.only:
+        configs = {name: command for name, command in configs.items() if args.only in name}
+    logs = Path(os.environ.get("TMPDIR", "/tmp"))
+    if args.hostile or args.only_hostile:
+        hostile_section(args, serve, texts[0], logs)
+    if args.only_hostile:
+        return 0
 
     ort_ms = batch1_ort_ms(args.bundle, texts[0], args.threads, args.runs)
     print(f"bundle {args.bundle} (version {manifest['version']}, {manifest['base_model']}, {manifest['pruning_level']}); "
           f"{args.requests} requests per point and round, {args.rounds} round(s), {args.threads} thread(s) per model; batch-1 ORT latency {ort_ms:.2f} ms\n")
-    print(f"{'configuration':<24} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'non-2xx':>7} {'mean batch':>10}")
-    logs = Path(os.environ.get("TMPDIR", "/tmp"))
+    print(f"{'configuration':<34} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'non-2xx':>7} {'mean batch':>10}")
     rounds: dict[str, list[list[dict]]] = {name: [] for name in configs}
     for number in range(args.rounds):
         order = list(configs) if number % 2 == 0 else list(reversed(configs))
         for name in order:
             port = free_port()
             command = [*configs[name], str(port)] if name == "eager pytorch" else [*configs[name], "--port", str(port)]
-            process = start(command, port, logs / f"bench-serve-{port}.log")
+            process = start(command, port, logs / f"bench-serve-{port}.log", sources[name])
             try:
                 load(port, bodies, args.warmup, min(levels))
                 rows = []
@@ -246,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                 rounds[name].append(rows)
             finally:
-                stop(process)
+                stop_process(process)
     results: dict[str, list[dict]] = {}
     for name in configs:  # the median of each figure over the rounds; errors are summed
         results[name] = []
@@ -260,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             row["mean_batch"] = round(statistics.median(batches), 2) if batches else None
             results[name].append(row)
             batch = f"{row['mean_batch']:>10.2f}" if row["mean_batch"] else f"{'-':>10}"
-            print(f"{name:<24} {level:>4} {row['rps']:>8.1f} {row['p50_ms']:>8.2f} {row['p95_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['non_2xx']:>7} {batch}")
+            print(f"{name:<34} {level:>4} {row['rps']:>8.1f} {row['p50_ms']:>8.2f} {row['p95_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['non_2xx']:>7} {batch}")
 
     top = max(levels)
 
@@ -272,14 +453,17 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     checks = {}
-    on, off = at("onnx fp32, batching", top)["rps"], at("onnx fp32, no batching", top)["rps"]
-    checks["batching_on_off_rps"] = {"value": round(on / off, 2), "target": ">= 3", "met": on / off >= 3}
-    if "eager pytorch" in results:
+    if {"onnx fp32, batching", "onnx fp32, no batching"} <= set(results):
+        on, off = at("onnx fp32, batching", top)["rps"], at("onnx fp32, no batching", top)["rps"]
+        checks["batching_on_off_rps"] = {"value": round(on / off, 2), "target": ">= 3", "met": on / off >= 3}
+    if {"eager pytorch", "onnx fp32, batching", "onnx int8, batching"} <= set(results):
         eager = at("eager pytorch", top)["rps"]
         checks["onnx_eager_rps"] = {"value": round(on / eager, 2), "target": ">= 2", "met": on / eager >= 2}
         int8 = at("onnx int8, batching", top)["rps"]
         checks["int8_eager_rps"] = {"value": round(int8 / eager, 2), "target": "(not a target)", "met": None}
-    if 1 in levels:
+    for name in [name for name in results if f"{name} [compare-src]" in results]:  # this tree against --compare-src, same rounds
+        checks[f"compare:{name}"] = {"value": round(at(name, top)["rps"] / at(f"{name} [compare-src]", top)["rps"], 2), "target": "(not worse: ~1)", "met": None}
+    if 1 in levels and "onnx fp32, batching" in results:
         p99 = at("onnx fp32, batching", 1)["p99_ms"]
         limit = 2 * ort_ms + 5
         checks["p99_c1_ms"] = {"value": p99, "target": f"<= {limit:.2f} (2 x {ort_ms:.2f} + 5)", "met": p99 <= limit}
@@ -287,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     checks["non_2xx"] = {"value": non_2xx, "target": "0", "met": non_2xx == 0}
     labels = {"batching_on_off_rps": f"batching on / off throughput, concurrency {top}", "onnx_eager_rps": f"ONNX / eager server throughput, concurrency {top}",
               "int8_eager_rps": f"ONNX INT8 / eager server throughput, conc. {top}", "p99_c1_ms": "p99 at concurrency 1 (ms)", "non_2xx": "non-2xx responses"}
+    labels |= {key: f"{key[8:]}: this tree / --compare-src req/s, conc. {top}" for key in checks if key.startswith("compare:")}
     for key, check in checks.items():
         print(f"{labels[key]:<48} {check['value']:>8}   target {check['target']:<24} {verdict(check['met'])}")
     if args.json:

@@ -147,3 +147,35 @@ def test_outside_a_git_repo_the_registry_commands_say_so_in_one_line(tmp_path):
         assert "is not a git repository" in done.stderr and "Traceback" not in done.stderr
     with pytest.raises(registry.RegistryError, match="not a git repository"):
         registry.bundle_for_stage("prod", repo=tmp_path)
+
+
+def test_a_fetched_bundle_is_verified_and_a_partial_folder_is_never_deleted(tmp_path):
+    """No DVC data needed: the registry's cached copy of a version is checked, and `-o DIR` leaves someone's DIR.partial alone.
+    The bundle is the tiny hand-built image bundle of tests/serving/conftest.py (random weights)."""
+    import shutil
+
+    from tests.serving.conftest import build_image_bundle
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "dvc.yaml").write_text("artifacts:\n  tunepipe-model:\n    path: results/export/bundle\n    type: model\n")
+    sh(project, "git", "init", "-q")
+    sh(project, "git", "add", "dvc.yaml")
+    sh(project, "git", "-c", "user.name=t", "-c", "user.email=t@tunepipe.invalid", "commit", "-qm", "declare the artifact")
+    commit = sh(project, "git", "rev-parse", "HEAD").stdout.strip()
+    registered = registry.RegisteredVersion("v0.0.1", commit)
+
+    cached = project / ".dvc" / "tmp" / "bundles" / "tunepipe-model" / f"v0.0.1-{commit[:12]}"
+    shutil.copytree(build_image_bundle(tmp_path / "built"), cached)
+    assert registry.fetch(registered, repo=project) == cached  # intact: reused
+    labels = json.loads((cached / "labels.json").read_text())
+    (cached / "labels.json").write_text(json.dumps(labels[::-1], indent=2) + "\n")  # same size, labels swapped
+    with pytest.raises(registry.RegistryError, match=r"labels.json: sha256 differs from bundle.json.*remove .* to fetch it again"):
+        registry.fetch(registered, repo=project)
+
+    partial = tmp_path / "out.partial"
+    partial.mkdir()
+    (partial / "being-written").write_text("by another fetch")
+    with pytest.raises(registry.RegistryError, match=r"out.partial exists: left by an interrupted fetch, or one still running"):
+        registry.fetch(registered, repo=project, dest=tmp_path / "out")
+    assert (partial / "being-written").read_text() == "by another fetch" and not (tmp_path / "out").exists()

@@ -168,3 +168,25 @@ def test_reproduce_outside_a_git_repo_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     done = tunepipe(tmp_path, "reproduce", "HEAD")
     assert done.returncode == 2 and "not inside a git repository" in done.stderr
+
+
+def test_reproduce_gives_the_worktree_only_the_remote_it_uses_and_a_kept_one_no_credentials(tmp_path):
+    """configure_dvc/forget_credentials on two `dvc init` folders (no run): the user's config.local has two remotes with passwords."""
+    from tunepipe.reproduce import configure_dvc, forget_credentials
+
+    repo, worktree = tmp_path / "checkout", tmp_path / "worktree"
+    for folder in (repo, worktree):
+        folder.mkdir()
+        sh(folder, "dvc", "init", "--no-scm", "-q")
+    sh(repo, "dvc", "remote", "add", "-d", "storage", "http://127.0.0.1:9/store")
+    sh(repo, "dvc", "remote", "add", "other", "http://127.0.0.1:9/other")
+    sh(repo, "dvc", "remote", "modify", "--local", "storage", "password", "storage-secret")
+    sh(repo, "dvc", "remote", "modify", "--local", "other", "password", "other-secret")
+    cache, name, url = configure_dvc(repo, worktree, None)
+    written = (worktree / ".dvc" / "config.local").read_text()
+    assert (name, url) == ("storage", "http://127.0.0.1:9/store") and str(cache) in written
+    assert "storage-secret" in written  # the run may need it to pull
+    assert "other" not in written  # a remote it does not use: nothing of it
+    forget_credentials(worktree)  # what reproduce does before it keeps a worktree
+    kept = (worktree / ".dvc" / "config.local").read_text()
+    assert "secret" not in kept and "http://127.0.0.1:9/store" in kept and str(cache) in kept

@@ -189,11 +189,14 @@ def fetch(registered: RegisteredVersion, *, artifact: str = ARTIFACT, repo: str 
                                    "so DVC cannot say where its files are")
     final = Path(dest) if dest is not None else root / FETCHED / artifact / f"{registered.version}-{short}"
     if dest is None and (final / MANIFEST).is_file():
+        verify(final, f"remove {final} to fetch it again")
         return final
     if final.exists() and (not final.is_dir() or any(final.iterdir())):
         raise RegistryError(f"{final} exists and is not empty: fetch the bundle into a new folder")
     partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    if partial.exists():  # not ours to delete: another fetch may be writing it
+        raise RegistryError(f"{partial} exists: left by an interrupted fetch, or one still running; if none is, remove it "
+                            f"(rm -r '{partial}') and run this again")
     partial.parent.mkdir(parents=True, exist_ok=True)
     path = str(entry.get("path", ""))
     try:
@@ -217,10 +220,25 @@ def fetch(registered: RegisteredVersion, *, artifact: str = ARTIFACT, repo: str 
         shutil.rmtree(partial, ignore_errors=True)
         raise BundleUnavailableError(f"{path} of {artifact} {registered.version} ({short}) has no {MANIFEST}: not a bundle "
                                      "(was it made by an older export?)")
+    try:
+        verify(partial, "the DVC cache or remote holds a damaged copy: push it again from where the run was made")
+    except RegistryError:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if final.exists():
         final.rmdir()  # empty, checked above
     partial.rename(final)
     return final
+
+
+def verify(folder: Path, fix: str) -> None:
+    """RegistryError unless every file of the bundle in `folder` matches bundle.json's sha256 (and its labels, labels.json)."""
+    from tunepipe.serving.runtime import BundleError, load_bundle
+
+    try:
+        load_bundle(folder, verify=True)
+    except BundleError as exc:
+        raise RegistryError(f"{str(exc).split('; copy the bundle again')[0]}; {fix}") from None
 
 
 # ------------------------------------------------------------------------------------------------ changing
@@ -313,4 +331,4 @@ def rollback(stage: str, *, artifact: str = ARTIFACT, repo: Path | str = ".") ->
 
 __all__ = ["ARTIFACT", "BundleUnavailableError", "NoVersionError", "RegisteredVersion", "RegistryError", "UnknownArtifactError",
            "assign", "assignment_history", "bundle_for_stage", "bundle_for_version", "declared_artifacts", "fetch", "find_version",
-           "register", "rollback", "version_at_stage", "versions"]
+           "register", "rollback", "verify", "version_at_stage", "versions"]

@@ -160,29 +160,40 @@ def uncommitted_changes(repo: Path) -> list[str]:
 
 
 def configure_dvc(repo: Path, worktree: Path, remote: str | None) -> tuple[Path, str | None, str | None]:
-    """Point the worktree's DVC at the user's cache and remotes (as configured now, `config.local` included).
+    """Point the worktree's DVC at the user's cache and at the one remote the run pulls from (as configured now).
 
-    Sharing the cache makes restoring instant and keeps what is pulled. Remote URLs are written resolved,
-    because a relative local remote in `.dvc/config` is relative to the checkout it is in.
-    Returns (cache dir, remote name, remote url).
+    Sharing the cache makes restoring instant and keeps what is pulled. Only that remote is written, into the
+    worktree's git-ignored `config.local`: its URL resolved (a relative local remote in `.dvc/config` is relative
+    to the checkout it is in) and, for the run only, its other settings, credentials included (`forget_credentials`
+    removes them before a worktree is kept). Returns (cache dir, remote name, remote url).
     """
     from dvc.config import Config
 
     user = Config(dvc_dir=str(repo / ".dvc"), validate=False)
     cache = cache_dir(repo)
-    remotes = {name: {k: str(v) if k == "url" else v for k, v in settings.items()} for name, settings in (user.get("remote") or {}).items()}
+    remotes = user.get("remote") or {}
     name = remote or (user.get("core") or {}).get("remote")
     if remote and remote not in remotes:
         raise ReproduceError(f"no DVC remote named {remote!r}; configured: {', '.join(remotes) or 'none'} (`dvc remote list`)")
+    settings = {key: str(value) if key == "url" else value for key, value in (remotes.get(name) or {}).items()} if name else {}
     config = Config(dvc_dir=str(worktree / ".dvc"), validate=False)
     with config.edit("local", validate=False) as local:
         local.setdefault("cache", {})["dir"] = str(cache)
-        for remote_name, settings in remotes.items():
-            local.setdefault("remote", {})[remote_name] = dict(settings)
+        if settings:
+            local.setdefault("remote", {})[name] = settings
         if name:
             local.setdefault("core", {})["remote"] = name
-    url = remotes.get(name, {}).get("url") if name else None
-    return cache, name, url
+    return cache, name, settings.get("url")
+
+
+def forget_credentials(worktree: Path) -> None:
+    """Leave only each remote's URL in the worktree's `config.local`: a worktree kept to look into keeps no secrets."""
+    from dvc.config import Config
+
+    config = Config(dvc_dir=str(worktree / ".dvc"), validate=False)
+    with config.edit("local", validate=False) as local:
+        for name, settings in (local.get("remote") or {}).items():
+            local["remote"][name] = {key: value for key, value in settings.items() if key == "url"}
 
 
 def restore(worktree: Path, targets: Sequence[str], *, env: dict[str, str], remote: str | None, url: str | None,
@@ -324,9 +335,10 @@ def reproduce(
             raise ReproduceError(f"--workdir {worktree} exists and is not empty; choose a new folder (nothing was changed)")
     say(f"[1/4] git worktree at {worktree}")
     git(["worktree", "add", "--detach", "--force", str(worktree), revision.sha], root, check=True, timeout=600)
-    succeeded = ran = False
+    succeeded = ran = configured = False
     try:
         env = _env(worktree, cpu=cpu)
+        configured = True  # from here on, config.local may hold the remote's credentials
         cache, remote_name, url = configure_dvc(root, worktree, remote)
         cmd = _lock_cmd(revision.lock)
         if not cmd:
@@ -387,7 +399,10 @@ def reproduce(
             git(["worktree", "remove", "--force", str(worktree)], root, timeout=600)
             shutil.rmtree(worktree, ignore_errors=True)
         else:
-            say(f"worktree kept at {worktree} (remove it with `git worktree remove --force {worktree}`)")
+            if configured:
+                forget_credentials(worktree)
+            say(f"worktree kept at {worktree} (remove it with `git worktree remove --force {worktree}`; its DVC config keeps "
+                "the remote's URL, not its credentials)")
 
 
 def _device(summary: Path) -> str:

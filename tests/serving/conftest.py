@@ -197,3 +197,40 @@ def regression_bundle(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="session")
 def single_label_bundle(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
     return build_task_bundle(tmp_path_factory.mktemp("single-label-bundle"), tiny_model_dir, "single_label")
+
+
+def build_image_bundle(folder: Path, image_size: int = 32) -> Path:
+    """A real image bundle, written by the bundle writer, of a tiny hand-built ONNX model with random weights (the mean
+    colour of the uint8 pixels -> 3 logits): the serving runtime's image path without a pipeline run or downloaded weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tunepipe.optimize import bundle
+
+    rng = np.random.default_rng(0)
+    names = ["dark", "mid", "light"]
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["pixels"], ["x"], to=TensorProto.FLOAT),
+         helper.make_node("ReduceMean", ["x"], ["mean"], axes=[2, 3], keepdims=0),
+         helper.make_node("MatMul", ["mean", "w"], ["y"]),
+         helper.make_node("Add", ["y", "b"], ["logits"])],
+        "tiny-image",
+        [helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["batch", 3, image_size, image_size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(names)])],
+        initializer=[numpy_helper.from_array((rng.normal(size=(3, len(names))) / 50).astype(np.float32), "w"),
+                     numpy_helper.from_array(np.array([1.0, 0.0, -1.0], dtype=np.float32), "b")])
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), model)
+    card = {"labels": names, "preprocessing": "RGB, bilinear resize to a square, uint8 CHW", "model": {"base_model": "tiny random (test)", "pruning_level": 0.0},
+            "metrics": {"accuracy": 0.5, "int8_accuracy": 0.5, "rows": 3}}
+    out = folder / "bundle"
+    bundle.write_bundle(out, onnx=model, int8=model, card=card, modality="image", input_names=["pixels"], runtime_spec=bundle.image_spec(image_size),
+                        test_labels=names)
+    return out
+
+
+@pytest.fixture(scope="session")
+def image_bundle(tmp_path_factory) -> Path:
+    return build_image_bundle(tmp_path_factory.mktemp("image-bundle"))
+

@@ -27,6 +27,15 @@ examples:
   curl -s localhost:8000/v1/predict -H 'content-type: application/json' -d '{"inputs": ["A gem of a film."]}'
   tunepipe serve results/export/bundle --ab other/bundle --split 0.2      # 20% of clients get other/bundle
   tunepipe serve --stage prod                                             # the bundle the registry's prod stage points at
+
+limits (each request's memory and time are bounded; a request over a limit gets a 413, a full queue a 503 with Retry-After):
+  --max-body-mb, --max-inputs          the request's size
+  --max-image-pixels, --max-request-pixels   pixels decoded per image and per request (default: from the model's image size;
+                                       checked from the image's header, before decoding; PNG/JPEG/WebP/GIF/BMP/TIFF only)
+  --max-text-chars                     a longer text is cut before tokenising (default: 64 x the bundle's max_length),
+                                       or refused with --refuse-long-texts
+  --max-queue                          inputs waiting per model (default: 2 x --max-inputs)
+The bundle's files are checked against bundle.json's sha256 when it loads; --no-verify skips that (a warning is logged).
 """
 
 
@@ -43,6 +52,9 @@ def add_commands(sub) -> None:
     predict.add_argument("--threads", type=int, default=1, metavar="N", help="ONNX Runtime threads (default: 1)")
     predict.add_argument("--int8", action="store_true", help="use the INT8 model (smaller, usually faster; check its accuracy in the model card)")
     predict.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
+    predict.add_argument("--max-image-pixels", type=int, metavar="N",
+                         help="pixels of one image, read from its header before decoding (default: Pillow's limit, 89 M: these are your own files)")
+    predict.add_argument("--no-verify", action="store_true", help="do not check the bundle's files against bundle.json's sha256 (at your own risk)")
     predict.set_defaults(func=_predict)
 
     serve = sub.add_parser("serve", help="serve a bundle over HTTP (REST, OIP v2, Prometheus metrics, A/B)",
@@ -61,6 +73,13 @@ def add_commands(sub) -> None:
     serve.add_argument("--no-batching", action="store_true", help="run every request as its own batch (for comparison)")
     serve.add_argument("--max-inputs", type=int, default=256, metavar="N", help="most inputs per request (default: 256)")
     serve.add_argument("--max-body-mb", type=float, default=4.0, metavar="MB", help="largest request body (default: 4)")
+    serve.add_argument("--max-queue", type=int, metavar="N", help="inputs admitted per model before a 503 (default: 2 x --max-inputs)")
+    serve.add_argument("--max-image-pixels", type=int, metavar="N",
+                       help="pixels of one image, read from its header before decoding (default: (16 x image size)^2, at least 2048^2)")
+    serve.add_argument("--max-request-pixels", type=int, metavar="N", help="pixels of all images of one request (default: 4 x --max-image-pixels)")
+    serve.add_argument("--max-text-chars", type=int, metavar="N", help="characters of one text; a longer one is cut before tokenising (default: 64 x max_length)")
+    serve.add_argument("--refuse-long-texts", action="store_true", help="answer 413 to a text over --max-text-chars instead of cutting it")
+    serve.add_argument("--no-verify", action="store_true", help="do not check the bundle's files against bundle.json's sha256 (at your own risk; logged)")
     serve.add_argument("--ab", type=Path, metavar="BUNDLE", help="A/B: a second bundle that gets --split of the traffic")
     serve.add_argument("--split", type=float, default=0.0, metavar="X", help="A/B: share of traffic (0-1) for --ab; sticky per X-Client-Key header")
     serve.add_argument("--version", dest="model_version", metavar="NAME", help="the version name responses report (default: the bundle's)")
@@ -79,12 +98,18 @@ def _fail(command: str, message: str) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from tunepipe.errors import TunepipeError
     from tunepipe.serving.batch import predict_file
-    from tunepipe.serving.runtime import Predictor
+    from tunepipe.serving.runtime import InputLimits, Predictor
 
-    if args.batch_size < 1 or args.threads < 1:
-        return _fail("predict", "--batch-size and --threads must be at least 1")
+    if args.batch_size < 1 or args.threads < 1 or (args.max_image_pixels is not None and args.max_image_pixels < 1):
+        return _fail("predict", "--batch-size, --threads and --max-image-pixels must be at least 1")
+    if args.no_verify:
+        print("tunepipe predict: warning: --no-verify: the bundle's files are not checked against bundle.json's sha256", file=sys.stderr)
     try:
-        predictor = Predictor(args.bundle, int8=args.int8, threads=args.threads)
+        from PIL import Image
+
+        # Local files, not a network's: Pillow's own bound per image (as before), none per batch; texts are cut as in serve.
+        limits = InputLimits(image_pixels=args.max_image_pixels or Image.MAX_IMAGE_PIXELS, request_pixels=sys.maxsize)
+        predictor = Predictor(args.bundle, int8=args.int8, threads=args.threads, verify=not args.no_verify, limits=limits)
         count = predict_file(predictor, args.input, args.output, batch_size=args.batch_size, input_column=args.input_column,
                              id_column=args.id_column, progress=False if args.no_progress else None)
     except TunepipeError as exc:
@@ -118,12 +143,19 @@ def _serve(args: argparse.Namespace) -> int:
             return _fail("serve", "--split needs --ab OTHER_BUNDLE")
         if not 0.0 <= args.split <= 1.0:
             return _fail("serve", f"--split must be between 0 and 1, got {args.split}")
-        if min(args.workers, args.threads, args.max_batch_size, args.max_inputs) < 1 or args.max_body_mb <= 0:
-            return _fail("serve", "--workers, --threads, --max-batch-size, --max-inputs and --max-body-mb must be positive")
+        given = [args.max_queue, args.max_image_pixels, args.max_request_pixels, args.max_text_chars]
+        if min(args.workers, args.threads, args.max_batch_size, args.max_inputs, *(n for n in given if n is not None)) < 1 or args.max_body_mb <= 0:
+            return _fail("serve", "--workers, --threads, --max-batch-size, --max-inputs, --max-body-mb and the other --max-* limits must be positive")
+        if args.max_queue is not None and args.max_queue < args.max_inputs:
+            return _fail("serve", f"--max-queue {args.max_queue} is below --max-inputs {args.max_inputs}: a full request would never fit")
         config = ServeConfig(bundle=str(bundle), ab=str(args.ab) if args.ab else None, split=args.split, int8=args.int8, threads=args.threads,
                              batching=not args.no_batching, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                              max_inputs=args.max_inputs, max_body_bytes=int(args.max_body_mb * (1 << 20)), model_name=args.model_name,
-                             version=version, ab_version=args.ab_version)
+                             version=version, ab_version=args.ab_version, max_queue=args.max_queue, max_image_pixels=args.max_image_pixels,
+                             max_request_pixels=args.max_request_pixels, max_text_chars=args.max_text_chars,
+                             refuse_long_texts=args.refuse_long_texts, verify=not args.no_verify)
+        if args.no_verify:
+            print("tunepipe serve: warning: --no-verify: the bundle's files are not checked against bundle.json's sha256", file=sys.stderr)
         serve(config, host=args.host, port=args.port, workers=args.workers, graceful_timeout=args.graceful_timeout, access_log=args.access_log)
     except TunepipeError as exc:
         return _fail("serve", str(exc))

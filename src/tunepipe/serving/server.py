@@ -35,10 +35,15 @@ import numpy as np
 from fastapi import Request  # at module level: FastAPI resolves the handlers' (string) annotations here
 
 from tunepipe import __version__
-from tunepipe.serving.runtime import BundleError, InputError, Predictor, load_bundle
+from tunepipe.serving.runtime import BundleError, InputError, InputLimits, Predictor, load_bundle
 
 _log = logging.getLogger("uvicorn.error")  # printed with uvicorn's own lines
 CONFIG_ENV = "TUNEPIPE_SERVE_CONFIG"
+#: A body over the limit is still read (and dropped) up to this size, so that clients which send the whole body before
+#: reading the answer (urllib, requests) get the 413 rather than a reset connection; beyond it the connection is closed.
+DRAIN_BYTES = 64 << 20
+#: /metrics' `method` label: these, else "other" (a client must not be able to add series).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,14 @@ class ServeConfig:
     max_wait_ms: float = 5.0
     max_inputs: int = 256
     max_body_bytes: int = 4 << 20
+    #: Inputs admitted per model (being decoded, queued or in a batch); more are answered 503. None: 2 x max_inputs.
+    max_queue: int | None = None
+    #: runtime.InputLimits: None derives each from the bundle.
+    max_image_pixels: int | None = None
+    max_request_pixels: int | None = None
+    max_text_chars: int | None = None
+    refuse_long_texts: bool = False
+    verify: bool = True
     model_name: str = "tunepipe-model"
     #: Versions to report instead of the bundles' own (a registry's version names).
     version: str | None = None
@@ -61,6 +74,14 @@ class ServeConfig:
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
+
+    @property
+    def limits(self) -> InputLimits:
+        return InputLimits(self.max_image_pixels, self.max_request_pixels, self.max_text_chars, self.refuse_long_texts)
+
+    @property
+    def queue_limit(self) -> int:
+        return self.max_queue if self.max_queue is not None else 2 * self.max_inputs
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -70,10 +91,11 @@ class ServeConfig:
 class RequestError(Exception):
     """A request the client must fix: becomes `{"error": message}` with `status`."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 class MicroBatcher:
@@ -83,8 +105,12 @@ class MicroBatcher:
     it also waits up to `max_wait_ms` for more. A lone client never waits, so batch-1 latency stays that of the
     model. With `enabled` False every request is its own batch (the benchmark's reference)."""
 
-    def __init__(self, predictor: Predictor, *, max_batch_size: int, max_wait_ms: float, enabled: bool, on_batch) -> None:
+    def __init__(self, predictor: Predictor, *, max_batch_size: int, max_wait_ms: float, enabled: bool, on_batch, max_queue: int) -> None:
         self.predictor = predictor
+        self.max_queue = max_queue
+        #: Inputs admitted and not yet answered (decoding, queued or running), and the recent model time per input.
+        self.admitted = 0
+        self.seconds_per_input = 0.0
         self.max_batch_size = max(1, max_batch_size)
         self.max_wait = max(0.0, max_wait_ms) / 1000
         self.enabled = enabled
@@ -104,6 +130,17 @@ class MicroBatcher:
             await self.queue.put(None)
             await self.task
         self.executor.shutdown(wait=True)
+
+    def admit(self, count: int) -> None:
+        """Take `count` inputs in, or refuse them (503 with Retry-After) when the model has `max_queue` waiting already."""
+        if self.admitted + count > self.max_queue:
+            wait = max(1, math.ceil(self.admitted * self.seconds_per_input))
+            raise RequestError(503, f"the model has {self.admitted} inputs waiting, the most it queues is {self.max_queue} (--max-queue); "
+                                    f"retry in {wait} s", headers={"Retry-After": str(wait)})
+        self.admitted += count
+
+    def release(self, count: int) -> None:
+        self.admitted -= count
 
     async def submit(self, checked: list) -> np.ndarray:
         future = asyncio.get_running_loop().create_future()
@@ -157,8 +194,10 @@ class MicroBatcher:
             parts = [self.predictor.outputs(inputs[start:start + self.max_batch_size]) for start in range(0, len(inputs), self.max_batch_size)]
             return np.concatenate(parts) if parts else self.predictor.outputs([])
 
+        started = time.perf_counter()
         try:
             outputs = await loop.run_in_executor(self.executor, infer)
+            self.seconds_per_input = 0.8 * self.seconds_per_input + 0.2 * (time.perf_counter() - started) / max(1, len(inputs))
         except Exception as exc:  # a bug or a broken model: every waiting request gets it (a 500), the loop goes on
             _log.exception("inference failed on a batch of %d inputs", len(inputs))
             for _, future in batch:
@@ -247,10 +286,10 @@ class Router:
         return 1 if share < self.split else 0
 
 
-def _error(status: int, message: str):
+def _error(status: int, message: str, headers: dict[str, str] | None = None):
     from fastapi.responses import JSONResponse
 
-    return JSONResponse({"error": message}, status_code=status)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _json_type(content_type: str) -> bool:
@@ -258,19 +297,41 @@ def _json_type(content_type: str) -> bool:
     return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
+async def _drop(chunks, read: int) -> dict[str, str] | None:
+    """Read and drop the rest of a body (up to DRAIN_BYTES in all), so the answer reaches a client still sending it.
+    Returns the headers the answer needs: `Connection: close` when the rest was too large to read."""
+    from starlette.requests import ClientDisconnect
+
+    try:
+        async for chunk in chunks:
+            read += len(chunk)
+            if read > DRAIN_BYTES:
+                return {"Connection": "close"}
+    except ClientDisconnect:
+        pass
+    return None
+
+
 async def read_json(request, limit: int) -> Any:
-    """The request's JSON body; RequestError for a wrong content type, a body over `limit` bytes, or invalid JSON."""
+    """The request's JSON body; RequestError for a wrong content type, a body over `limit` bytes, or invalid JSON.
+
+    A refused body is read to its end first (see DRAIN_BYTES): answering while the client still sends resets the connection."""
+    chunks = request.stream()
     content_type = request.headers.get("content-type", "")
-    if not _json_type(content_type):
-        raise RequestError(415, f"content-type must be application/json, got {content_type or 'none'!r}")
     declared = request.headers.get("content-length")
+    too_long = declared is not None and declared.isdigit() and int(declared) > DRAIN_BYTES
+    if not _json_type(content_type):
+        headers = {"Connection": "close"} if too_long else await _drop(chunks, 0)
+        raise RequestError(415, f"content-type must be application/json, got {content_type or 'none'!r}", headers)
     if declared and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"body is {int(declared)} bytes, more than the limit of {limit} (--max-body-mb); send fewer or smaller inputs")
+        headers = {"Connection": "close"} if too_long else await _drop(chunks, 0)
+        raise RequestError(413, f"body is {int(declared)} bytes, more than the limit of {limit} (--max-body-mb); send fewer or smaller inputs", headers)
     body = bytearray()
-    async for chunk in request.stream():
+    async for chunk in chunks:
         body += chunk
         if len(body) > limit:
-            raise RequestError(413, f"body is more than the limit of {limit} bytes (--max-body-mb); send fewer or smaller inputs")
+            headers = await _drop(chunks, len(body))
+            raise RequestError(413, f"body is more than the limit of {limit} bytes (--max-body-mb); send fewer or smaller inputs", headers)
     if not body:
         raise RequestError(400, 'body is empty; send a JSON object like {"inputs": [...]}')
     try:
@@ -279,6 +340,8 @@ async def read_json(request, limit: int) -> Any:
         raise RequestError(400, "body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise RequestError(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:  # an integer of more than sys.get_int_max_str_digits() digits
+        raise RequestError(400, f"body is not usable JSON: {exc}".split(";")[0] + "; send numbers of ordinary size") from None
     except RecursionError:
         raise RequestError(400, "body is nested too deeply; send a flat JSON object like {\"inputs\": [...]}") from None
 
@@ -297,7 +360,7 @@ def _decode_image(value: Any, index: int) -> bytes:
 
 def model_versions(config: ServeConfig) -> list[str]:
     """The version each model reports; BundleError when the bundles cannot be served together."""
-    bundles = [load_bundle(config.bundle)] + ([load_bundle(config.ab)] if config.ab else [])
+    bundles = [load_bundle(config.bundle, verify=config.verify)] + ([load_bundle(config.ab, verify=config.verify)] if config.ab else [])
     if len({bundle.modality for bundle in bundles}) > 1:
         raise BundleError(f"{config.bundle} and {config.ab} classify different kinds of input; A/B needs two bundles of one modality")
     if len({bundle.task.name for bundle in bundles}) > 1:
@@ -317,9 +380,12 @@ def create_app(config: ServeConfig):
     from starlette.routing import Match
 
     versions = model_versions(config)
-    models = [Predictor(path, int8=config.int8, threads=config.threads, version=version)
+    models = [Predictor(path, int8=config.int8, threads=config.threads, version=version, limits=config.limits, verify=config.verify)
               for path, version in zip((config.bundle, config.ab), versions, strict=False)]
+    #: Images are decoded here, off the event loop, by as many threads as the model has: a bounded amount of decoding at once.
+    decoder = ThreadPoolExecutor(max(1, config.threads), thread_name_prefix="decode")
     modality, task = models[0].bundle.modality, models[0].task
+    oip_names = [spec["name"] for spec in task.oip_output_specs(models[0].labels)]
     router = Router(models, config.split)
     metrics = Metrics(task.monitoring_help)
     state: dict[str, Any] = {"ready": False, "batchers": []}
@@ -333,7 +399,10 @@ def create_app(config: ServeConfig):
             model.outputs(model.check([_warmup_input(modality)]))  # the first run allocates; keep it off the first request
             metrics.info.labels(model.version, role if len(models) > 1 else "main", modality, "int8" if model.int8 else "fp32").set(1)
         state["batchers"] = [MicroBatcher(model, max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms, enabled=config.batching,
-                                          on_batch=on_batch) for model in models]
+                                          on_batch=on_batch, max_queue=config.queue_limit) for model in models]
+        if not config.verify:
+            _log.warning("bundle verification is off (--no-verify): the files are not checked against bundle.json's sha256, "
+                         "so a damaged or edited bundle is served as it is")
         for batcher in state["batchers"]:
             batcher.start()
         state["ready"] = True
@@ -342,6 +411,7 @@ def create_app(config: ServeConfig):
         state["ready"] = False
         for batcher in state["batchers"]:
             await batcher.stop()
+        decoder.shutdown(wait=True)
         _log.info("shut down cleanly")
 
     app = FastAPI(title="tunepipe", version=__version__, lifespan=lifespan,
@@ -364,13 +434,13 @@ def create_app(config: ServeConfig):
             _log.exception("unhandled error on %s %s", request.method, request.url.path)
             response, status = _error(500, "internal error (a bug in tunepipe serve; the log has the details)"), 500
         route = route_of(request.scope)
-        metrics.requests.labels(route, request.method, str(status)).inc()
+        metrics.requests.labels(route, request.method if request.method in METHODS else "other", str(status)).inc()
         metrics.latency.labels(route, str(status)).observe(time.perf_counter() - started)
         return response
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
-        return _error(exc.status, exc.message)
+        return _error(exc.status, exc.message, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -393,14 +463,18 @@ def create_app(config: ServeConfig):
         if len(values) > config.max_inputs:
             raise RequestError(413, f"inputs has {len(values)} items, more than the limit of {config.max_inputs} per request (--max-inputs); split it into several requests")
         index = router.choose(client_key)
-        model = models[index]
-        if modality == "image":
-            values = [_decode_image(value, i) for i, value in enumerate(values)]
+        model, batcher = models[index], state["batchers"][index]
+        batcher.admit(len(values))
         try:
-            checked = await asyncio.to_thread(model.check, values) if modality == "image" else model.check(values)
-        except InputError as exc:
-            raise RequestError(422, str(exc)) from None
-        outputs = await state["batchers"][index].submit(checked)
+            if modality == "image":
+                values = [_decode_image(value, i) for i, value in enumerate(values)]
+            try:
+                checked = await asyncio.get_running_loop().run_in_executor(decoder, model.check, values) if modality == "image" else model.check(values)
+            except InputError as exc:
+                raise RequestError(413 if exc.too_large else 422, str(exc)) from None
+            outputs = await batcher.submit(checked)
+        finally:
+            batcher.release(len(values))
         for observed in model.task.observed(outputs, model.labels, model.decision, model.bundle.monitoring):
             metrics.predictions.labels(model.version, observed).inc()
         return model, outputs
@@ -478,14 +552,14 @@ def create_app(config: ServeConfig):
 
     @app.post("/v2/models/{name}/infer", openapi_extra=infer_schema, summary="OIP v2 inference (one BYTES tensor of texts or base64 images)")
     async def v2_infer(name: str, request: Request):
+        body = await read_json(request, config.max_body_bytes)  # read first: a refused body still reaches its end (read_json)
         require_model(name)
-        body = await read_json(request, config.max_body_bytes)
         values, wanted = _oip_inputs(body)
+        unknown = [out for out in wanted if out not in oip_names]
+        if unknown:  # before inference: a refused request uses no model time and counts in no prediction totals
+            raise RequestError(400, f"unknown output {unknown[0]!r}; this model returns: {', '.join(oip_names)}")
         model, answered = await score(values, request.headers.get("x-client-key"))
         outputs = model.task.oip_outputs(answered, model.labels, model.decision)
-        unknown = [out for out in wanted if out not in outputs]
-        if unknown:
-            raise RequestError(400, f"unknown output {unknown[0]!r}; this model returns: {', '.join(outputs)}")
         response = {"model_name": config.model_name, "model_version": model.version, "outputs": [outputs[key] for key in (wanted or outputs)]}
         if isinstance(body.get("id"), str):
             response["id"] = body["id"]
