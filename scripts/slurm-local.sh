@@ -378,11 +378,15 @@ network_down() {
 }
 
 write_two_node_config() {
-    local hw mem
-    hw=$(slurmd -C | head -1 | sed 's/^NodeName=[^ ]* //') # CPUs=.. Boards=.. SocketsPerBoard=.. ... RealMemory=..
+    local hw mem cpus
+    hw=$(slurmd -C | head -1)
     mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$hw")
     mem=$((mem * 9 / 10 > MEM_MB ? mem * 9 / 10 : MEM_MB)) # as for the single node: the profile's requests must fit
-    hw=$(sed "s/RealMemory=[0-9]*/RealMemory=$mem/" <<<"$hw")
+    # Each node advertises twice this machine's CPUs: two jobs that each ask for all of them run side by side
+    # (the tests run two trainings at once). Nothing binds tasks to CPUs here (task/none), so a job's processes
+    # see the machine's CPUs either way.
+    cpus=$((2 * $(sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' <<<"$hw")))
+    hw="CPUs=$cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$mem"
     if [[ -e $TWO_CONF ]] && ! grep -qF "$MARKER" "$TWO_CONF"; then
         die "$TWO_CONF exists and was not written by this script; refusing to overwrite it"
     fi

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -31,6 +32,7 @@ from tests.test_slurm import SUBMITTED, run, snakemake_command, snakemake_env, w
 SCRIPT = REPO / "scripts" / "slurm-local.sh"
 IN_CI = os.environ.get("CI") == "true"
 SLURM_CONF = "/etc/slurm-two-nodes/slurm.conf"
+JOBCOMP = "/var/log/slurm-local/two-nodes/jobcomp.log"
 # --cores 2: each job gets 2 CPUs per node, so each rank trains with 2 threads, as each of the reference's 2 processes
 # does with --cores 4 (threads are shared among a node's processes): the same sums in the same order.
 PROFILE = ("--profile", "workflow/profiles/slurm", "--cores", "2", "--slurm-keep-successful-logs",
@@ -68,10 +70,9 @@ def two_nodes():
         assert stopped.returncode == 0, stopped.stderr
 
 
-def project_from(tiny_run: Path, root: Path, model_dir: Path, train: dict) -> Path:
+def project_from(tiny_run: Path, project: Path, model_dir: Path, train: dict) -> Path:
     """A copy of the tiny run's project with only its data phase, set up to train the tiny model with `train`."""
     keep = {"prepare", "clean", "split", "augment", "benchmarks", "logs"}
-    project = root / "project"
     shutil.copytree(tiny_run, project, symlinks=True, ignore=lambda folder, names: [
         name for name in names if (Path(folder) == tiny_run / "results" and name not in keep) or name == "slurm_logs"])
     (project / "results" / "logs" / "train.log").unlink(missing_ok=True)
@@ -80,18 +81,9 @@ def project_from(tiny_run: Path, root: Path, model_dir: Path, train: dict) -> Pa
     return project
 
 
-def start(project: Path, *args: str, env: dict[str, str], timeout: int) -> subprocess.Popen:
+def start(project: Path, *args: str, env: dict[str, str], timeout: int = 400) -> subprocess.Popen:
     command = snakemake_command("results/train/summary.json", *args, "--configfile", "tiny.yaml", "train.yaml", timeout=timeout)
     return subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-
-
-def finish(process: subprocess.Popen, timeout: int) -> str:
-    try:
-        return process.communicate(timeout=timeout)[0]
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.communicate(timeout=60)
 
 
 def history(project: Path) -> list[dict[str, str]]:  # every column but the wall time
@@ -109,84 +101,91 @@ def assert_same_training(ours: Path, theirs: Path) -> None:
     assert mine.keys() == reference.keys() and all(torch.equal(mine[key], reference[key]) for key in reference)
 
 
-@pytest.fixture(scope="module")
-def two_node_run(two_nodes, tiny_run, tiny_model_dir, tmp_path_factory):
-    """The two-node training through the slurm profile and, meanwhile, the same params as 2 processes on one node."""
-    project = project_from(tiny_run, tmp_path_factory.mktemp("two-nodes"), tiny_model_dir, TWO_NODES)
-    reference = project_from(tiny_run, tmp_path_factory.mktemp("one-node"), tiny_model_dir, ONE_NODE)
-    started = time.monotonic()
-    process = start(project, *PROFILE, env=two_node_env(), timeout=400)
-    local = start(reference, "--cores", "4", env=snakemake_env(), timeout=400)
-    output, local_output = finish(process, 800), finish(local, 800)
-    assert local.returncode == 0, local_output[-4000:]
-    assert process.returncode == 0, output[-6000:]
-    print(f"two-node training through SLURM (and the one-node run beside it): {time.monotonic() - started:.0f} s")
-    return project, reference, output
-
-
-@pytest.mark.slurm
-@pytest.mark.e2e
-def test_two_nodes_train_as_two_processes_on_one_node_do(two_node_run):
-    project, reference, output = two_node_run
-    (_, job_id, _), = SUBMITTED.findall(output)
-    record = next(line for line in Path("/var/log/slurm-local/two-nodes/jobcomp.log").read_text().splitlines() if f"JobId={job_id} " in line)
-    assert "JobState=COMPLETED" in record and "NodeList=tpnode[1-2]" in record and "NodeCnt=2" in record, record
-    log = (project / "results" / "logs" / "train.log").read_text()
-    for rank, host in enumerate(("tpnode1", "tpnode2")):  # one task per node, each ranked by SLURM and naming its host
-        assert f"rank {rank} of 2 (SLURMEnvironment, SLURM job {job_id} step 0 task {rank} on {host}): " in log, log[-3000:]
-    assert log.count(f"epoch {TRAIN['max_epochs']} done") == 2  # both ranks trained every epoch
-    assert "rank 1 of 2 (LightningEnvironment)" in (reference / "results" / "logs" / "train.log").read_text()
-    assert_same_training(project, reference)  # the same sharding, gradients and validation reduced over both ranks
-    summary = json.loads((project / "results" / "train" / "summary.json").read_text())
-    assert summary["strategy"] == "ddp" and summary["threads"] == 2 and summary["val_rows"] == 48
-    # Only rank 0 wrote: no temporary output of rank 1 (written on tpnode2) and nothing half-written.
-    assert not list((project / "results").rglob("*.rank1")) and not list((project / "results").rglob("*.partial"))
-    assert {path.name for path in (project / "results" / "train" / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt", "run.json"}
-
-
-def training_pid(host: str) -> int | None:
-    """The training process running as `host` (in its network namespace)."""
+def training_pid(host: str, project: Path) -> int | None:
+    """The training process of `project` that runs as `host` (in that host's network namespace)."""
     for pid in run("ip", "netns", "pids", host).stdout.split():
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
         except OSError:
             continue
-        if argv[0].endswith(b"python") and b"tunepipe.stages.train" in argv:
+        if argv[0].endswith(b"python") and b"tunepipe.stages.train" in argv and cwd == project:
             return int(pid)
     return None
 
 
+@pytest.fixture(scope="module")
+def runs(two_nodes, tiny_run, tiny_model_dir, tmp_path_factory):
+    """Three trainings of the same params at once: on two nodes through the slurm profile; the same, with rank 1's
+    process SIGKILLed on tpnode2 in the middle of the second epoch; and as 2 processes on one node, without SLURM."""
+    root = tmp_path_factory.mktemp("multinode")
+    projects = {name: project_from(tiny_run, root / name, tiny_model_dir, train)
+                for name, train in (("two_nodes", TWO_NODES), ("killed", TWO_NODES), ("one_node", ONE_NODE))}
+    started = time.monotonic()
+    processes = {name: start(projects[name], *PROFILE, env=two_node_env()) for name in ("two_nodes", "killed")}
+    processes["one_node"] = start(projects["one_node"], "--cores", "4", env=snakemake_env())
+    try:
+        log = projects["killed"] / "results" / "logs" / "train.log"
+        # Mid-epoch: both ranks logged the second epoch's first step; six of its seven steps are still to come.
+        wait_for(lambda: log.exists() and log.read_text().count("epoch 2/3  step 1/7 ") == 2, 400, "the second epoch", processes["killed"])
+        os.kill(wait_for(lambda: training_pid("tpnode2", projects["killed"]), 10, "rank 1 on tpnode2"), signal.SIGKILL)
+        outputs = {name: process.communicate(timeout=800)[0] for name, process in processes.items()}
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                process.communicate(timeout=60)
+    print(f"two-node, killed two-node and one-node trainings side by side: {time.monotonic() - started:.0f} s")
+    return SimpleNamespace(**projects, outputs=outputs, returncodes={name: p.returncode for name, p in processes.items()})
+
+
 @pytest.mark.slurm
 @pytest.mark.e2e
-def test_a_rank_killed_mid_epoch_fails_the_job_naming_its_node_and_a_rerun_resumes(two_node_run, tiny_run, tiny_model_dir, tmp_path):
-    uninterrupted, _, _ = two_node_run
-    project = project_from(tiny_run, tmp_path, tiny_model_dir, TWO_NODES)
-    log = project / "results" / "logs" / "train.log"
-    process = start(project, *PROFILE, env=two_node_env(), timeout=400)
-    try:
-        # Mid-epoch: the second epoch's first step is logged (by both ranks), six of its seven steps are still to come.
-        wait_for(lambda: log.exists() and log.read_text().count("epoch 2/3  step 1/7 ") == 2, 300, "the second epoch", process)
-        os.kill(wait_for(lambda: training_pid("tpnode2"), 10, "rank 1 on tpnode2"), signal.SIGKILL)
-        output = finish(process, 400)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode != 0
+def test_two_nodes_train_as_two_processes_on_one_node_do(runs):
+    assert runs.returncodes["one_node"] == 0, runs.outputs["one_node"][-4000:]
+    output = runs.outputs["two_nodes"]
+    assert runs.returncodes["two_nodes"] == 0, output[-6000:]
+    (_, job_id, _), = SUBMITTED.findall(output)
+    record = next(line for line in Path(JOBCOMP).read_text().splitlines() if f"JobId={job_id} " in line)
+    assert "JobState=COMPLETED" in record and "NodeList=tpnode[1-2]" in record and "NodeCnt=2" in record, record
+    log = (runs.two_nodes / "results" / "logs" / "train.log").read_text()
+    for rank, host in enumerate(("tpnode1", "tpnode2")):  # one task per node, each ranked by SLURM and naming its host
+        assert f"rank {rank} of 2 (SLURMEnvironment, SLURM job {job_id} step 0 task {rank} on {host}): " in log, log[-3000:]
+    assert log.count(f"epoch {TRAIN['max_epochs']} done") == 2  # both ranks trained every epoch
+    assert "rank 1 of 2 (LightningEnvironment)" in (runs.one_node / "results" / "logs" / "train.log").read_text()
+    assert_same_training(runs.two_nodes, runs.one_node)  # the same sharding; gradients and validation reduced over both
+    summary = json.loads((runs.two_nodes / "results" / "train" / "summary.json").read_text())
+    assert summary["strategy"] == "ddp" and summary["threads"] == 2 and summary["val_rows"] == 48
+    # Only rank 0 wrote: no temporary output of rank 1 (which ran on tpnode2) and nothing half-written.
+    results = runs.two_nodes / "results"
+    assert not list(results.rglob("*.rank1")) and not list(results.rglob("*.partial"))
+    assert {path.name for path in (results / "train" / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt", "run.json"}
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_a_rank_killed_mid_epoch_fails_the_job_naming_its_node_and_a_rerun_resumes(runs):
+    project, output = runs.killed, runs.outputs["killed"]
+    assert runs.returncodes["killed"] != 0
     assert "srun: error: tpnode2: task 1: Killed" in output, output[-5000:]  # SLURM names the node and the task (= rank)
     # ... and rank 0, which lost it, says which rank on which node is gone, and what to do: one line, no traceback.
-    assert re.search(r"tunepipe train: error: rank 0 on tpnode1 lost rank 1 on tpnode2 \(\S+\) in epoch 2: that process or its "
-                     r"node is gone \(.*\)\. Training stops; re-run to resume from \S+last\.ckpt, the last finished epoch\.", output), output[-5000:]
+    assert re.search(r"tunepipe train: error: rank 0 on tpnode1 lost rank 1 on tpnode2 \(10\.\S+\) in epoch 2: that process or its "
+                     r"node is gone \(gloo: .*by peer.*\)\. Training stops; re-run to resume from \S+last\.ckpt, the last finished "
+                     r"epoch\.$", output, flags=re.M), output[-5000:]
+    log = project / "results" / "logs" / "train.log"
     assert "Traceback" not in log.read_text()
     last = torch.load(project / "results" / "train" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 7 and last["epoch"] == 0  # intact: the end of the first epoch (7 steps), all of it
     assert not (project / "results" / "train" / "summary.json").exists()
 
-    process = start(project, *PROFILE, env=two_node_env(), timeout=400)
-    output = finish(process, 800)
+    started = time.monotonic()
+    process = start(project, *PROFILE, env=two_node_env())
+    output = process.communicate(timeout=800)[0]
     assert process.returncode == 0, output[-5000:]
+    print(f"the resumed two-node training: {time.monotonic() - started:.0f} s")
     assert f"resuming from {project / 'results' / 'train' / 'checkpoints' / 'last.ckpt'}" in log.read_text()
     assert json.loads((project / "results" / "train" / "summary.json").read_text())["resumed"] is True
-    assert_same_training(project, uninterrupted)
+    assert_same_training(project, runs.two_nodes)
 
 
 def test_a_lost_peer_is_named_by_its_rank_and_host():
