@@ -55,6 +55,12 @@ NODES=(tpnode1 tpnode2)
 say() { echo "slurm-local: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 need_root() { [[ $(id -u) == 0 ]] || die "must run as root (it installs packages and starts system daemons)"; }
+# One start or stop at a time, for both clusters: they share munged (the tests may start both at once).
+lock() {
+    install -d "$RUN_DIR"
+    exec 9>"$RUN_DIR/.lock"
+    flock 9
+}
 
 installed() {
     command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null \
@@ -211,6 +217,7 @@ node_state() { sinfo -h -n "$(node_name)" -o %t 2>/dev/null | head -1; }
 
 cmd_start() {
     need_root
+    lock
     installed || cmd_install
     write_config
     if ((CONFIG_CHANGED)); then  # a changed config needs fresh daemons
@@ -250,6 +257,7 @@ cmd_start() {
 
 cmd_stop() {
     need_root
+    lock
     stop_daemon slurmd "$SLURMD_PID"
     stop_daemon slurmctld "$CTLD_PID"
     if two_nodes_running; then
@@ -440,6 +448,7 @@ start_as_host() {
 
 cmd_start_two() {
     need_root
+    lock
     check_namespaces
     installed || cmd_install
     local fresh=1 host
@@ -481,6 +490,7 @@ cmd_start_two() {
 
 cmd_stop_two() {
     need_root
+    lock
     local host
     for host in "${NODES[@]}"; do
         stop_daemon slurmd "$(two_slurmd_pid "$host")"

@@ -371,7 +371,7 @@ def fit(
         here = f"rank {trainer.global_rank} on {socket.gethostname()}"
         said = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).splitlines()[0]).split(". ")[0]  # without gloo's source line and advice
         raise RankLost(f"{here} lost {gone} in epoch {trainer.current_epoch + 1}: that process or its node is gone (gloo: {said}). "
-                       f"Training stops; re-run to resume from {last}, the last finished epoch.") from exc
+                       f"Training stops; re-run to resume from its last checkpoint, {last}.") from exc
     fit_seconds = time.perf_counter() - fit_started
     if trainer.world_size > 1 and not trainer.is_global_zero:
         # DDP (train.devices > 1): Lightning started this process as another rank running the same command.
