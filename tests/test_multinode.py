@@ -65,9 +65,12 @@ def two_nodes():
             pytest.fail(f"CI=true but {reason}")
         pytest.skip(reason)
     yield
-    if not was_running:
+    if not was_running:  # stopped, it leaves no namespace, interface, per-host file or process of its hosts behind
         stopped = run("bash", str(SCRIPT), "stop", "--nodes", "2")
         assert stopped.returncode == 0, stopped.stderr
+        assert not set(run("ip", "netns", "list").stdout.split()) & {"tpctl", "tpnode1", "tpnode2"}
+        assert not re.search(r"tpslurm0|v-tp", run("ip", "-o", "link", "show").stdout)
+        assert not any(Path("/etc/netns", host).exists() for host in ("tpctl", "tpnode1", "tpnode2"))
 
 
 def project_from(tiny_run: Path, project: Path, model_dir: Path, train: dict) -> Path:
