@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -356,8 +357,8 @@ def test_a_two_process_training_is_one_job_of_two_tasks_ranked_by_slurm(slurm_ru
     assert "TresPerNode=gres:gpu:2" in details, details  # --gpus-per-node=2
     assert [record["JobState"] for record in jobcomp()[job_id]] == ["COMPLETED"]
     train_log = (project / "results" / "logs" / "train.log").read_text()
-    for rank in range(2):  # both processes trained, each a task of the job's step 0, ranked by SLURM
-        assert f"rank {rank} of 2 (SLURMEnvironment, SLURM job {job_id} step 0 task {rank}): " in train_log, train_log[-3000:]
+    for rank in range(2):  # both processes trained, each a task of the job's step 0, ranked by SLURM, on this host
+        assert f"rank {rank} of 2 (SLURMEnvironment, SLURM job {job_id} step 0 task {rank} on {socket.gethostname()}): " in train_log, train_log[-3000:]
     assert train_log.count("epoch 1 done") == 2
     summary = json.loads((project / "results" / "train" / "summary.json").read_text())
     assert summary["strategy"] == "ddp" and summary["accelerator"] == "cpu" and summary["threads"] == 1

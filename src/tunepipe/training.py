@@ -10,8 +10,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
+import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from tunepipe.data_aware import resolve_max_epochs
 from tunepipe.errors import TunepipeError
 from tunepipe.io import write_csv, write_json
 from tunepipe.modalities import get_modality
-from tunepipe.models.checkpointing import MidEpochCheckpoint
+from tunepipe.models.checkpointing import MidEpochCheckpoint, per_rank
 from tunepipe.models.efficiency import compile_model, resolve_batch_size
 from tunepipe.models.lightning_module import ClassifierModule, DivergenceGuard, ProgressLog, RNGState
 from tunepipe.models.loggers import STEP_COLUMNS, StepCurves, make_loggers
@@ -47,6 +49,28 @@ def history_columns(task_name: str) -> list[str]:
 
 class TrainingInterrupted(TunepipeError):
     """Training stopped early (signal, Ctrl-C); the last epoch's checkpoint is kept for resuming."""
+
+
+class RankLost(TunepipeError):
+    """Another training process of a DDP run is gone (killed, or its node lost): the run stops and resumes when re-run."""
+
+
+# How gloo reports a peer that is gone: "Read error [10.0.0.12]:36562: Connection reset by peer", "Connection closed
+# by peer [10.0.0.12]:6380", a broken pipe on write. The bracketed address is the peer's.
+_PEER_GONE = re.compile(r"Connection (?:reset|closed) by peer|Broken pipe|Socket closed")
+_PEER_ADDRESS = re.compile(r"\[([0-9A-Fa-f.:]+)\]:\d+")
+
+
+def lost_rank(error: BaseException, ranks: list[tuple[str, str]], rank: int) -> str | None:
+    """Which rank `error` (a failed collective) says is gone, as "rank 1 on tpnode2 (10.0.0.12)", from the peer address
+    gloo names and each rank's (host, address); "another rank" when the address is no rank's; None: not a lost peer."""
+    text = str(error)
+    if not _PEER_GONE.search(text):
+        return None
+    address = _PEER_ADDRESS.search(text)
+    named = [f"rank {index} on {host} ({ip})" for index, (host, ip) in enumerate(ranks)
+             if index != rank and address and ip == address.group(1)]
+    return " or ".join(named) or (f"the rank at {address.group(1)}" if address else "another rank")
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,14 @@ def resolve_hardware(train_cfg: dict[str, Any]) -> Hardware:
     return Hardware(accelerator, devices, precision, "warn" if on_gpu else True, strategy, num_nodes)
 
 
+def host_address() -> str:
+    """The address this host's name resolves to: the one gloo binds, unless GLOO_SOCKET_IFNAME names an interface."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return ""
+
+
 def process_threads(threads: int, hardware: Hardware) -> int:
     """CPU threads for each training process: the job's threads shared among the processes of one node."""
     per_node = hardware.processes // hardware.num_nodes
@@ -152,14 +184,20 @@ def ddp_strategy(hardware: Hardware):
 
 
 class RankLog(pl.Callback):
-    """One line per process when training starts, so a log shows that every rank trained, and on what share."""
+    """One line per process when training starts, so a log shows that every rank trained, where, and on what share;
+    and every rank's (host, address), so that a rank that loses another can say which one (`lost_rank`)."""
+
+    def __init__(self) -> None:
+        self.ranks: list[tuple[str, str]] = []
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.world_size > 1:
+            self.ranks = per_rank((socket.gethostname(), host_address()))
             environment = trainer.strategy.cluster_environment
             where = type(environment).__name__
-            if isinstance(environment, SLURMEnvironment):
-                where += f", SLURM job {os.environ.get('SLURM_JOB_ID')} step {os.environ.get('SLURM_STEP_ID')} task {os.environ.get('SLURM_PROCID')}"
+            if isinstance(environment, SLURMEnvironment):  # several nodes: which one this is, by its host name
+                where += (f", SLURM job {os.environ.get('SLURM_JOB_ID')} step {os.environ.get('SLURM_STEP_ID')} task "
+                          f"{os.environ.get('SLURM_PROCID')} on {socket.gethostname()}")
             log.info("rank %d of %d (%s): %d training batches per epoch, %d threads", trainer.global_rank, trainer.world_size,
                      where, trainer.num_training_batches, torch.get_num_threads())
 
@@ -293,6 +331,7 @@ def fit(
     best_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True, enable_version_counter=False)
     last_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, monitor=None, every_n_epochs=1, enable_version_counter=False)
     progress = ProgressLog(train_cfg["log_every_n_steps"], tuple(f"val_{name}" for name in target.val_metrics))
+    rank_log = RankLog()
     curves = StepCurves(make_loggers(train_cfg.get("loggers", []), loggers_dir) if loggers_dir else [], loggers_dir, train_cfg["log_every_n_steps"])
     trainer = pl.Trainer(
         accelerator=hardware.accelerator,
@@ -303,7 +342,7 @@ def fit(
         max_epochs=train_cfg["max_epochs"],
         deterministic=hardware.deterministic,
         gradient_clip_val=train_cfg["gradient_clip_val"],
-        callbacks=[best_ckpt, last_ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg["early_stopping_patience"]), RNGState(), DivergenceGuard(train_cfg["log_every_n_steps"], hardware.precision), progress, curves, RankLog(), *callbacks,
+        callbacks=[best_ckpt, last_ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg["early_stopping_patience"]), RNGState(), DivergenceGuard(train_cfg["log_every_n_steps"], hardware.precision), progress, curves, rank_log, *callbacks,
                    MidEpochCheckpoint(last, train_cfg.get("checkpoint_minutes"))],  # last: after every callback has seen the batch
         logger=False,
         enable_progress_bar=False,
@@ -325,6 +364,14 @@ def fit(
         # Lightning ends a run this way on Ctrl-C (exit 1) and on SIGTERM (exit 0, which would look like success).
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning leaves Ctrl-C ignored
         raise TrainingInterrupted(f"training was stopped by a signal before it finished; re-run to resume from {last}.") from exc
+    except RuntimeError as exc:
+        gone = lost_rank(exc, rank_log.ranks, trainer.global_rank) if trainer.world_size > 1 else None
+        if gone is None:
+            raise
+        here = f"rank {trainer.global_rank} on {socket.gethostname()}"
+        said = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).splitlines()[0]).split(". ")[0]  # without gloo's source line and advice
+        raise RankLost(f"{here} lost {gone} in epoch {trainer.current_epoch + 1}: that process or its node is gone (gloo: {said}). "
+                       f"Training stops; re-run to resume from its last checkpoint, {last}.") from exc
     fit_seconds = time.perf_counter() - fit_started
     if trainer.world_size > 1 and not trainer.is_global_zero:
         # DDP (train.devices > 1): Lightning started this process as another rank running the same command.
