@@ -113,3 +113,23 @@ def test_a_decoder_trains_exports_with_parity_bundles_and_predicts(decoders, nam
             answer = server.predict(texts)
         assert answer["labels"] == [names[i] for i in expected.argmax(1)]
         assert answer["confidences"] == pytest.approx(expected.max(1).tolist(), abs=1e-4)
+
+
+def test_a_model_over_the_size_limit_exports_its_weights_as_external_data_with_parity(decoders, tmp_path):
+    """The path of a model above 2 GB, taken at a lowered threshold: one data file beside the .onnx, named after the output
+    it becomes (the name bundle.write_bundle copies it under), found there by ONNX Runtime."""
+    from tunepipe.optimize.onnx_export import export_onnx, ort_session
+
+    cfg = {"pretrained": str(decoders["qwen2"]), "allow_download": False, "max_length": 24, "dropout": 0.0}
+    modality = get_modality("text")
+    model = modality.build_classifier(cfg, 2).eval()
+    data = modality.encode([{"text": "a warm and funny film"}, {"text": "dull"}], None, cfg, modality.load_processor(cfg))
+    batch = data.collate([data[0], data[1]])
+    path = tmp_path / ".model.onnx.partial"  # as the export stage writes it
+    export_onnx(model, path, batch, opset=17, dynamo=False, external_data_above=1024)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.onnx.partial", "model.onnx.data"]
+    assert path.stat().st_size < 100_000 < (tmp_path / "model.onnx.data").stat().st_size
+    path.rename(tmp_path / "model.onnx")
+    logits = ort_session(tmp_path / "model.onnx", 1).run(["logits"], {k: batch[k].numpy() for k in model.input_names})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, model(batch["input_ids"], batch["attention_mask"]).numpy(), atol=1e-5)
