@@ -159,3 +159,13 @@ def test_a_quantized_base_and_fsdp_say_what_they_need_on_a_machine_without_cuda(
     check_quantize_base({"quantize_base": "none"}, cuda=False)
     with pytest.raises(ParamsError, match="train.strategy fsdp shards a model over CUDA GPUs"):
         resolve_hardware(dict(default_params["train"], strategy="fsdp", accelerator="cpu"))
+
+
+def test_the_reports_training_section_shows_the_trained_share_and_the_peak_memory(tmp_path):
+    from tests.report.test_report import INPUTS, render, section
+
+    train = {**INPUTS["train"], "trainable_parameters": 664322, "trainable_share": 0.028417, "adapter": "lora", "gradient_checkpointing": True,
+             "peak_device_memory_mb": 1234.5}
+    training = section(render(tmp_path, {**INPUTS, "train": train}), "training")
+    assert "664,322 (2.84%), lora adapter on a frozen base; gradient checkpointing" in training
+    assert "1234 MiB (the process's peak RSS" in training
