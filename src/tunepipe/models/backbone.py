@@ -94,12 +94,10 @@ def load_encoder(name: str, allow_download: bool = False, pretrained_weights: bo
 
 
 def is_decoder(config: Any) -> bool:
-    """A decoder-only language model (Llama, Qwen2, Mistral, Phi, GPT-2, ...): it has a causal-LM class and no
-    masked-LM one (BERT-like encoders have both)."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-    kind = getattr(config, "model_type", None)
-    return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    """A decoder-only language model (Llama, Qwen2, Mistral, Phi, GPT-2, ...): its config.json's `architectures` names a
+    causal LM (`...ForCausalLM`, `...LMHeadModel`), as `save_pretrained` of such a model writes. Read without
+    transformers' model classes, so the workflow can decide it without importing torch."""
+    return any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in getattr(config, "architectures", None) or ())
 
 
 def pooling_of(encoder: Any) -> str:
@@ -112,10 +110,10 @@ def decoder_in_folder(name: str) -> bool:
     """Whether `model.pretrained` names a decoder, from its config.json alone (no torch): False when it cannot tell."""
     config = Path(resolve_pretrained(name)).expanduser() / "config.json"
     try:
-        kind = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures")
     except (OSError, ValueError):
         return False
-    return is_decoder(SimpleNamespace(model_type=kind))
+    return is_decoder(SimpleNamespace(architectures=architectures))
 
 
 @dataclass(frozen=True)
