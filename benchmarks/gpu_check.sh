@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
 exec "$PYTHON" - "$@" <<'PY'
-import argparse, contextlib, copy, statistics, subprocess, sys, tempfile, threading, time, warnings
+import argparse, contextlib, gc, statistics, subprocess, sys, tempfile, threading, time, warnings
 from pathlib import Path
 
 import torch
@@ -164,6 +164,7 @@ with tempfile.TemporaryDirectory() as scratch:
             for loop in ("plain", "lightning"):
                 model, facts = build(model_cfg, train_cfg)
                 data = random_batches(model.encoder.config.vocab_size, size, warmup + steps)
+                gc.collect()  # the previous loop's model and optimizer state
                 if not cpu:
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats()

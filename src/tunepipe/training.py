@@ -177,7 +177,8 @@ def prepare_backbone(classifier: torch.nn.Module, model_cfg: dict[str, Any], tra
         if model_cfg.get("quantize_base", "none") != "none":
             from peft import prepare_model_for_kbit_training
 
-            classifier.encoder = prepare_model_for_kbit_training(classifier.encoder, use_gradient_checkpointing=bool(train_cfg.get("gradient_checkpointing")))
+            classifier.encoder = prepare_model_for_kbit_training(classifier.encoder, use_gradient_checkpointing=bool(train_cfg.get("gradient_checkpointing")),
+                                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
         add_adapter(classifier, adapter)
     total = sum(p.numel() for p in classifier.parameters())
     trainable = sum(p.numel() for p in classifier.parameters() if p.requires_grad)
