@@ -15,7 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from tunepipe.errors import TunepipeError
 from tunepipe.modalities import get_modality
+from tunepipe.models.backbone import ADAPTER_BASE
 from tunepipe.tasks import DEFAULT, get_task
 
 
@@ -25,15 +27,38 @@ def _rebuilt(model_cfg: dict[str, Any], label_names: list[str], modality: str, t
 
 
 def load_checkpoint(path: Path | str) -> tuple[nn.Module, dict[str, Any]]:
-    """The fine-tuned classifier (in eval mode) and meta = {model_cfg, label_names, modality, task, target_stats}."""
+    """The fine-tuned classifier (in eval mode) and meta = {model_cfg, label_names, modality, task, target_stats}.
+
+    An adapter checkpoint (model.adapter) comes back merged into its base: a plain classifier whose meta's model_cfg
+    says `adapter: none`, so every later stage (and the files they write) sees a fully fine-tuned model."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     hparams = checkpoint["hyper_parameters"]
     meta = {"model_cfg": hparams["model_cfg"], "label_names": hparams["label_names"], "modality": hparams.get("modality", "text"),
             "task": hparams.get("task", DEFAULT), "target_stats": dict(hparams.get("target_stats") or {})}
-    model = _rebuilt(**meta)
-    model.load_state_dict({key.removeprefix("model."): value for key, value in checkpoint["state_dict"].items() if key.startswith("model.")})
+    weights = {key.removeprefix("model."): value for key, value in checkpoint["state_dict"].items() if key.startswith("model.")}
+    if ADAPTER_BASE in checkpoint:
+        model, meta["model_cfg"] = _merged(meta, weights, checkpoint[ADAPTER_BASE], path)
+    else:
+        model = _rebuilt(**meta)
+        model.load_state_dict(weights)
     model.eval()
     return model, meta
+
+
+def _merged(meta: dict[str, Any], weights: dict[str, torch.Tensor], base: dict[str, Any], path: Path | str) -> tuple[nn.Module, dict[str, Any]]:
+    """The base's pretrained weights (checked against the recorded sha256, in full precision), the saved adapter and
+    head loaded over them, the adapter merged in; and the model_cfg that rebuilds the merged model."""
+    from tunepipe.models.backbone import AdapterSettings, add_adapter, check_base, merge_adapter
+
+    check_base(base, str(path))
+    plain_cfg = {**meta["model_cfg"], "adapter": {**meta["model_cfg"]["adapter"], "method": "none"}, "quantize_base": "none"}
+    model = get_modality(meta["modality"]).build_classifier(plain_cfg, get_task(meta["task"]).output_size(meta["label_names"]))
+    add_adapter(model, AdapterSettings.from_params(meta["model_cfg"]["adapter"]))
+    missing = set(weights) - set(model.state_dict())
+    if missing:
+        raise TunepipeError(f"{path}: the adapter checkpoint holds weights this model lacks ({sorted(missing)[:3]}...); it was not made by this version of train.")
+    model.load_state_dict(weights, strict=False)
+    return merge_adapter(model), plain_cfg
 
 
 def save_model(path: Path | str, model: nn.Module, *, model_cfg: dict[str, Any], label_names: list[str], modality: str,

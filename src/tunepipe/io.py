@@ -82,6 +82,12 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
+def external_data_name(path: Path) -> str:
+    """The external data file (weights over 2 GB) of the ONNX file at `path`, named after the output it becomes: a stage
+    writes `.model.onnx.partial` and renames it to `model.onnx`, whose data is then `model.onnx.data` beside it."""
+    return f"{path.name.removeprefix('.').removesuffix('.partial')}.data"
+
+
 def commit_partial(partial: Path, final: Path) -> None:
     """Atomically move a finished output into place; a crash before this leaves no complete-looking file.
 

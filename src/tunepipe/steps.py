@@ -23,8 +23,8 @@ def skipped_steps(params: Mapping[str, Any]) -> dict[str, str]:
         if not params[step]["enabled"]:
             skipped[step] = f"{step}.enabled is false"
     modality = get_modality(params["data"]["modality"])
-    if "distill" not in skipped and not modality.distillable:
-        skipped["distill"] = f"{modality.name} models have no student (distillation shortens a text encoder's layers)"
+    if "distill" not in skipped and (why := modality.no_student(params["model"])):
+        skipped["distill"] = why
     return skipped
 
 

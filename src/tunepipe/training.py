@@ -29,10 +29,11 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from tunepipe.data.datamodule import ClassificationDataModule
 from tunepipe.data_aware import resolve_max_epochs
-from tunepipe.errors import TunepipeError
+from tunepipe.errors import ParamsError, TunepipeError
 from tunepipe.io import write_csv, write_json
 from tunepipe.modalities import get_modality
-from tunepipe.models.checkpointing import MidEpochCheckpoint, per_rank
+from tunepipe.models.backbone import base_identity, check_quantize_base
+from tunepipe.models.checkpointing import AdapterCheckpoint, MidEpochCheckpoint, per_rank
 from tunepipe.models.efficiency import compile_model, resolve_batch_size
 from tunepipe.models.lightning_module import ClassifierModule, DivergenceGuard, ProgressLog, RNGState
 from tunepipe.models.loggers import STEP_COLUMNS, StepCurves, make_loggers
@@ -121,6 +122,10 @@ def resolve_hardware(train_cfg: dict[str, Any]) -> Hardware:
     # module and datasets to its workers and bring their results back, for nothing the launcher lacks.
     num_nodes = int(train_cfg.get("num_nodes", 1))
     strategy = "ddp" if count > 1 or num_nodes > 1 else "auto"
+    if train_cfg.get("strategy") == "fsdp":
+        if not on_gpu:
+            raise ParamsError("train.strategy fsdp shards a model over CUDA GPUs and none is used here; set train.strategy: auto (or ddp).")
+        strategy = "fsdp"
     # Some CUDA kernels have no deterministic version: warn there instead of failing.
     return Hardware(accelerator, devices, precision, "warn" if on_gpu else True, strategy, num_nodes)
 
@@ -173,6 +178,43 @@ def cluster_environment(hardware: Hardware) -> ClusterEnvironment:
     # that it is not used: by design here.
     warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
     return LightningEnvironment()
+
+
+def fsdp_strategy(model: torch.nn.Module):
+    """Lightning's FullyShardedDataParallel, one unit per backbone layer; the parameters' own names kept, so an adapter's
+    frozen and trainable weights can share a unit and its checkpoint keeps only the trainable ones. Untested without GPUs."""
+    from pytorch_lightning.strategies import FSDPStrategy
+
+    _, layers = model.layers()
+    return FSDPStrategy(auto_wrap_policy={type(layer) for layer in layers}, use_orig_params=True, state_dict_type="full")
+
+
+def training_strategy(hardware: Hardware, model: torch.nn.Module):
+    if hardware.strategy == "ddp":
+        return ddp_strategy(hardware)
+    if hardware.strategy == "fsdp":
+        return fsdp_strategy(model)
+    return hardware.strategy
+
+
+def prepare_backbone(classifier: torch.nn.Module, model_cfg: dict[str, Any], train_cfg: dict[str, Any]) -> dict[str, Any]:
+    """What makes a large backbone trainable, in place: gradient checkpointing, then the adapter (on a quantized base,
+    prepared for it); returns the parameter counts for the log, the summary and the report."""
+    from tunepipe.models.backbone import AdapterSettings, add_adapter, enable_gradient_checkpointing
+
+    if train_cfg.get("gradient_checkpointing"):
+        enable_gradient_checkpointing(classifier)
+    adapter = AdapterSettings.from_params(model_cfg.get("adapter"))
+    if adapter.enabled:
+        if model_cfg.get("quantize_base", "none") != "none":
+            from peft import prepare_model_for_kbit_training
+
+            classifier.encoder = prepare_model_for_kbit_training(classifier.encoder, use_gradient_checkpointing=bool(train_cfg.get("gradient_checkpointing")),
+                                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
+        add_adapter(classifier, adapter)
+    total = sum(p.numel() for p in classifier.parameters())
+    trainable = sum(p.numel() for p in classifier.parameters() if p.requires_grad)
+    return {"adapter": adapter.method, "trainable_parameters": trainable, "trainable_share": round(trainable / total, 6) if total else None}
 
 
 def ddp_strategy(hardware: Hardware):
@@ -274,6 +316,7 @@ def fit(
     quiet_libraries()
     started = time.perf_counter()
     hardware = resolve_hardware(train_cfg)
+    check_quantize_base(model_cfg, cuda=hardware.accelerator == "gpu")
     # How often checkpoints are saved is not part of what is trained: changing it still resumes.
     identity = {key: value for key, value in train_cfg.items() if key != "checkpoint_minutes"}
     run_id = fingerprint(modality, task, model_cfg, identity, seed, label_names, train_rows, train_labels, val_rows, val_labels)
@@ -309,9 +352,18 @@ def fit(
     val_set = kind.encode(val_rows, val_labels, model_cfg, processor)
     adversarial = (train_cfg.get("adversarial") or {}).get("method", "none") != "none"
     stats = target.target_stats(train_labels)
-    module = ClassifierModule(kind.build_classifier(model_cfg, target.output_size(label_names)), model_cfg, train_cfg, label_names, modality,
+    classifier = kind.build_classifier(model_cfg, target.output_size(label_names))
+    backbone = prepare_backbone(classifier, model_cfg, train_cfg)
+    module = ClassifierModule(classifier, model_cfg, train_cfg, label_names, modality,
                               attack_space=kind.attack_space() if adversarial else None, task=target.name, target_stats=stats,
                               loss=target.loss(train_cfg, stats, train_labels))
+    adapter_checkpoint = []
+    if backbone["adapter"] != "none":
+        # The checkpoints keep the adapter, the head and the training state; the frozen base is named, not copied.
+        adapter_checkpoint = [AdapterCheckpoint(base_identity(model_cfg["pretrained"]))]
+        module.strict_loading = False  # resuming loads the trainable weights over the base just loaded
+    log.info("trainable parameters: %d of %d (%.2f%%)%s", backbone["trainable_parameters"], sum(p.numel() for p in classifier.parameters()),
+             100 * (backbone["trainable_share"] or 0), f", {backbone['adapter']} adapter" if backbone["adapter"] != "none" else "")
     probe_accuracy = None
     if train_cfg["head_init"] == "linear_probe" and not resume:
         rows = probe_rows if probe_rows is not None else list(range(len(train_rows)))
@@ -328,7 +380,9 @@ def fit(
     )
     monitor = train_cfg["monitor"]
     mode = target.val_metrics.get(monitor.removeprefix("val_"), "min")  # val_loss: minimised
-    best_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True, enable_version_counter=False)
+    # An adapter's best.ckpt keeps its (small) training state too: Lightning lets callbacks (AdapterCheckpoint) edit full checkpoints only.
+    best_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_weights_only=not adapter_checkpoint,
+                                   enable_version_counter=False)
     last_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, monitor=None, every_n_epochs=1, enable_version_counter=False)
     progress = ProgressLog(train_cfg["log_every_n_steps"], tuple(f"val_{name}" for name in target.val_metrics))
     rank_log = RankLog()
@@ -336,13 +390,13 @@ def fit(
     trainer = pl.Trainer(
         accelerator=hardware.accelerator,
         devices=hardware.devices,
-        strategy=ddp_strategy(hardware) if hardware.strategy == "ddp" else hardware.strategy,
+        strategy=training_strategy(hardware, module.model),
         precision=hardware.precision,
         accumulate_grad_batches=train_cfg["accumulate_grad_batches"],
         max_epochs=train_cfg["max_epochs"],
         deterministic=hardware.deterministic,
         gradient_clip_val=train_cfg["gradient_clip_val"],
-        callbacks=[best_ckpt, last_ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg["early_stopping_patience"]), RNGState(), DivergenceGuard(train_cfg["log_every_n_steps"], hardware.precision), progress, curves, rank_log, *callbacks,
+        callbacks=[best_ckpt, last_ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg["early_stopping_patience"]), RNGState(), DivergenceGuard(train_cfg["log_every_n_steps"], hardware.precision), progress, curves, rank_log, *adapter_checkpoint, *callbacks,
                    MidEpochCheckpoint(last, train_cfg.get("checkpoint_minutes"))],  # last: after every callback has seen the batch
         logger=False,
         enable_progress_bar=False,
@@ -410,11 +464,23 @@ def fit(
         "target_stats": stats,
         "parameters": sum(p.numel() for p in module.model.parameters()),
         "frozen_parameters": module.frozen,
+        **backbone,
+        "gradient_checkpointing": bool(train_cfg.get("gradient_checkpointing")),
+        "peak_device_memory_mb": peak_device_memory_mb(hardware),
         "adversarial": module.adversarial["method"],
         "strategy": hardware.strategy,
         "data_aware": data_aware,
     }
     return TrainResult(Path(best_ckpt.best_model_path), progress.history, summary, curves.steps)
+
+
+def peak_device_memory_mb(hardware: Hardware) -> float:
+    """The most memory training held on its device: CUDA's peak allocation on a GPU, else the process's peak RSS."""
+    if hardware.accelerator == "gpu":
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
 def train_model(params: dict[str, Any], train_rows: list[dict], val_rows: list[dict], outputs: dict[str, Path], work_dir: Path,

@@ -40,6 +40,9 @@ class Modality(Protocol):
     #: Whether the distill rule can make a student with fewer layers of this modality's classifier.
     distillable: bool
 
+    def no_student(self, model_cfg: dict[str, Any]) -> str | None:
+        """Why the distill rule cannot make a student of `model.pretrained` (None when it can), from the params alone."""
+
     def read(self, data_cfg: dict[str, Any], image_dir: Path, task: Task | None = None) -> pd.DataFrame:
         """The raw rows of `data.source`: id, <input_field>, label[, group]; bundled images go to `image_dir`. The targets
         in `label` are read by `task` (one label, a label set, a number; single_label when None)."""

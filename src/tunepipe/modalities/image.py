@@ -18,6 +18,9 @@ class ImageModality:
     # EfficientNet's blocks change width from stage to stage: dropping some breaks the network, so no student (yet).
     distillable = False
 
+    def no_student(self, model_cfg):
+        return f"{self.name} models have no student (distillation shortens a text encoder's layers)"
+
     def read(self, data_cfg: dict[str, Any], image_dir: Path, task=None):
         from tunepipe.data.readers import read_fashion_mnist, read_image_folder, read_image_table, resolve_source
         from tunepipe.tasks import DEFAULT, get_task

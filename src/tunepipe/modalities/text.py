@@ -18,6 +18,15 @@ class TextModality:
     # A transformer's layers can be dropped and the rest trained on the teacher's soft labels (tunepipe.optimize.distillation).
     distillable = True
 
+    def no_student(self, model_cfg):
+        """A student drops layers of a BERT-like encoder; a decoder LLM's layers carry their own index (attention types,
+        caches), so cutting them is not supported."""
+        from tunepipe.models.backbone import decoder_in_folder
+
+        if decoder_in_folder(model_cfg["pretrained"]):
+            return "decoder LLMs have no student (distillation drops layers of a BERT-like encoder; not supported for decoders)"
+        return None
+
     def read(self, data_cfg: dict[str, Any], image_dir: Path, task=None):
         from tunepipe.data.readers import read_text_table, resolve_source
         from tunepipe.tasks import DEFAULT, get_task
@@ -67,11 +76,12 @@ class TextModality:
         return EncodedTexts([row["text"] for row in rows], labels, processor, model_cfg["max_length"])
 
     def build_classifier(self, model_cfg, num_labels, pretrained_weights=True):
-        from tunepipe.models.backbone import load_encoder
+        from tunepipe.models.backbone import load_encoder, pooling_of
         from tunepipe.models.classifier import TextClassifier
 
-        encoder = load_encoder(model_cfg["pretrained"], model_cfg["allow_download"], pretrained_weights=pretrained_weights)
-        return TextClassifier(encoder, num_labels, model_cfg["dropout"])
+        encoder = load_encoder(model_cfg["pretrained"], model_cfg["allow_download"], pretrained_weights=pretrained_weights,
+                               quantize=model_cfg.get("quantize_base", "none"))
+        return TextClassifier(encoder, num_labels, model_cfg["dropout"], pooling_of(encoder))
 
     def baseline_outputs(self, train_rows, train_targets, test_rows, *, baseline_cfg, seed, task, names):
         from tunepipe.models.baseline import fit_tfidf

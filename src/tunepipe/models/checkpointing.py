@@ -29,6 +29,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from tunepipe.models.backbone import ADAPTER_BASE
+
 log = logging.getLogger("tunepipe.train")
 
 # Lightning warns on every mid-epoch resume unless the DataLoader itself has a state: here the callback below keeps it.
@@ -179,3 +181,17 @@ class MidEpochCheckpoint(pl.Callback):
         module = self._trainer.lightning_module
         module.epoch_means.load(own(state["epoch_sums"]), module.device)
         log.info("resuming in the middle of epoch %d, after its step %d", state["epoch"] + 1, state["batches"])
+
+
+class AdapterCheckpoint(pl.Callback):
+    """Every checkpoint of an adapter run (best, last, mid-epoch) keeps the trainable weights (adapter, head) and the
+    training state, not the frozen base, which it names by path and sha256 instead (a few MB for a multi-GB base).
+    `tunepipe.checkpoints.load_checkpoint` loads the base, checks it and merges the adapter into it."""
+
+    def __init__(self, base: dict[str, Any]) -> None:
+        self.base = base
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        trainable = {name for name, parameter in module.named_parameters() if parameter.requires_grad}
+        checkpoint["state_dict"] = {key: value for key, value in checkpoint["state_dict"].items() if key in trainable}
+        checkpoint[ADAPTER_BASE] = dict(self.base)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tunepipe.io import sha256_file, write_json
+from tunepipe.io import external_data_name, sha256_file, write_json
 from tunepipe.tasks import DEFAULT, get_task
 
 FORMAT_VERSION = 1
@@ -81,6 +81,9 @@ def write_bundle(out_dir: Path, *, onnx: Path, int8: Path, card: dict[str, Any],
     level = kind.level_metrics[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     link_or_copy(onnx, out_dir / MODEL)
+    data = onnx.parent / external_data_name(onnx)
+    if data.exists():  # a model over 2 GB: its weights live beside it, under the name model.onnx refers to
+        link_or_copy(data, out_dir / external_data_name(out_dir / MODEL))
     link_or_copy(int8, out_dir / INT8)
     names = list(card["labels"])
     write_json(out_dir / "labels.json", names)

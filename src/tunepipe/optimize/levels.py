@@ -97,6 +97,8 @@ class PruneResult:
     #: Why it was kept, in words, and the uncompressed candidate it was held to (`pruning.select_candidate`).
     reason: str = ""
     reference: str = DENSE.name
+    #: {method: why its levels were left out} (structured pruning of an architecture it cannot cut)
+    skipped: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def structure(self) -> dict[str, dict[str, int]] | None:
@@ -149,7 +151,11 @@ def prune_and_select(dense: nn.Module, settings: PruneSettings, *, val: Labelled
     dense_params = pruning.count_params(dense)
     splits = {"val": val, "test": test}
     rows, models = [], {}
-    planned = [(level, None) for level in settings.plan()] + list(candidates)
+    plan, skipped = settings.plan(), {}
+    if any(level.method == "structured" for level in plan) and (why := pruning.structured_unsupported(dense)):
+        log.info("prune: %s", why)
+        plan, skipped = [level for level in plan if level.method != "structured"], {"structured": why}
+    planned = [(level, None) for level in plan] + list(candidates)
     for level, ready in planned:
         model = ready if ready is not None else pruning.prune_at(dense, level, example, finetune)
         row = {**level.as_dict(), **pruning.sparsity_report(model, dense_params),
@@ -165,7 +171,8 @@ def prune_and_select(dense: nn.Module, settings: PruneSettings, *, val: Labelled
     choice = pruning.select_candidate(rows, settings.max_accuracy_drop, settings.select, scoring.selection_metric)
     selected, model = models[choice.level["name"]]
     log.info("selected %s", choice.reason)
-    return PruneResult(levels=rows, selected=selected, model=model.cpu().eval(), reason=choice.reason, reference=choice.reference["name"])
+    return PruneResult(levels=rows, selected=selected, model=model.cpu().eval(), reason=choice.reason, reference=choice.reference["name"],
+                       skipped=skipped)
 
 
 def levels_record(result: PruneResult, settings: PruneSettings, threads: int, scoring: Scoring | None = None) -> dict[str, Any]:
@@ -188,4 +195,5 @@ def levels_record(result: PruneResult, settings: PruneSettings, threads: int, sc
         "latency_batch_size": 1,
         "threads": threads,
         "levels": result.levels,
+        **({"skipped_methods": dict(result.skipped)} if result.skipped else {}),
     }

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from tunepipe.data.datamodule import BucketBatchSampler
 from tunepipe.errors import TunepipeError
+from tunepipe.io import external_data_name
 from tunepipe.models.inference import model_inputs
 
 
@@ -26,10 +27,30 @@ def dynamic_axes(sample: dict[str, torch.Tensor], input_names: Sequence[str]) ->
     return axes
 
 
-def export_onnx(model: torch.nn.Module, path: Path, sample: dict[str, torch.Tensor], opset: int, dynamo: bool) -> None:
+#: Above this many bytes of weights a model is exported with its tensors in one external data file: a protobuf (one
+#: .onnx file) cannot exceed 2 GB.
+EXTERNAL_DATA_ABOVE = 2 * 1024**3 - 64 * 1024**2
+
+
+def export_onnx(model: torch.nn.Module, path: Path, sample: dict[str, torch.Tensor], opset: int, dynamo: bool,
+                external_data_above: int = EXTERNAL_DATA_ABOVE) -> None:
+    """`model` as ONNX at `path`; a model whose weights exceed `external_data_above` bytes keeps them in
+    `external_data_name(path)` beside it (ONNX Runtime finds it there; bundles copy it)."""
+    import tempfile
+
     import onnx
 
     model = model.eval().cpu()
+    weight_bytes = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    if weight_bytes > external_data_above:
+        with tempfile.TemporaryDirectory(dir=path.parent) as scratch:  # the exporter's own layout: a file per tensor
+            export_onnx(model, Path(scratch) / "model.onnx", sample, opset, dynamo, external_data_above=2**62)
+            proto = onnx.load(str(Path(scratch) / "model.onnx"), load_external_data=True)
+        (path.parent / external_data_name(path)).unlink(missing_ok=True)
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=external_data_name(path),
+                        size_threshold=1024)
+        onnx.checker.check_model(str(path), full_check=True)
+        return
     names = list(model.input_names)
     args = tuple(sample[name] for name in names)
     axes = dynamic_axes(sample, names)

@@ -177,6 +177,15 @@ def prune_channels(model: nn.Module, ratio: float, example: dict[str, torch.Tens
     pruner.step()
 
 
+def structured_unsupported(model: nn.Module) -> str | None:
+    """Why structured pruning cannot cut `model` (None when it can): it removes heads and FFN neurons of BERT-style
+    encoder layers, or channels of convolutional encoders, and nothing else."""
+    if _bert_layers(model) or any(isinstance(m, nn.Conv2d) for m in model.encoder.modules()):
+        return None
+    return (f"structured pruning removes attention heads and FFN neurons of BERT-style encoders and channels of CNNs; "
+            f"{type(model.encoder).__name__} is neither, so its structured levels are left out")
+
+
 def structured_prune(model: nn.Module, ratio: float, example: dict[str, torch.Tensor], finetune: Finetune | None = None) -> nn.Module:
     """A copy with whole units removed: heads + FFN neurons (transformer) or channels (CNN), then an optional fine-tune."""
     pruned = copy.deepcopy(model).eval()

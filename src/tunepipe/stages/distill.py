@@ -24,8 +24,8 @@ def run(ctx: StageContext) -> None:
     teacher, meta = load_checkpoint(ctx.inputs["best"])
     names, model_cfg, modality = meta["label_names"], meta["model_cfg"], get_modality(meta["modality"])
     task, stats = get_task(meta["task"]), meta["target_stats"]
-    if not modality.distillable:
-        raise ParamsError(f"distill: no student can be made for {modality.name} models; set distill.enabled: false.")
+    if why := modality.no_student(model_cfg):
+        raise ParamsError(f"distill: {why}; set distill.enabled: false.")
     rows = read_jsonl(ctx.inputs["train"])
     dataset = modality.encode(rows, task.encode(rows, names, str(ctx.inputs["train"])), model_cfg, modality.load_processor(model_cfg))
     teacher_layers = len(teacher.layers()[1])

@@ -35,5 +35,6 @@ def training(inputs: Mapping[str, Any], val_metrics: tuple[str, ...], view: Repo
         **{key: train.get(key) for key in (
             "best_epoch", "monitor", "best_score", "epochs_run", "device", "accelerator", "precision",
             "wall_seconds", "train_rows", "samples_per_second", "pretrained", "parameters",
+            "trainable_parameters", "trainable_share", "adapter", "gradient_checkpointing", "peak_device_memory_mb",
         )},
     }
