@@ -17,9 +17,9 @@ from tunepipe.tasks import get_task
 SRC = Path(__file__).resolve().parents[2] / "src" / "tunepipe"
 ATTRIBUTES = {
     "text": {"name": "text", "input_field": "text", "task": "text classification", "baseline_features": "TF-IDF",
-             "default_quantization": "dynamic", "distillable": True},
+             "default_quantization": "dynamic"},
     "image": {"name": "image", "input_field": "path", "task": "image classification", "baseline_features": "pixels",
-              "default_quantization": "static", "distillable": False},
+              "default_quantization": "static"},
 }
 
 

@@ -37,9 +37,6 @@ class Modality(Protocol):
     baseline_features: str
     #: export.quantization `auto`: "dynamic" or "static" (calibrated) INT8.
     default_quantization: str
-    #: Whether the distill rule can make a student with fewer layers of this modality's classifier.
-    distillable: bool
-
     def no_student(self, model_cfg: dict[str, Any]) -> str | None:
         """Why the distill rule cannot make a student of `model.pretrained` (None when it can), from the params alone."""
 

@@ -15,10 +15,8 @@ class ImageModality:
     baseline_features = "pixels"
     # On x86 CPUs without VNNI, dynamic INT8 made a CNN several times slower; static QDQ (calibrated) keeps its speed.
     default_quantization = "static"
-    # EfficientNet's blocks change width from stage to stage: dropping some breaks the network, so no student (yet).
-    distillable = False
-
     def no_student(self, model_cfg):
+        """EfficientNet's blocks change width from stage to stage: dropping some breaks the network, so no student (yet)."""
         return f"{self.name} models have no student (distillation shortens a text encoder's layers)"
 
     def read(self, data_cfg: dict[str, Any], image_dir: Path, task=None):

@@ -15,12 +15,10 @@ class TextModality:
     baseline_features = "TF-IDF"
     # Transformers are MatMul/Gemm-heavy: dynamic INT8 needs no calibration and keeps their speed.
     default_quantization = "dynamic"
-    # A transformer's layers can be dropped and the rest trained on the teacher's soft labels (tunepipe.optimize.distillation).
-    distillable = True
-
     def no_student(self, model_cfg):
-        """A student drops layers of a BERT-like encoder; a decoder LLM's layers carry their own index (attention types,
-        caches), so cutting them is not supported."""
+        """A student drops layers of a BERT-like encoder and trains the rest on the teacher's soft labels
+        (tunepipe.optimize.distillation); a decoder LLM's layers carry their own index (attention types, caches), so
+        cutting them is not supported."""
         from tunepipe.models.backbone import decoder_in_folder
 
         if decoder_in_folder(model_cfg["pretrained"]):
