@@ -55,7 +55,8 @@ NODES=(tpnode1 tpnode2)
 say() { echo "slurm-local: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 need_root() { [[ $(id -u) == 0 ]] || die "must run as root (it installs packages and starts system daemons)"; }
-# One start or stop at a time, for both clusters: they share munged (the tests may start both at once).
+# One start or stop at a time, for both clusters: they share munged (the tests may start both at once). Every daemon
+# is started with fd 9 closed: one that inherited it would hold the lock for as long as it lives (a later stop hangs).
 lock() {
     install -d "$RUN_DIR"
     exec 9>"$RUN_DIR/.lock"
@@ -176,7 +177,7 @@ start_munge() {
     rm -f "$MUNGE_PID" /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock
     install -d -o munge -g munge -m 0755 /run/munge
     install -d -o munge -g munge -m 0700 /var/lib/munge /var/log/munge
-    runuser -u munge -- /usr/sbin/munged
+    runuser -u munge -- /usr/sbin/munged 9>&-
     for _ in $(seq 50); do
         live_pid "$MUNGE_PID" munged >/dev/null && return
         sleep 0.1
@@ -191,7 +192,7 @@ start_daemon() {
         return
     fi
     rm -f "$pidfile"
-    "$name" "$@" || die "$name failed to start (see $LOG_DIR/$name.log)"
+    "$name" "$@" 9>&- || die "$name failed to start (see $LOG_DIR/$name.log)"
     for _ in $(seq 100); do
         live_pid "$pidfile" "$name" >/dev/null && return
         sleep 0.1
@@ -438,7 +439,7 @@ start_as_host() {
         return
     fi
     rm -f "$pidfile"
-    as_host "$host" "$name" -f "$TWO_CONF" || die "$name on $host failed to start (see $TWO_LOG_DIR/)"
+    as_host "$host" "$name" -f "$TWO_CONF" 9>&- || die "$name on $host failed to start (see $TWO_LOG_DIR/)"
     for _ in $(seq 100); do
         live_pid "$pidfile" "$name" >/dev/null && return
         sleep 0.1
