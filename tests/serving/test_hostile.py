@@ -12,17 +12,16 @@ import io
 import json
 import random
 import shutil
-import struct
 import subprocess
 import sys
 import threading
 import urllib.error
 import urllib.request
-import zlib
 from pathlib import Path
 
 import pytest
 
+from benchmarks.bench_serve import huge_png  # the decompression bomb the benchmark sends too
 from tests.serving.conftest import running_server, serve_env
 
 GOOD = "A gem of a film, warm and funny."
@@ -218,16 +217,6 @@ def test_fuzzed_json_bodies_never_get_a_500(text_server):
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def huge_png(side: int) -> bytes:
-    """A black side x side grey PNG, streamed through zlib: a few KB per 10 M pixels, as a decompression bomb is."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    packer, row = zlib.compressobj(9), b"\0" * (side + 1)
-    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def encoded(image, format: str, **options) -> bytes:
