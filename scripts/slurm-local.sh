@@ -63,6 +63,29 @@ lock() {
     flock 9
 }
 
+# The slurm.conf settings both clusters share.
+scheduler_settings() {
+    cat <<'EOF'
+SlurmUser=root
+AuthType=auth/munge
+# No cgroups in containers: track processes by parent pid, no task binding.
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=500
+ReturnToService=2
+SlurmdParameters=config_overrides
+# Finished jobs stay visible to squeue for 5 minutes: the profile polls with squeue (no sacct without slurmdbd).
+MinJobAge=300
+KillWait=10
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/filetxt
+EOF
+}
+
 installed() {
     command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null \
         && command -v munged >/dev/null && [[ -s /etc/munge/munge.key ]]
@@ -125,24 +148,8 @@ write_config() {
 $MARKER: a single-node cluster for tests.
 ClusterName=tunepipe-local
 SlurmctldHost=$node(127.0.0.1)
-SlurmUser=root
-AuthType=auth/munge
-# No cgroups in containers: track processes by parent pid, no task binding.
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=500
+$(scheduler_settings)
 GresTypes=gpu
-ReturnToService=2
-SlurmdParameters=config_overrides
-# Finished jobs stay visible to squeue for 5 minutes: the profile polls with squeue (no sacct without slurmdbd).
-MinJobAge=300
-KillWait=10
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/filetxt
 JobCompLoc=$LOG_DIR/jobcomp.log
 StateSaveLocation=$STATE_DIR/ctld
 SlurmdSpoolDir=$STATE_DIR/slurmd
@@ -405,21 +412,7 @@ $MARKER: a two-node cluster for tests (scripts/slurm-local.sh start --nodes 2).
 # Each host is a network + UTS namespace of this machine on the bridge $BRIDGE ($SUBNET.0/24); the rest as for one node.
 ClusterName=tunepipe-two-nodes
 SlurmctldHost=$CONTROLLER($(host_addr "$CONTROLLER"))
-SlurmUser=root
-AuthType=auth/munge
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=500
-ReturnToService=2
-SlurmdParameters=config_overrides
-MinJobAge=300
-KillWait=10
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/filetxt
+$(scheduler_settings)
 JobCompLoc=$TWO_LOG_DIR/jobcomp.log
 StateSaveLocation=$TWO_STATE_DIR/ctld
 SlurmdSpoolDir=$TWO_STATE_DIR/slurmd-%n
