@@ -6,7 +6,7 @@ import csv
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,101 @@ def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+class JsonlRows(Sequence):
+    """A JSONL file's rows as a read-only sequence of dicts, parsed when asked for: the file is memory-mapped and only
+    where each line starts is held (8 bytes a row), so a million rows cost megabytes, not gigabytes of dicts.
+
+    Every row reads back exactly as `read_jsonl` gives it (the same `json.loads` of the same line; blank lines are
+    skipped). Iterating parses one row at a time; `column(name)` gives one field of every row; `take(indices)` a list
+    of some rows. The file must not change while this is open (the stages read their inputs, which only Snakemake
+    replaces, between jobs)."""
+
+    def __init__(self, path: Path) -> None:
+        import mmap
+
+        self.path = Path(path)
+        size = self.path.stat().st_size
+        with open(self.path, "rb") as handle:
+            self._buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        bytes_ = np.frombuffer(self._buffer, dtype=np.uint8) if size else np.zeros(0, dtype=np.uint8)
+        ends = np.flatnonzero(bytes_ == 10) + 1
+        if size and (not len(ends) or ends[-1] != size):  # a last line without its newline
+            ends = np.append(ends, size)
+        starts = np.concatenate(([0], ends[:-1])).astype(np.int64) if len(ends) else np.zeros(0, dtype=np.int64)
+        ends = ends.astype(np.int64)
+        # Blank lines (only white space) are no rows; any line of at most 8 bytes is checked, longer ones hold JSON.
+        short = np.flatnonzero(ends - starts <= 8)
+        blank = [i for i in short if not bytes(self._buffer[starts[i] : ends[i]]).strip()]
+        keep = np.ones(len(starts), dtype=bool)
+        keep[blank] = False
+        self._starts, self._ends = starts[keep], ends[keep]
+        del bytes_
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def _row(self, index: int) -> dict[str, Any]:
+        return json.loads(self._buffer[self._starts[index] : self._ends[index]])
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._row(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        return self._row(index)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for index in range(len(self)):
+            yield self._row(index)
+
+    def column(self, name: str, default: Any = None) -> list[Any]:
+        """One field of every row (`default` where a row has none)."""
+        return [row.get(name, default) for row in self]
+
+    def take(self, indices: Iterable[int]) -> list[dict[str, Any]]:
+        return [self._row(int(i)) for i in indices]
+
+    def chunks(self, size: int = 50_000) -> Iterator[list[dict[str, Any]]]:
+        """The rows in lists of at most `size`, in order."""
+        for start in range(0, len(self), size):
+            yield self[start : start + size]
+
+    def digest(self) -> str:
+        """sha256 of the file: what the rows are, for fingerprints."""
+        return sha256_file(self.path)
+
+
+def read_rows(path: Path) -> JsonlRows:
+    """A stage's row file (JSONL), for reading without holding every row as a dict; see `JsonlRows`."""
+    return JsonlRows(path)
+
+
+def rows_digest(rows: Sequence[Mapping[str, Any]]) -> str:
+    """sha256 of some rows: a JsonlRows's file, or the rows' JSON (one row at a time)."""
+    if isinstance(rows, JsonlRows):
+        return rows.digest()
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def write_frame_jsonl(path: Path, frame, chunk: int = 50_000) -> int:
+    """A pandas frame's rows as JSONL, exactly as `write_jsonl(path, frame.to_dict(orient="records"))` writes them, a
+    chunk of rows at a time (never every row as a dict at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with open(path, "w", encoding="utf-8") as handle:
+        for start in range(0, len(frame), chunk):
+            for row in frame.iloc[start : start + chunk].to_dict(orient="records"):
+                handle.write(json.dumps(row, ensure_ascii=False, default=_default) + "\n")
+                count += 1
+    return count
 
 
 def write_csv(path: Path, rows: list[Mapping[str, Any]], fieldnames: list[str]) -> None:
