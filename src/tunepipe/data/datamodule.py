@@ -114,14 +114,13 @@ def target_tensor(values: Sequence) -> torch.Tensor:
 
 def pad_batch(items: list[tuple[Sequence[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Token ids (lists or int arrays) padded on the right to the longest, with the attention mask and the targets."""
-    width = max(len(ids) for ids, _ in items)
-    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(items), width), dtype=torch.long)
-    for row, (ids, _) in enumerate(items):
-        input_ids[row, : len(ids)] = torch.as_tensor(np.asarray(ids, dtype=np.int64))
-        attention_mask[row, : len(ids)] = 1
+    lengths = np.fromiter((len(ids) for ids, _ in items), dtype=np.int64, count=len(items))
+    width = int(lengths.max())
+    input_ids = np.full((len(items), width), pad_id, dtype=np.int64)
+    real = np.arange(width) < lengths[:, None]  # each row's tokens: a prefix of the row
+    input_ids[real] = np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _ in items])  # filled row by row
     labels = target_tensor([label for _, label in items])
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(real.astype(np.int64)), "labels": labels}
 
 
 class Collate:
