@@ -271,7 +271,7 @@ def linear_probe_head(module: ClassifierModule, data, batch_size: int) -> float:
         for indices in BucketBatchSampler(data.lengths(), batch_size, seed=0, shuffle=False):
             batch = data.collate([data[i] for i in indices])
             features[indices] = model.embed(**model_inputs(model, batch)).float().numpy()
-    weight, bias, score = module.task.probe_head(features, list(data.labels), module.target_stats)
+    weight, bias, score = module.task.probe_head(features, list(data.labels), module.target_stats, model.head.out_features)
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(np.asarray(weight)).float())
         model.head.bias.copy_(torch.from_numpy(np.asarray(bias)).float())

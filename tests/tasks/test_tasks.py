@@ -169,9 +169,25 @@ def test_the_linear_probe_gives_a_head_of_the_tasks_size(name):
     targets = {"single_label": [i % 2 for i in range(40)], "multi_label": [[float(i % 2), float(i % 3 == 0), 0.0] for i in range(40)],
                "regression": list(features[:, 0] * 2 + 1)}[name]
     names = {"single_label": ["a", "b"], "multi_label": ["a", "b", "c"], "regression": ["y"]}[name]
-    weight, bias, score = task.probe_head(features, targets, task.target_stats(targets))
+    weight, bias, score = task.probe_head(features, targets, task.target_stats(targets), task.output_size(names))
     assert np.asarray(weight).shape == (task.output_size(names), 6) and np.asarray(bias).shape == (task.output_size(names),)
     assert 0.5 < score <= 1.0
+
+
+def test_a_probe_whose_rows_lack_some_labels_still_gives_the_whole_head():
+    """train.probe_rows samples the rows: with many labels, some may have none in the sample (a 632-label run did)."""
+    task = get_task("single_label")
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(60, 4))
+    targets = [[0, 2, 4][i % 3] for i in range(60)]  # labels 1 and 3 of 5 absent
+    weight, bias, _ = task.probe_head(features, targets, {}, 5)
+    assert weight.shape == (5, 4) and bias.shape == (5,)
+    assert not weight[[1, 3]].any() and bias[[1, 3]].max() < bias[[0, 2, 4]].min()
+    logits = features @ weight.T + bias
+    assert set(logits.argmax(axis=1)) <= {0, 2, 4}
+    # two labels present of five: the binary case is spread over their rows too
+    weight, bias, _ = task.probe_head(features, [[1, 3][i % 2] for i in range(60)], {}, 5)
+    assert weight.shape == (5, 4) and weight[1].tolist() == (-weight[3]).tolist()
 
 
 def test_multi_label_splits_are_stratified_iteratively():

@@ -225,7 +225,7 @@ class MultiLabel:
         return torchmetrics.MetricCollection({"f1_micro": MultilabelF1Score(num_labels=n, average="micro"),
                                               "f1_macro": MultilabelF1Score(num_labels=n, average="macro")}, prefix="val_")
 
-    def probe_head(self, features, targets, stats):
+    def probe_head(self, features, targets, stats, outputs):
         import numpy as np
         from sklearn.linear_model import LogisticRegression
 

@@ -134,7 +134,7 @@ class Regression:
         return torchmetrics.MetricCollection({"mae": torchmetrics.MeanAbsoluteError(), "rmse": torchmetrics.MeanSquaredError(squared=False),
                                               "r2": torchmetrics.R2Score()}, prefix="val_")
 
-    def probe_head(self, features, targets, stats):
+    def probe_head(self, features, targets, stats, outputs):
         import numpy as np
         from sklearn.linear_model import RidgeCV
 

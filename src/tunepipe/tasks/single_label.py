@@ -105,7 +105,7 @@ class SingleLabel:
             prefix="val_",
         )
 
-    def probe_head(self, features, targets, stats):
+    def probe_head(self, features, targets, stats, outputs):
         import numpy as np
         from sklearn.linear_model import LogisticRegression
 
@@ -115,6 +115,12 @@ class SingleLabel:
         if weight.shape[0] == 1:  # binary: sklearn keeps one row; softmax over [-z/2, z/2] gives the same probabilities
             weight = np.concatenate([-weight / 2, weight / 2])
             bias = np.concatenate([-bias / 2, bias / 2])
+        if len(probe.classes_) < outputs:
+            # Labels the probe's rows lack (a sample of many classes): no weights, and a bias below every fitted one by
+            # log(rows), as if seen less than once, so they start unlikely and fine-tuning learns them.
+            full_weight, full_bias = np.zeros((outputs, weight.shape[1])), np.full(outputs, bias.min() - np.log(len(labels)))
+            full_weight[probe.classes_], full_bias[probe.classes_] = weight, bias
+            weight, bias = full_weight, full_bias
         return weight, bias, float(probe.score(features, labels))
 
     def decide(self, outputs, targets, names, evaluate_cfg):
