@@ -291,6 +291,8 @@ class ProgressLog(pl.Callback):
         step, total = batch_idx + 1, trainer.num_training_batches
         if not is_logged_step(batch_idx, self.every, total):
             return
+        if trainer.max_steps > 0:  # train.max_steps may end the run within this epoch: count to there
+            total = min(total, step + (trainer.max_steps - trainer.global_step) * trainer.accumulate_grad_batches)
         elapsed = time.perf_counter() - self._epoch_start
         rate = step / elapsed if elapsed else 0.0
         eta = (total - step) / rate if rate else 0.0
