@@ -86,7 +86,7 @@ class TextModality:
     def baseline_outputs(self, train_rows, train_targets, test_rows, *, baseline_cfg, seed, task, names):
         from tunepipe.models.baseline import fit_tfidf
 
-        model = fit_tfidf([row["text"] for row in train_rows], train_targets, task.baseline_estimator(baseline_cfg, seed),
+        model = fit_tfidf([row["text"] for row in train_rows], train_targets, task.baseline_estimator(baseline_cfg, seed, task.output_size(names), baseline_cfg["max_features"]),
                           max_features=baseline_cfg["max_features"], ngram_max=baseline_cfg["ngram_max"])
         return task.baseline_outputs(model, [row["text"] for row in test_rows], names, {})
 

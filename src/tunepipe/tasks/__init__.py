@@ -111,8 +111,9 @@ class Task(Protocol):
                          baseline: torch.Tensor | None = None, decision: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
         """One CSV row per row: id, label, predicted, the input and the outputs (with `baseline`, the baseline's beside them)."""
 
-    def baseline_estimator(self, baseline_cfg: dict[str, Any], seed: int) -> Any:
-        """The baseline's scikit-learn estimator on the modality's features (logistic regression, one-vs-rest, ridge)."""
+    def baseline_estimator(self, baseline_cfg: dict[str, Any], seed: int, outputs: int, features: int) -> Any:
+        """The baseline's scikit-learn estimator on the modality's features (logistic regression, one-vs-rest, ridge), for
+        `outputs` (the head's size) and at most `features` input features (what its coefficients may take)."""
 
     def baseline_outputs(self, model: Any, inputs: Any, names: list[str], stats: dict[str, float]) -> np.ndarray:
         """The baseline's predictions in `outputs`' form."""

@@ -285,7 +285,7 @@ class MultiLabel:
             table.append(record)
         return table, fields
 
-    def baseline_estimator(self, baseline_cfg, seed):
+    def baseline_estimator(self, baseline_cfg, seed, outputs, features):
         from sklearn.linear_model import LogisticRegression
         from sklearn.multiclass import OneVsRestClassifier
 

@@ -169,7 +169,7 @@ class Regression:
             table.append(record)
         return table, fields
 
-    def baseline_estimator(self, baseline_cfg, seed):
+    def baseline_estimator(self, baseline_cfg, seed, outputs, features):
         from sklearn.linear_model import Ridge
 
         return Ridge(alpha=1.0 / baseline_cfg["C"], random_state=seed)
