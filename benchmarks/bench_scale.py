@@ -1,20 +1,26 @@
-"""Scaling table: how the data phase (prepare, clean, split, augment) and one training epoch grow with the rows.
+"""Scaling table: how each data-phase rule (prepare, clean, split, augment), the baseline and one training epoch grow
+with the rows, and how much memory each needs per MB of its input.
 
-Synthetic labelled texts (seeded: the same --seed gives the same rows) are written as a CSV and taken through
-the library functions the stages call (tunepipe/stages/{prepare,clean,split,augment}.py: the modality's
-read/clean/augment, stratified_sample, split_rows, JSONL reading and writing), then through tunepipe's
-Lightning training (ClassifierModule, ClassificationDataModule) for a fixed number of optimizer steps. Each
-phase runs in its own subprocess, so its peak memory (getrusage maxrss) is its own; `base` is that process's
-memory after its imports, before the phase. `split.max_rows` is off here (the default params cap training at a
-4000-row sample, which would hide the growth).
+Synthetic labelled texts (seeded: the same --seed gives the same rows) are written as a CSV and taken through the
+real stages: each rule's phase runs its stage's command line in-process (tunepipe.stages.harness.main, what
+`python -m tunepipe.stages.<rule>` runs for Snakemake), with the rule's input and output files under a work folder
+laid out as results/ is. Then tunepipe's Lightning training (ClassifierModule, ClassificationDataModule) runs for a
+fixed number of optimizer steps. Each phase runs in its own subprocess, so its peak memory (VmHWM) is
+its own; `base` is that process's memory after its imports, before the phase. `split.max_rows` is off here (the
+default params cap training at a 4000-row sample, which would hide the growth).
 
 The training epoch is *extrapolated*: tokenising every training row is timed in full; the steps are timed for
 --train-steps steps after 3 warm-up ones, and an epoch's step time is rows / (rows/s). Tokenising and the
 data module grow with the rows; a step does not (same batch size and length), so rows/s should stay flat.
 
+Targets (printed with "met" or "MISSED", never asserted): every data-phase rule at most 2 GiB peak at the largest
+size; every phase's time at most 1.1x linear (11x for 10x the rows) between the two largest sizes.
+
     python benchmarks/bench_scale.py                              # 10k, 100k and 1M rows, the tiny model: minutes
     python benchmarks/bench_scale.py --rows 10000,100000 --json scale.json
+    python benchmarks/bench_scale.py --phases prepare,clean,split,augment,baseline   # the data phase and the baseline only
     python benchmarks/bench_scale.py --model minilm --train-steps 20   # the bundled MiniLM (slower steps)
+    python benchmarks/bench_scale.py --train-max-rows 100000     # no training phase at 1M rows (its tokens need GiBs)
 """
 
 from __future__ import annotations
@@ -31,8 +37,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-PHASES = ("prepare", "clean", "split", "augment", "train")
+PHASES = ("prepare", "clean", "split", "augment", "baseline", "train")
+#: The rules of the data phase, held to the memory target.
+DATA_RULES = ("prepare", "clean", "split", "augment")
+MEMORY_TARGET_MIB = 2048
+#: Time may grow at most this much faster than the rows (11x for 10x the rows).
+LINEAR_SLACK = 1.1
 LABELS = ("fresh", "rotten")
+#: Each stage's (inputs, outputs) as its rule names them (workflow/rules/data.smk, model.smk), under the work folder.
+STAGE_FILES = {
+    "prepare": ({"raw": "data.csv"}, {"rows": "results/prepare/rows.jsonl", "summary": "results/prepare/summary.json"}),
+    "clean": ({"rows": "results/prepare/rows.jsonl"}, {"rows": "results/clean/rows.jsonl", "report": "results/clean/report.json"}),
+    "split": ({"rows": "results/clean/rows.jsonl"}, {"train": "results/split/train.jsonl", "val": "results/split/val.jsonl",
+                                                     "test": "results/split/test.jsonl", "summary": "results/split/summary.json"}),
+    "augment": ({"train": "results/split/train.jsonl"}, {"train": "results/augment/train.jsonl", "summary": "results/augment/summary.json"}),
+    "baseline": ({"train": "results/split/train.jsonl", "test": "results/split/test.jsonl"},
+                 {"metrics": "results/baseline/metrics.json", "predictions": "results/baseline/predictions.csv"}),
+}
+#: What the train phase reads (the train rule's training rows).
+TRAIN_ROWS = "results/augment/train.jsonl"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-steps", type=int, default=30, help="timed optimizer steps for the epoch estimate (default 30)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: steadier on a shared CPU)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated phases to run, in order (default {','.join(PHASES)}); "
+                        "each reads the files of the phases before it, so leave out only later ones")
+    parser.add_argument("--train-max-rows", type=int, help="run the train phase only at sizes up to this many rows (it tokenises every "
+                        "training row and keeps the tokens in memory: with Python lists of ids, about 13 KB a training row)")
     parser.add_argument("--json", type=Path, help="also write the measurements as JSON here")
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)  # internal: run one phase in this process
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -52,7 +79,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's peak resident memory in MiB: /proc's VmHWM (Linux), else getrusage's maxrss. Not maxrss on Linux:
+    it survives fork and exec, so a phase's subprocess would report at least the parent's memory when it started it
+    (after writing the synthetic CSV: about 1.1 GiB at 1M rows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024  # kB
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux and most BSDs: KiB
 
 
 def synthetic_csv(path: Path, rows: int, seed: int) -> None:
@@ -80,44 +114,37 @@ def synthetic_csv(path: Path, rows: int, seed: int) -> None:
 
 
 def run_phase(phase: str, work: Path, args: argparse.Namespace) -> dict:
-    """One phase, in this process: its inputs are the previous phase's files in `work`."""
-    import pandas as pd
+    """One phase, in this process: the rule's stage on its input files in `work` (the previous phases' outputs), or
+    the training steps."""
+    import importlib
 
     from tunepipe.config import validate_params
-    from tunepipe.data.splitting import split_rows, stratified_sample
-    from tunepipe.io import read_jsonl, write_jsonl
-    from tunepipe.modalities import get_modality
+    from tunepipe.stages.harness import main as run_stage
 
     params = validate_params({"data": {"source": "file", "path": str(work / "data.csv"), "format": "csv"}, "split": {"max_rows": None}})
-    text = get_modality("text")
+    stage = importlib.import_module(f"tunepipe.stages.{phase}").STAGE if phase != "train" else None
+    inputs, outputs = STAGE_FILES.get(phase, ({"train": TRAIN_ROWS}, {}))
+    input_mib = sum((work / path).stat().st_size for path in inputs.values()) / 2**20
     base = _mib()
     started = time.perf_counter()
-    facts: dict = {}
-    if phase == "prepare":
-        frame = stratified_sample(text.read(params["data"], work / "images"), params["data"]["max_rows"], params["seed"])
-        write_jsonl(work / "rows.jsonl", frame[["id", "text", "label"]].to_dict(orient="records"))
-        facts["rows_out"] = len(frame)
-    elif phase == "clean":
-        kept, _ = text.clean(pd.DataFrame(read_jsonl(work / "rows.jsonl")), labels=params["data"]["labels"], clean_cfg=params["clean"],
-                             source="rows.jsonl")
-        write_jsonl(work / "clean.jsonl", kept.to_dict(orient="records"))
-        facts["rows_out"] = len(kept)
-    elif phase == "split":
-        cfg = params["split"]
-        frame = pd.DataFrame(read_jsonl(work / "clean.jsonl"))
-        parts = split_rows(stratified_sample(frame, cfg["max_rows"], params["seed"]), val_fraction=cfg["val_fraction"],
-                           test_fraction=cfg["test_fraction"], seed=params["seed"])
-        for name, part in parts.items():
-            write_jsonl(work / f"{name}.jsonl", part.to_dict(orient="records"))
-        facts["rows_out"] = len(parts["train"])
-    elif phase == "augment":
-        rows = read_jsonl(work / "train.jsonl")
-        extra = text.augment(rows, augment_cfg=params["augment"], seed=params["seed"], out_dir=work / "images")
-        write_jsonl(work / "augmented.jsonl", [dict(row, augmented=False) for row in rows] + extra)
-        facts["rows_out"] = len(rows) + len(extra)
-    else:
+    if stage is None:
         facts = train_steps(work, args, params)
-    return {"phase": phase, "seconds": round(time.perf_counter() - started, 3), "base_mib": round(base, 1), "peak_mib": round(_mib(), 1), **facts}
+    else:
+        argv = ["--params", json.dumps(params), "--threads", "1",
+                *[f"--in={key}={work / path}" for key, path in inputs.items()], *[f"--out={key}={work / path}" for key, path in outputs.items()]]
+        code = run_stage(stage, argv)
+        if code != 0:
+            raise SystemExit(f"the {phase} stage exited with {code}")
+        first = work / next(iter(outputs.values()))
+        facts = {"rows_out": _lines(first)} if first.suffix == ".jsonl" else json.loads(first.read_text())
+        facts = {key: value for key, value in facts.items() if key in ("rows_out", "train_rows", "test_rows", "accuracy")}
+    return {"phase": phase, "seconds": round(time.perf_counter() - started, 3), "base_mib": round(base, 1), "peak_mib": round(_mib(), 1),
+            "input_mib": round(input_mib, 2), **facts}
+
+
+def _lines(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
 
 
 def train_steps(work: Path, args: argparse.Namespace, params: dict) -> dict:
@@ -146,7 +173,7 @@ def train_steps(work: Path, args: argparse.Namespace, params: dict) -> dict:
     model_cfg = dict(params["model"], pretrained=pretrained, max_length=args.max_length)
     train_cfg = dict(params["train"], batch_size=args.batch_size, accelerator="cpu", head_init="random", max_epochs=1)
     text = get_modality("text")
-    rows = read_jsonl(work / "augmented.jsonl")
+    rows = read_jsonl(work / TRAIN_ROWS)
     labels = [LABELS.index(row["label"]) for row in rows]
     started = time.perf_counter()
     data = text.encode(rows, labels, model_cfg, text.load_processor(model_cfg))
@@ -183,7 +210,10 @@ def measure(rows: int, args: argparse.Namespace) -> list[dict]:
         started = time.perf_counter()
         synthetic_csv(work / "data.csv", rows, args.seed)
         print(f"  {rows} rows: synthetic CSV in {time.perf_counter() - started:.1f}s", file=sys.stderr)
-        for phase in PHASES:
+        for phase in args.phases.split(","):
+            if phase == "train" and args.train_max_rows is not None and rows > args.train_max_rows:
+                print(f"  {rows} rows: train skipped (--train-max-rows {args.train_max_rows})", file=sys.stderr)
+                continue
             command = [sys.executable, __file__, "--phase", phase, "--workdir", str(work), "--model", args.model,
                        "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--train-steps", str(args.train_steps),
                        "--threads", str(args.threads), "--seed", str(args.seed)]
@@ -191,43 +221,78 @@ def measure(rows: int, args: argparse.Namespace) -> list[dict]:
             if done.returncode != 0:
                 raise SystemExit(f"phase {phase} at {rows} rows failed:\n{done.stderr[-3000:]}")
             result = {"rows": rows, **json.loads(done.stdout.strip().splitlines()[-1])}
-            print(f"  {rows} rows: {phase} {result['seconds']:.1f}s, peak {result['peak_mib']:.0f} MiB", file=sys.stderr)
+            print(f"  {rows} rows: {phase} {result['seconds']:.1f}s, peak {result['peak_mib']:.0f} MiB, input {result['input_mib']:.1f} MiB",
+                  file=sys.stderr)
             results.append(result)
     return results
 
 
+def _seconds(result: dict) -> float:
+    return result["epoch_seconds_estimate"] if result["phase"] == "train" else result["seconds"]
+
+
 def table(results: list[dict]) -> str:
     counts = sorted({r["rows"] for r in results})
+    phases = [phase for phase in PHASES if any(r["phase"] == phase for r in results)]
     by = {(r["rows"], r["phase"]): r for r in results}
-
-    def seconds(r: dict) -> float:
-        return r["epoch_seconds_estimate"] if r["phase"] == "train" else r["seconds"]
-
     lines = ["| phase | " + " | ".join(f"{n:,} rows: s (peak MiB)" for n in counts) + " | " +
-             " | ".join(f"x{b // a} rows: time x, memory +MiB" for a, b in zip(counts, counts[1:])) + " |",
-             "|---" * (1 + len(counts) + len(counts) - 1) + "|"]
-    for phase in PHASES:
+             " | ".join(f"x{b // a} rows: time x, memory +MiB" for a, b in zip(counts, counts[1:])) + " | MiB per MiB of input |",
+             "|---" * (2 + len(counts) + len(counts) - 1) + "|"]
+    for phase in phases:
         cells = []
         for n in counts:
             r = by.get((n, phase))
-            cells.append(f"{seconds(r):.1f} ({r['peak_mib']:.0f})" if r else "-")
+            cells.append(f"{_seconds(r):,.1f} ({r['peak_mib']:,.0f})" if r else "-")
         growth = []
         for a, b in zip(counts, counts[1:]):
             ra, rb = by.get((a, phase)), by.get((b, phase))
-            if ra and rb and seconds(ra) > 0:
-                ratio = seconds(rb) / seconds(ra)
-                flag = "" if ratio <= 1.3 * b / a else " (worse than linear)"
-                growth.append(f"{ratio:.1f}x{flag}, +{rb['peak_mib'] - ra['peak_mib']:.0f}")
+            if ra and rb and _seconds(ra) > 0:
+                ratio = _seconds(rb) / _seconds(ra)
+                flag = "" if ratio <= LINEAR_SLACK * b / a else " (worse than linear)"
+                growth.append(f"{ratio:.1f}x{flag}, +{rb['peak_mib'] - ra['peak_mib']:,.0f}")
             else:
                 growth.append("-")
         label = "train epoch (estimate)" if phase == "train" else phase
-        lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(growth) + " |")
+        lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(growth) + f" | {_per_input_mib(phase, counts, by)} |")
     trains = [by[(n, "train")] for n in counts if (n, "train") in by]
     if trains:
         lines.append("")
         lines.append("train: " + "; ".join(f"{r['rows']:,} rows -> {r['rows_out']:,} training rows, tokenising {r['encode_seconds']:.1f}s, "
                                            f"{r['rows_per_second']:.0f} rows/s in steps" for r in trains))
+    lines.append("")
+    lines.extend(verdicts(results))
     return "\n".join(lines)
+
+
+def _per_input_mib(phase: str, counts: list[int], by: dict) -> str:
+    """Memory per MiB of the phase's input, between the two largest sizes (what a rule's mem_mb grows by: workflow/rules/common.smk)."""
+    ra, rb = (by.get((n, phase)) for n in counts[-2:]) if len(counts) >= 2 else (None, None)
+    if not ra or not rb or rb["input_mib"] <= ra["input_mib"]:
+        return "-"
+    return f"{(rb['peak_mib'] - ra['peak_mib']) / (rb['input_mib'] - ra['input_mib']):.2f} (input {rb['input_mib']:,.0f} MiB)"
+
+
+def verdicts(results: list[dict]) -> list[str]:
+    """The two targets, phase by phase, at the largest size (memory) and between the two largest sizes (time)."""
+    counts = sorted({r["rows"] for r in results})
+    by = {(r["rows"], r["phase"]): r for r in results}
+    largest = counts[-1]
+    lines = []
+    peaks = {phase: by[(largest, phase)]["peak_mib"] for phase in DATA_RULES if (largest, phase) in by}
+    if peaks:
+        over = [phase for phase, peak in peaks.items() if peak > MEMORY_TARGET_MIB]
+        lines.append(f"memory at {largest:,} rows, target <= {MEMORY_TARGET_MIB} MiB per data-phase rule: "
+                     + ", ".join(f"{phase} {peak:,.0f}" for phase, peak in peaks.items())
+                     + (f" -> MISSED by {', '.join(over)}" if over else " -> met"))
+    if len(counts) >= 2:
+        a, b = counts[-2:]
+        ratios = {phase: _seconds(by[(b, phase)]) / _seconds(by[(a, phase)]) for phase in PHASES
+                  if (a, phase) in by and (b, phase) in by and _seconds(by[(a, phase)]) > 0}
+        limit = LINEAR_SLACK * b / a
+        over = [phase for phase, ratio in ratios.items() if ratio > limit]
+        lines.append(f"time {a:,} -> {b:,} rows, target <= {limit:.0f}x per phase: " + ", ".join(f"{phase} {ratio:.1f}x" for phase, ratio in ratios.items())
+                     + (f" -> MISSED by {', '.join(over)}" if over else " -> met"))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.phase:
         print(json.dumps(run_phase(args.phase, args.workdir, args)))
         return 0
+    unknown = [phase for phase in args.phases.split(",") if phase not in PHASES]
+    if unknown:
+        raise SystemExit(f"--phases: unknown {', '.join(unknown)}; the phases are {', '.join(PHASES)}")
     counts = [int(value) for value in args.rows.split(",") if value.strip()]
     results = []
     for rows in counts:

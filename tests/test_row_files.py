@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from tunepipe.io import JsonlRows, read_jsonl, read_rows, rows_digest, write_frame_jsonl, write_jsonl
+from tunepipe.io import JsonlRows, read_frame, read_jsonl, read_rows, rows_digest, write_frame_jsonl, write_jsonl
 
 ROWS = [{"id": "a", "text": "é ünïcode", "label": "fresh"}, {"id": 2, "text": "x", "label": ["p", "q"], "columns": {"n": 1.5}},
         {"id": "c", "text": "", "label": None}]
@@ -45,3 +45,34 @@ def test_frame_written_in_chunks_equals_one_write(tmp_path):
     write_jsonl(tmp_path / "whole.jsonl", frame.to_dict(orient="records"))
     assert write_frame_jsonl(tmp_path / "chunked.jsonl", frame, chunk=3) == 7
     assert (tmp_path / "chunked.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+
+
+def _frame_of_dicts(path):
+    return pd.DataFrame(read_jsonl(path))
+
+
+@pytest.mark.parametrize("rows", [
+    # the same dtypes in every chunk: the chunks are concatenated
+    [{"id": str(i), "text": f"t {i}", "label": ["a", "b"][i % 2], "group": None if i % 3 else f"g{i}", "columns": {"n": str(i)}} for i in range(10)],
+    # a column only in a later chunk; whole numbers in one chunk, fractions in another; a column null throughout a chunk
+    [{"id": str(i), "label": i} for i in range(4)] + [{"id": "x", "label": 2.5, "fold": 1}, {"id": "y", "label": 3, "fold": 0}],
+    [{"id": str(i), "group": None} for i in range(3)] + [{"id": "z", "group": "g"}, {"id": "w", "group": float("nan")}],
+    [{"id": str(i), "augmented": bool(i % 2), "source_id": None if i < 3 else "s"} for i in range(7)],
+])
+def test_a_frame_read_a_chunk_at_a_time_equals_the_frame_of_every_row(tmp_path, rows):
+    path = tmp_path / "rows.jsonl"
+    write_jsonl(path, rows)
+    whole = _frame_of_dicts(path)
+    for chunk in (1, 2, 3, 50_000):
+        frame = read_frame(path, chunk=chunk)
+        pd.testing.assert_frame_equal(frame, whole, check_exact=True)
+        assert list(frame.columns) == list(whole.columns)
+        # written back, the rows are the same bytes
+        write_frame_jsonl(tmp_path / "again.jsonl", frame, chunk=chunk)
+        write_jsonl(tmp_path / "reference.jsonl", whole.to_dict(orient="records"))
+        assert (tmp_path / "again.jsonl").read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
+
+
+def test_an_empty_row_file_is_an_empty_frame(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    assert read_frame(tmp_path / "empty.jsonl").empty

@@ -118,6 +118,29 @@ def read_rows(path: Path) -> JsonlRows:
     return JsonlRows(path)
 
 
+def read_frame(path: Path, chunk: int = 50_000):
+    """A stage's row file as a pandas frame, exactly `pd.DataFrame(read_jsonl(path))` (the same columns in the same order,
+    dtypes and values), built from `chunk` rows at a time, so that never every row is a dict at once.
+
+    Each chunk's frame infers its own dtypes. When every chunk has the same columns with the same dtypes, pandas infers
+    those dtypes for all the rows together as well, and the chunks' concatenation is the frame. When they differ (a
+    column missing from some chunk, whole numbers in one chunk and fractions in another, a column null throughout one
+    chunk) the file is read as one list of dicts, as `pd.DataFrame(read_jsonl(path))` reads it."""
+    import pandas as pd
+
+    rows = read_rows(path)
+    frames = [pd.DataFrame(part) for part in rows.chunks(chunk)]
+    if not frames:
+        return pd.DataFrame([])
+    first = frames[0]
+    alike = all(set(frame.columns) == set(first.columns) and all(frame[name].dtype == first[name].dtype for name in first.columns)
+                for frame in frames[1:])
+    if not alike:
+        del frames
+        return pd.DataFrame(list(rows))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
 def rows_digest(rows: Sequence[Mapping[str, Any]]) -> str:
     """sha256 of some rows: a JsonlRows's file, or the rows' JSON (one row at a time)."""
     if isinstance(rows, JsonlRows):

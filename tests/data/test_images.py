@@ -162,8 +162,8 @@ def test_perceptual_hash_sees_near_duplicates_and_pixel_hash_exact_ones():
 
 def test_kornia_augmentation_writes_changed_images_reproducibly(image_folder, tmp_path):
     rows = [{"id": str(i), "path": str(p), "label": "cat"} for i, p in enumerate(sorted((image_folder / "cat").glob("*.png")))]
-    first = augment_images(rows, multiplier=1.0, cfg=AUGMENT_CFG, seed=0, out_dir=tmp_path / "a")
-    second = augment_images(rows, multiplier=1.0, cfg=AUGMENT_CFG, seed=0, out_dir=tmp_path / "b")
+    first = list(augment_images(rows, multiplier=1.0, cfg=AUGMENT_CFG, seed=0, out_dir=tmp_path / "a"))
+    second = list(augment_images(rows, multiplier=1.0, cfg=AUGMENT_CFG, seed=0, out_dir=tmp_path / "b"))
     assert len(first) == len(rows)
     for x, y in zip(first, second):
         pixels_x, pixels_y = np.asarray(Image.open(x["path"])), np.asarray(Image.open(y["path"]))
@@ -180,7 +180,7 @@ def test_the_global_seed_changes_every_augmented_image(image_folder, tmp_path):
 
     def augmented(seed: int, run: str) -> list[np.ndarray]:
         # one row per call, so both seeds augment the same (row, copy 0) and only the seed differs
-        return [np.asarray(Image.open(augment_images([row], multiplier=1.0, cfg=AUGMENT_CFG, seed=seed, out_dir=tmp_path / run)[0]["path"]))
+        return [np.asarray(Image.open(next(augment_images([row], multiplier=1.0, cfg=AUGMENT_CFG, seed=seed, out_dir=tmp_path / run))["path"]))
                 for row in rows]
 
     seed0, again, seed1 = augmented(0, "a"), augmented(0, "b"), augmented(1, "c")

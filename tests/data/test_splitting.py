@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tunepipe.data.splitting import assert_no_leakage, split_rows, stratified_sample
+from tunepipe.data.splitting import assert_no_leakage, group_members, split_rows, stratified_sample
 from tunepipe.errors import DataError
 
 
@@ -97,3 +97,19 @@ def test_rows_without_a_group_in_two_splits_are_no_leakage():
     a = pd.DataFrame([{"id": "1", "text": "one", "label": "pos", "group": None}])
     b = pd.DataFrame([{"id": "2", "text": "two", "label": "pos", "group": None}])
     assert_no_leakage({"train": a, "test": b})
+
+
+def test_each_groups_members_are_what_groupby_lists_give():
+    """split_rows lists each group's ids (and targets) itself, without a Series per group: the same lists, in the same order."""
+    frame = pd.DataFrame({
+        "id": [str(i) for i in range(12)],
+        "label": [["a"], [], ["a", "b"], ["b"], ["a"], ["b"], ["a"], ["a"], ["b"], ["a", "b"], ["b"], []],
+        "score": [1.5, float("nan"), 2.0, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        "name": ["x", None, "y", "z", "x", None, "y", "z", "x", "y", "z", "w"],
+    })
+    component = pd.Series([5, 3, 5, 0, 3, 7, 0, 5, 9, 9, 3, 1])
+    grouped = frame.assign(_component=component).groupby("_component", sort=False)
+    for column in ("id", "label", "score", "name"):
+        expected = grouped[column].agg(list).tolist()
+        assert repr(group_members(component, frame[column])) == repr(expected)
+    assert group_members(component, frame["id"])[0] == ["0", "2", "7"]  # component 5 first: its rows in row order

@@ -107,7 +107,7 @@ def test_clean_keeps_max_examples_per_reason_whatever_the_report_shows(default_p
 
 def test_text_augment_and_baseline_use_the_text(labelled_rows, default_params):
     text = get_modality("text")
-    extra = text.augment(labelled_rows, augment_cfg=dict(default_params["augment"], multiplier=0.5), seed=1, out_dir=Path("unused"))
+    extra = list(text.augment(labelled_rows, augment_cfg=dict(default_params["augment"], multiplier=0.5), seed=1, out_dir=Path("unused")))
     assert extra and all(row["augmented"] and row["text"] for row in extra)
     labels = [int(row["label"] == "pos") for row in labelled_rows]
     probs = text.baseline_outputs(labelled_rows, labels, labelled_rows[:5], baseline_cfg=default_params["baseline"], seed=0,

@@ -24,7 +24,7 @@ from tunepipe.steps import skipped_steps
 from tunepipe.tasks import get_task
 
 EXPORT = {"opset": 17, "dynamo": False, "latency_batch_sizes": [1], "latency_runs": 1, "max_abs_logit_diff": 1e-3, "quantize": "dynamic",
-          "calibration_rows": 8, "fuse": False, "int8_max_size_ratio": 1.0}
+          "calibration_rows": 8, "fuse": False, "int8_max_size_ratio": 1.0, "parity_rows": None}
 #: How each architecture is trained here: with a LoRA adapter (and gradient checkpointing), or every weight.
 TRAINING = {"llama": {"adapter": {"method": "lora", "r": 4}}, "qwen2": {},
             "gpt2": {"adapter": {"method": "lora", "r": 4}, "gradient_checkpointing": True}}

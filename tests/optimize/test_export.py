@@ -262,7 +262,7 @@ def test_int8_variants_ship_the_rules_pick_and_skip_a_choice_onnxruntime_cannot_
     fp32 = {"pruning_level": "dense", "params": 1, "onnx_bytes": path.stat().st_size, "val_accuracy": 0.5, "test_accuracy": 0.5,
             "latency_ms": latency(None, session, data, [2], 1, model.input_names)}
     settings = ExportSettings(opset=17, dynamo=False, latency_batch_sizes=(2,), latency_runs=1, max_abs_logit_diff=1e-3, quantize="auto",
-                              calibration_rows=4, fuse=False, int8_max_size_ratio=0.3)
+                              calibration_rows=4, fuse=False, int8_max_size_ratio=0.3, parity_rows=None)
     real = quantization.quantize_int8
 
     def static_breaks(source, target, choice, *args, **kwargs):

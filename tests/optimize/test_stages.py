@@ -40,9 +40,9 @@ def run_prune_and_export(tmp_path, ckpt, rows, prune_cfg, quantize="auto"):
     return out
 
 
-def run_export(out, ckpt, splits, quantize="auto", max_abs_logit_diff=1e-3):
+def run_export(out, ckpt, splits, quantize="auto", max_abs_logit_diff=1e-3, parity_rows=None):
     export_params = {"export": {"opset": 17, "dynamo": False, "latency_batch_sizes": [1, 4], "latency_runs": 2, "max_abs_logit_diff": max_abs_logit_diff, "quantize": quantize, "calibration_rows": 8, "fuse": True,
-                              "int8_max_size_ratio": 0.3}}
+                              "int8_max_size_ratio": 0.3, "parity_rows": parity_rows}}
     outputs = {"onnx": "model.onnx", "int8": "model.int8.onnx", "parity": "parity.json", "variants": "variants.json", "card": "model_card.json", "bundle": "bundle"}
     return main(
         export_stage.STAGE,
@@ -133,6 +133,25 @@ def test_text_model_prunes_exports_and_quantizes(tmp_path, tiny_model_cfg, label
     splits = {name: tmp_path / f"{name}.jsonl" for name in ("val", "test")}
     assert run_export(failed, ckpt, splits, max_abs_logit_diff=-1.0) == 2  # no graph is within a negative tolerance
     assert sorted(path.name for path in failed.iterdir()) == ["model.pt"]
+
+    # export.parity_rows: the check compares the first test rows only; the variants are still scored on every test row
+    whole = json.loads((out / "parity.json").read_text())
+    assert (whole["rows"], whole["test_rows"], whole["parity_rows"]) == (16, 16, None)
+    capped = tmp_path / "capped"
+    capped.mkdir()
+    (capped / "model.pt").write_bytes((out / "model.pt").read_bytes())
+    assert run_export(capped, ckpt, splits, quantize="dynamic-per-channel", parity_rows=5) == 0
+    parity = json.loads((capped / "parity.json").read_text())
+    assert (parity["rows"], parity["test_rows"], parity["parity_rows"]) == (5, 16, 5)
+    scored = {row["variant"]: row for row in json.loads((capped / "variants.json").read_text())["variants"]}
+    for name in ("dense-fp32", "pruned-fp32"):
+        assert (scored[name]["rows"], scored[name]["test_rows"]) == (5, 16)
+        assert scored[name]["test_accuracy"] == variants[name]["test_accuracy"]
+    int8 = "pruned-int8-dynamic-per-channel"  # compared with the fp32 model's logits on every test row
+    assert [scored[int8][key] for key in ("rows", "test_accuracy", "max_abs_logit_diff_vs_fp32")] == \
+           [variants[int8][key] for key in ("rows", "test_accuracy", "max_abs_logit_diff_vs_fp32")]
+    card = json.loads((capped / "model_card.json").read_text())["metrics"]
+    assert (card["rows"], card["onnx_vs_pytorch_rows"]) == (16, 5)
 
 
 @pytest.fixture

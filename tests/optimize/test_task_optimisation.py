@@ -274,7 +274,7 @@ def test_distill_prune_and_export_variants_for_the_task(tmp_path, tiny_model_cfg
     data = {key: get_modality("text").encode(read_jsonl(splits[key]), None, tiny_model_cfg, tokenizer) for key in ("val", "test")}
     truth = {key: np.asarray(get_task(task).encode(read_jsonl(splits[key]), names, key)) for key in ("val", "test")}
     settings = ExportSettings(opset=17, dynamo=False, latency_batch_sizes=(1,), latency_runs=1, max_abs_logit_diff=1e-3, quantize="dynamic",
-                              calibration_rows=8, fuse=False, int8_max_size_ratio=0.5)
+                              calibration_rows=8, fuse=False, int8_max_size_ratio=0.5, parity_rows=None)
     variants = export_variants(teacher.eval(), model, PruningLevel.from_dict(payload["pruning_level"]),
                                data["test"], truth["test"], onnx_path=tmp_path / "model.onnx", int8_path=tmp_path / "model.int8.onnx",
                                settings=settings, int8_choices=(CHOICES["dynamic"],), val=data["val"], val_targets=truth["val"],

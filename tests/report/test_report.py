@@ -491,6 +491,14 @@ def test_parity_verdict_and_tolerance_are_export_s_not_re_judged_with_params(tmp
     assert "no verdict recorded" in section(html, "export") and "pass" not in section(html, "export")
 
 
+def test_the_report_says_when_export_parity_rows_capped_the_rows_compared(tmp_path):
+    assert "the first of" not in section(render(tmp_path), "export")  # every test row compared (800): nothing to say
+    capped = copy.deepcopy(INPUTS)
+    capped["parity"].update(rows=2000, test_rows=200_000, parity_rows=2000)
+    export = section(render(tmp_path, capped), "export")
+    assert "2,000 <span class=\"muted\">(the first of 200,000 test rows: export.parity_rows 2,000; every variant is scored on all of them)" in export
+
+
 @pytest.mark.parametrize("selected", ["unstructured-0.40", "structured-0.40"])
 def test_the_selected_pruning_level_is_the_one_levels_json_names(tmp_path, selected):
     inputs = copy.deepcopy(INPUTS)

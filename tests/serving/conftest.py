@@ -164,7 +164,7 @@ def build_task_bundle(folder: Path, model_dir: Path, task_name: str) -> tuple[Pa
     decision = {"thresholds": [widest_gap_midpoint(expected[:, j]) for j in range(len(names))], "thresholds_from": "test fixture"} \
         if setup["thresholds"] else {}
     level = task.level_metrics[0]
-    deployed = {"pruning_level": 0.0, "params": sum(p.numel() for p in model.parameters()), "rows": len(TASK_TEXTS), f"test_{level}": 0.625,
+    deployed = {"pruning_level": 0.0, "params": sum(p.numel() for p in model.parameters()), "rows": len(TASK_TEXTS), "test_rows": len(TASK_TEXTS), f"test_{level}": 0.625,
                 "max_abs_logit_diff": 1e-6, "prediction_agreement": 1.0, "onnx_bytes": onnx.stat().st_size,
                 "latency_ms": {"1": {"onnxruntime": 1.0, "eager": 2.0}}}
     card = model_card.build(model_cfg=cfg, label_names=names, title=f"text {task.title}", task=task, preprocessing=modality.preprocessing(cfg),

@@ -19,7 +19,7 @@ from tunepipe.stages.harness import main
 from tunepipe.tasks import get_task
 
 EXPORT = {"opset": 17, "dynamo": False, "latency_batch_sizes": [1], "latency_runs": 1, "max_abs_logit_diff": 1e-3, "quantize": "dynamic",
-          "calibration_rows": 8, "fuse": False, "int8_max_size_ratio": 0.5}
+          "calibration_rows": 8, "fuse": False, "int8_max_size_ratio": 0.5, "parity_rows": None}
 CASES = {
     # task: (names, each row's target from (row index, positive?), decision.json's extra keys, the card's title,
     #        monitoring.json's keys; single_label's as before tasks)
@@ -63,7 +63,7 @@ def test_the_export_stage_writes_a_bundle_that_answers_like_the_model(task_name,
     card = bundle.card
     assert card["model"]["task"] == title and card["intended_use"].startswith(f"{title.capitalize()} ")
     assert list(card["metrics"]) == ["split", "rows", level, f"dense_{level}", f"int8_{level}", "onnx_vs_pytorch_max_abs_logit_diff",
-                                     "onnx_vs_pytorch_prediction_agreement"]
+                                     "onnx_vs_pytorch_prediction_agreement", "onnx_vs_pytorch_rows"]
     assert card["metrics"][level] == variants["pruned-fp32"][f"test_{level}"] and card["metrics"][f"int8_{level}"] == variants[read_json(out / "variants.json")["int8_selected"]][f"test_{level}"]
     assert list(bundle.monitoring) == monitoring_keys and bundle.monitoring["rows"] == len(rows[32:])
     assert bundle.monitoring["metrics"] == {level: card["metrics"][level], f"int8_{level}": card["metrics"][f"int8_{level}"], "rows": len(rows[32:])}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterator, Sequence
 
 
 def augment_text(text: str, *, p_delete: float, p_swap: float, rng: random.Random, p_mask: float = 0.0, mask_token: str = "[MASK]") -> str:
@@ -25,25 +26,26 @@ def augment_text(text: str, *, p_delete: float, p_swap: float, rng: random.Rando
     return " ".join(kept)
 
 
-def pick_sources(rows: list[dict], multiplier: float, seed: int) -> list[dict]:
-    """About `multiplier` x len(rows) source rows, each used at most ceil(multiplier) times."""
+def pick_sources(rows: Sequence[dict], multiplier: float, seed: int) -> Iterator[dict]:
+    """About `multiplier` x len(rows) source rows, each used at most ceil(multiplier) times, one at a time (`rows` may be
+    a row file read lazily, tunepipe.io.JsonlRows: only the picked row is parsed)."""
     rng = random.Random(seed)
     count = int(round(multiplier * len(rows)))
     if count == 0 or not rows:
-        return []
-    return [rows[i % len(rows)] for i in rng.sample(range(len(rows) * max(1, int(multiplier) + 1)), count)]
+        return
+    for i in rng.sample(range(len(rows) * max(1, int(multiplier) + 1)), count):
+        yield rows[i % len(rows)]
 
 
-def augment_rows(rows: list[dict], *, multiplier: float, p_delete: float, p_swap: float, seed: int, p_mask: float = 0.0, mask_token: str = "[MASK]") -> list[dict]:
-    """Return new rows (marked `augmented`), about `multiplier` x len(rows), each changed from its source."""
-    new_rows = []
+def augment_rows(rows: Sequence[dict], *, multiplier: float, p_delete: float, p_swap: float, seed: int, p_mask: float = 0.0,
+                 mask_token: str = "[MASK]") -> Iterator[dict]:
+    """New rows (marked `augmented`), about `multiplier` x len(rows), each changed from its source, made one at a time."""
     for n, source in enumerate(pick_sources(rows, multiplier, seed)):
         row_rng = random.Random(f"{seed}:{source['id']}:{n}")
         text = augment_text(source["text"], p_delete=p_delete, p_swap=p_swap, rng=row_rng, p_mask=p_mask, mask_token=mask_token)
         if text == source["text"]:
             continue  # nothing changed: an exact copy adds weight, not variety
-        new_rows.append({"id": f"{source['id']}-aug{n}", "text": text, "label": source["label"], "augmented": True, "source_id": source["id"]})
-    return new_rows
+        yield {"id": f"{source['id']}-aug{n}", "text": text, "label": source["label"], "augmented": True, "source_id": source["id"]}
 
 
 def image_seed(seed: int, row_id: str, n: int) -> int:
@@ -65,8 +67,8 @@ def image_augmenter(cfg: dict):
     )
 
 
-def augment_images(rows: list[dict], *, multiplier: float, cfg: dict, seed: int, out_dir) -> list[dict]:
-    """Write augmented copies of training images as PNG files into `out_dir`; return their rows."""
+def augment_images(rows: Sequence[dict], *, multiplier: float, cfg: dict, seed: int, out_dir) -> Iterator[dict]:
+    """Augmented copies of training images, written as PNG files into `out_dir` one at a time; their rows."""
     from pathlib import Path
 
     import numpy as np
@@ -76,7 +78,6 @@ def augment_images(rows: list[dict], *, multiplier: float, cfg: dict, seed: int,
 
     augmenter = image_augmenter(cfg)
     out_dir = Path(out_dir)
-    new_rows = []
     for n, source in enumerate(pick_sources(rows, multiplier, seed)):
         image = np.asarray(open_image(source["path"]).convert("RGB"), dtype=np.float32) / 255.0
         tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
@@ -85,5 +86,4 @@ def augment_images(rows: list[dict], *, multiplier: float, cfg: dict, seed: int,
             augmented = augmenter(tensor)[0].clamp(0, 1)
         path = out_dir / f"{source['id']}-aug{n}.png"
         save_png((augmented.numpy() * 255).round().astype(np.uint8), path)
-        new_rows.append({"id": f"{source['id']}-aug{n}", "path": str(path.resolve()), "label": source["label"], "augmented": True, "source_id": source["id"]})
-    return new_rows
+        yield {"id": f"{source['id']}-aug{n}", "path": str(path.resolve()), "label": source["label"], "augmented": True, "source_id": source["id"]}

@@ -111,6 +111,17 @@ def connected_groups(frame: pd.DataFrame) -> pd.Series:
     return pd.Series([find(i) for i in range(len(frame))], index=frame.index)
 
 
+def group_members(component: pd.Series, values: pd.Series) -> list[list]:
+    """`values` of each group's rows, in row order; the groups (equal `component`) in the order they first appear, as
+    `groupby(sort=False)` orders them. What `.agg(list)` gives, without a Series per group (a million rows are
+    about as many groups)."""
+    codes, uniques = pd.factorize(component, sort=False)
+    grouped: list[list] = [[] for _ in range(len(uniques))]
+    for code, value in zip(codes.tolist(), values.tolist()):
+        grouped[code].append(value)
+    return grouped
+
+
 def split_rows(frame: pd.DataFrame, *, val_fraction: float, test_fraction: float, seed: int, strata: Strata = _labels,
                assign: Assign | None = None) -> dict[str, pd.DataFrame]:
     """Split rows by stratum proportion (the label; see `Strata`), or by `assign` (multi_label: iterative stratification),
@@ -124,7 +135,10 @@ def split_rows(frame: pd.DataFrame, *, val_fraction: float, test_fraction: float
     frame = frame.reset_index(drop=True)
     component = connected_groups(frame)
     groups = (frame.assign(_component=component, _stratum=strata(frame["label"])).groupby("_component", sort=False)
-              .agg(label=("_stratum", "first"), targets=("label", list), rows=("id", list)).reset_index())
+              .agg(label=("_stratum", "first")).reset_index())
+    groups["rows"] = group_members(component, frame["id"])
+    if assign is not None:
+        groups["targets"] = group_members(component, frame["label"])
     if groups["label"].value_counts().min() < 3:
         raise DataError("too few independent groups per label to split (rows of one group or near-duplicates stay together); add data or check data.group_column.")
     fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,8 +49,9 @@ class Modality(Protocol):
               task: Task | None = None) -> tuple[pd.DataFrame, CleanReport]:
         """The kept rows and the count of removals per reason (`source` names the file in errors); `task` checks the targets."""
 
-    def augment(self, rows: list[dict], *, augment_cfg: dict[str, Any], seed: int, out_dir: Path) -> list[dict]:
-        """New training rows (marked `augmented`, with `source_id`); files they need are written into `out_dir`."""
+    def augment(self, rows: Sequence[dict], *, augment_cfg: dict[str, Any], seed: int, out_dir: Path) -> Iterator[dict]:
+        """New training rows (marked `augmented`, with `source_id`), made one at a time as they are asked for; files they
+        need are written into `out_dir`. `rows` may be a row file read lazily (tunepipe.io.JsonlRows)."""
 
     def load_processor(self, model_cfg: dict[str, Any]) -> Any:
         """What `encode` needs to turn rows into model inputs (a tokenizer, or None)."""

@@ -44,6 +44,8 @@ class ExportSettings:
     calibration_rows: int
     fuse: bool
     int8_max_size_ratio: float
+    #: Test rows the parity check runs through both PyTorch and ONNX Runtime (the first ones); None: every test row.
+    parity_rows: int | None
 
     @classmethod
     def from_params(cls, section: Mapping[str, Any]) -> ExportSettings:
@@ -57,6 +59,7 @@ class ExportSettings:
             calibration_rows=section["calibration_rows"],
             fuse=section["fuse"],
             int8_max_size_ratio=section["int8_max_size_ratio"],
+            parity_rows=section["parity_rows"],
         )
 
     @property
@@ -124,6 +127,32 @@ class VariantScoring:
         return self.task.prediction_agreement(reference, logits, self.names, dict(self.stats), dict(self.decision or {}))
 
 
+class FirstRows(Dataset):
+    """The first `count` rows of a model-input dataset (its `collate` and `lengths` too): what the parity check runs."""
+
+    def __init__(self, dataset: Dataset, count: int) -> None:
+        self.dataset, self.count = dataset, min(count, len(dataset))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self.count:
+            raise IndexError(f"row {index} of {self.count}")
+        return self.dataset[index]
+
+    def lengths(self):
+        return self.dataset.lengths()[: self.count]
+
+    def collate(self, items):
+        return self.dataset.collate(items)
+
+
+def parity_rows(test: Dataset, cap: int | None) -> Dataset:
+    """The test rows the parity check compares: all of them, or the first `cap` (export.parity_rows)."""
+    return test if cap is None or len(test) <= cap else FirstRows(test, cap)
+
+
 def calibration_feeds(dataset: Dataset, input_names: list[str], batch_size: int = CALIBRATION_BATCH_SIZE, rows: int | None = None) -> list[dict[str, np.ndarray]]:
     """INT8 calibration batches of the first `rows` rows (all by default), in row order, all of one shape (texts
     padded to the longest of them): the histogram calibrators (percentile, entropy) stack every batch."""
@@ -142,7 +171,8 @@ def export_variants(dense: nn.Module, pruned: nn.Module, level: PruningLevel, te
     """Dense fp32 (a temporary file), pruned fp32 (`onnx_path`) and one pruned INT8 per choice in `int8_choices`,
     each scored on every `val` and `test` row; the INT8 choice `select_int8` picks on `val` is written to
     `int8_path`. Raises TunepipeError when either fp32 graph's logits differ from PyTorch's by more than
-    `settings.max_abs_logit_diff`. Static choices and `dynamic-mixed` calibrate on the first
+    `settings.max_abs_logit_diff` on the test rows the parity check compares (the first `settings.parity_rows`, or
+    all; the fp32 scores are ONNX Runtime's on every test row either way). Static choices and `dynamic-mixed` calibrate on the first
     `settings.calibration_rows` validation rows.
 
     The scores and agreements follow the task (all four default to today's one-label-per-row behaviour):
@@ -160,6 +190,7 @@ def export_variants(dense: nn.Module, pruned: nn.Module, level: PruningLevel, te
     names = list(names) if names is not None else [str(i) for i in range(pruned.head.out_features)]
     scoring = VariantScoring(task or get_task(DEFAULT), names, target_stats or {}, decision)
     metric = scoring.metric
+    compared = parity_rows(test, settings.parity_rows)
 
     def fp32_variant(name: str, module: nn.Module, path: Path) -> tuple[dict[str, Any], np.ndarray]:
         spec = fusion_target(module) if settings.fuse else None
@@ -170,7 +201,7 @@ def export_variants(dense: nn.Module, pruned: nn.Module, level: PruningLevel, te
             fused_path = path.with_name(f"{path.name}.fused")
             operators = fuse(path, fused_path, spec)
             session = ort_session(fused_path, threads)
-            check = parity(module, session, test, batch_size=PARITY_BATCH_SIZE, keep_logits=True, agreement=scoring.agreement)
+            check = parity(module, session, compared, batch_size=PARITY_BATCH_SIZE, keep_logits=True, agreement=scoring.agreement)
             if check["max_abs_logit_diff"] <= settings.max_abs_logit_diff:
                 os.replace(fused_path, path)
                 session = ort_session(path, threads)
@@ -184,13 +215,16 @@ def export_variants(dense: nn.Module, pruned: nn.Module, level: PruningLevel, te
                 session, check = None, None
         if check is None:
             session = ort_session(path, threads)
-            check = parity(module, session, test, batch_size=PARITY_BATCH_SIZE, keep_logits=True, agreement=scoring.agreement)
+            check = parity(module, session, compared, batch_size=PARITY_BATCH_SIZE, keep_logits=True, agreement=scoring.agreement)
         logits = check.pop("logits")
-        log.info("%s: parity on %d test rows: max |logit diff| %.2e, prediction agreement %.4f", name, check["rows"], check["max_abs_logit_diff"], check["prediction_agreement"])
+        log.info("%s: parity on %d of %d test rows: max |logit diff| %.2e, prediction agreement %.4f", name, check["rows"], len(test),
+                 check["max_abs_logit_diff"], check["prediction_agreement"])
         require_parity(check, settings.max_abs_logit_diff, path)
+        if compared is not test:  # the check compared the first rows only; the variant is scored on every test row
+            logits = ort_logits(session, list(module.input_names), test, PARITY_BATCH_SIZE)
         timings = latency(module, session, test, settings.latency_batch_sizes, settings.latency_runs)
         row = {"variant": name, "precision": "fp32", "params": count_params(module), "onnx_bytes": path.stat().st_size, f"test_{metric}": scoring.score(logits, targets), **check,
-               "graph_fusion": fusion, "latency_ms": timings}
+               "test_rows": len(test), "graph_fusion": fusion, "latency_ms": timings}
         return row, logits
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -304,6 +338,8 @@ def parity_record(variants: Variants, level: PruningLevel, settings: ExportSetti
         "sparsity": level.sparsity,
         "pruning_level": level.name,
         "rows": pruned["rows"],
+        "test_rows": pruned["test_rows"],
+        "parity_rows": settings.parity_rows,
         "max_abs_logit_diff": pruned["max_abs_logit_diff"],
         "prediction_agreement": pruned["prediction_agreement"],
         "tolerance": settings.max_abs_logit_diff,

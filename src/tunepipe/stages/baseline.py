@@ -3,7 +3,7 @@ or ridge) on the same split, so the report shows what fine-tuning buys."""
 
 from __future__ import annotations
 
-from tunepipe.io import read_jsonl, write_csv, write_json
+from tunepipe.io import read_rows, write_csv, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 from tunepipe.tasks import task_of
@@ -16,7 +16,7 @@ def run(ctx: StageContext) -> None:
     from tunepipe.models.baseline import describe
 
     modality, task, data = get_modality(ctx.params["data"]["modality"]), task_of(ctx.params), ctx.params["data"]
-    train_rows, test_rows = read_jsonl(ctx.inputs["train"]), read_jsonl(ctx.inputs["test"])
+    train_rows, test_rows = read_rows(ctx.inputs["train"]), read_rows(ctx.inputs["test"])
     names = task.names(data["labels"], data, train_rows, test_rows)
     outputs = modality.baseline_outputs(train_rows, task.encode(train_rows, names, str(ctx.inputs["train"])), test_rows,
                                         baseline_cfg=ctx.params["baseline"], seed=ctx.params["seed"], task=task, names=names)

@@ -3,20 +3,18 @@ duplicate rows; the task (tunepipe.tasks) checks the targets."""
 
 from __future__ import annotations
 
-from tunepipe.io import read_jsonl, write_json, write_jsonl
+from tunepipe.io import read_frame, write_frame_jsonl, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 from tunepipe.tasks import task_of
 
 
 def run(ctx: StageContext) -> None:
-    import pandas as pd
-
     data = ctx.params["data"]
-    frame = pd.DataFrame(read_jsonl(ctx.inputs["rows"]))
+    frame = read_frame(ctx.inputs["rows"])
     kept, report = get_modality(data["modality"]).clean(frame, labels=data["labels"], clean_cfg=ctx.params["clean"], source=str(ctx.inputs["rows"]),
                                                         task=task_of(ctx.params))
-    write_jsonl(ctx.outputs["rows"], kept.to_dict(orient="records"))
+    write_frame_jsonl(ctx.outputs["rows"], kept)
     write_json(ctx.outputs["report"], report.as_dict())
     removed = {k: v for k, v in report.removed.items() if v}
     ctx.log.info("kept %d of %d rows; removed %s", report.kept_rows, report.input_rows, removed or "none")

@@ -4,7 +4,7 @@ and it may be exported under the same rule."""
 
 from __future__ import annotations
 
-from tunepipe.io import read_jsonl, write_json
+from tunepipe.io import read_rows, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 from tunepipe.tasks import get_task
@@ -26,7 +26,7 @@ def run(ctx: StageContext) -> None:
     task, stats = get_task(meta["task"]), meta["target_stats"]
     if why := modality.no_student(model_cfg):
         raise ParamsError(f"distill: {why}; set distill.enabled: false.")
-    rows = read_jsonl(ctx.inputs["train"])
+    rows = read_rows(ctx.inputs["train"])
     dataset = modality.encode(rows, task.encode(rows, names, str(ctx.inputs["train"])), model_cfg, modality.load_processor(model_cfg))
     teacher_layers = len(teacher.layers()[1])
     student, kept = make_student(teacher, settings.layer_fraction)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunepipe.io import read_json, read_jsonl, write_json
+from tunepipe.io import read_json, read_rows, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 from tunepipe.tasks import get_task
@@ -56,7 +56,7 @@ def run(ctx: StageContext) -> None:
     device = pick_device()
     splits = {}
     for key in ("val", "test"):
-        rows = read_jsonl(ctx.inputs[key])
+        rows = read_rows(ctx.inputs[key])
         splits[key] = (modality.encode(rows, None, model_cfg, processor), torch.tensor(task.encode(rows, names, str(ctx.inputs[key]))))
 
     def scores(logits: dict[str, torch.Tensor]) -> dict[str, float]:

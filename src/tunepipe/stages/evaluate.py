@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tunepipe.errors import DataError
-from tunepipe.io import read_csv_rows, read_json, read_jsonl, write_csv, write_json
+from tunepipe.io import read_csv_rows, read_json, read_rows, write_csv, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 from tunepipe.tasks import NAMES, get_task
@@ -71,12 +71,12 @@ def run(ctx: StageContext) -> None:
     runtime.torch_threads(ctx.threads)
     model, meta = load_checkpoint(ctx.inputs["best"])
     names, modality, task = meta["label_names"], get_modality(meta["modality"]), get_task(meta["task"])
-    rows = read_jsonl(ctx.inputs["test"])
+    rows = read_rows(ctx.inputs["test"])
     targets = torch.tensor(task.encode(rows, names, str(ctx.inputs["test"])))
     outputs = _outputs(model, meta, task, modality, rows, cfg)
     decision: dict[str, Any] = {}
     if "val" in ctx.inputs:
-        val_rows = read_jsonl(ctx.inputs["val"])
+        val_rows = read_rows(ctx.inputs["val"])
         decision = task.decide(_outputs(model, meta, task, modality, val_rows, cfg),
                                torch.tensor(task.encode(val_rows, names, str(ctx.inputs["val"]))), names, cfg)
     baseline_outputs = read_outputs(ctx.inputs["baseline_predictions"], task.output_columns(names), [row["id"] for row in rows])

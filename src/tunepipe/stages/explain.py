@@ -10,7 +10,7 @@ PNGs for images); the library is tunepipe.trust.explain.
 from __future__ import annotations
 
 
-from tunepipe.io import read_csv_rows, read_jsonl, write_json
+from tunepipe.io import read_csv_rows, read_rows, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 from tunepipe.tasks import get_task
@@ -31,9 +31,10 @@ def run(ctx: StageContext) -> None:
     model, meta = load_checkpoint(ctx.inputs["best"])
     names, model_cfg, modality, task = meta["label_names"], meta["model_cfg"], get_modality(meta["modality"]), get_task(meta["task"])
     record = {"method": METHOD.format(output=task.explain_output), "steps": cfg["steps"], "examples": cfg["examples"], "items": []}
-    rows = {str(row["id"]): row for row in read_jsonl(ctx.inputs["test"])}
     predictions = read_csv_rows(ctx.inputs["predictions"])
     picked, targets = pick_examples(task.explain_candidates(predictions, names), cfg["examples"])
+    wanted = {item["id"] for item in picked}
+    rows = {str(row["id"]): row for row in read_rows(ctx.inputs["test"]) if str(row["id"]) in wanted}
     unknown = [item["id"] for item, target in zip(picked, targets) if item["id"] not in rows or target is None]
     if unknown:
         raise DataError(f"{ctx.inputs['predictions']}: rows {', '.join(unknown[:5])} are not the test split's or the model's; rerun evaluate.")

@@ -1,9 +1,9 @@
-"""export: ONNX of the dense and the selected pruned model, parity on the whole test split, INT8 choices (one shipped,
-picked on val), variants, model card, deployable bundle."""
+"""export: ONNX of the dense and the selected pruned model, parity on the test split (its first export.parity_rows rows),
+INT8 choices (one shipped, picked on val), variants, model card, deployable bundle."""
 
 from __future__ import annotations
 
-from tunepipe.io import read_json, read_jsonl, write_json
+from tunepipe.io import read_json, read_rows, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 from tunepipe.tasks import DEFAULT, get_task
@@ -31,11 +31,11 @@ def run(ctx: StageContext) -> None:
     stats = payload.get("target_stats", {})
     level = PruningLevel.from_dict(payload["pruning_level"])
     processor = modality.load_processor(model_cfg)
-    rows = read_jsonl(ctx.inputs["test"])
+    rows = read_rows(ctx.inputs["test"])
     test = modality.encode(rows, None, model_cfg, processor)
     targets = np.asarray(task.encode(rows, names, str(ctx.inputs["test"])))
     choices = int8_choices(settings.quantize, modality.default_quantization)
-    val_rows = read_jsonl(ctx.inputs["val"])
+    val_rows = read_rows(ctx.inputs["val"])
     val = modality.encode(val_rows, None, model_cfg, processor)
     val_targets = np.asarray(task.encode(val_rows, names, str(ctx.inputs["val"])))
 
@@ -59,7 +59,7 @@ def run(ctx: StageContext) -> None:
 
 STAGE = Stage(
     name="export",
-    summary="Export the dense and the selected pruned model to ONNX, check both against PyTorch on the whole test split, quantize to INT8 by each choice and ship the best on val, measure every variant.",
+    summary="Export the dense and the selected pruned model to ONNX, check both against PyTorch on the test split (up to export.parity_rows rows), quantize to INT8 by each choice and ship the best on val, measure every variant.",
     inputs={
         "model": "selected model from prune",
         "best": "Lightning checkpoint from train (the dense baseline variant)",
@@ -77,7 +77,8 @@ STAGE = Stage(
         "bundle": "folder: everything inference needs (models, tokenizer or image spec, labels, card, monitoring data, bundle.json)",
     },
     run=run,
-    params_help="export.opset, export.dynamo, export.latency_batch_sizes, export.latency_runs, export.max_abs_logit_diff, export.quantize, export.calibration_rows, export.int8_max_size_ratio",
+    params_help="export.opset, export.dynamo, export.latency_batch_sizes, export.latency_runs, export.max_abs_logit_diff, export.parity_rows, export.quantize, "
+    "export.calibration_rows, export.int8_max_size_ratio",
 )
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tunepipe.io import sha256_file, sha256_files, write_json, write_jsonl
+from tunepipe.io import sha256_file, sha256_files, write_frame_jsonl, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 from tunepipe.tasks import task_of
@@ -24,7 +24,7 @@ def run(ctx: StageContext) -> None:
         ctx.log.info("kept a stratified sample of %d rows (data.max_rows)", len(frame))
     write_bundled_images(frame)
     columns = ["id", modality.input_field, "label"] + [name for name in ("group", "columns") if name in frame]
-    write_jsonl(ctx.outputs["rows"], frame[columns].to_dict(orient="records"))
+    write_frame_jsonl(ctx.outputs["rows"], frame[columns])
     counts = task.counts(frame["label"])
     write_json(
         ctx.outputs["summary"],

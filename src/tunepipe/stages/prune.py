@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tunepipe.io import read_json, read_jsonl, write_json
+from tunepipe.io import read_json, read_rows, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 from tunepipe.tasks import DEFAULT, get_task
@@ -31,7 +31,7 @@ def run(ctx: StageContext) -> None:
     scoring = Scoring(task, names, stats, decision)
 
     def labelled(key: str) -> LabelledSet:
-        rows = read_jsonl(ctx.inputs[key])
+        rows = read_rows(ctx.inputs[key])
         targets = torch.tensor(task.encode(rows, names, str(ctx.inputs[key])))
         return LabelledSet(modality.encode(rows, None, model_cfg, processor), targets)
 
@@ -43,7 +43,7 @@ def run(ctx: StageContext) -> None:
     val, test = labelled("val"), labelled("test")
     train = None
     if settings.finetune_steps > 0:
-        train_rows = read_jsonl(ctx.inputs["train"])
+        train_rows = read_rows(ctx.inputs["train"])
         train = modality.encode(train_rows, task.encode(train_rows, names, str(ctx.inputs["train"])), model_cfg, processor)
     candidates = ()
     if "student" in ctx.inputs:  # the distilled student, scored and timed like a level

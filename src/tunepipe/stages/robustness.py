@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tunepipe.io import read_json, read_jsonl, write_csv, write_json
+from tunepipe.io import read_json, read_rows, write_csv, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.stages.harness import Stage, StageContext, main
 from tunepipe.tasks import get_task
@@ -54,7 +54,7 @@ def run(ctx: StageContext) -> None:
     judge = Judge(task, names, meta["target_stats"], decision)
     metric = judge.metric
     device = pick_device()
-    rows = sample_rows(read_jsonl(ctx.inputs["test"]), cfg["max_rows"], seed)
+    rows = sample_rows(read_rows(ctx.inputs["test"]), cfg["max_rows"], seed)
     targets = torch.tensor(task.encode(rows, names, str(ctx.inputs["test"])))
     truth = targets.numpy()
     processor = modality.load_processor(model_cfg)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from tunepipe.data.splitting import SPLITS, assign_folds, split_rows, stratified_sample
-from tunepipe.io import read_jsonl, write_json, write_jsonl
+from tunepipe.io import read_frame, write_frame_jsonl, write_json
 from tunepipe.stages.harness import Stage, StageContext, main
 from tunepipe.tasks import task_of
 
 
 def run(ctx: StageContext) -> None:
     seed, cfg, task = ctx.params["seed"], ctx.params["split"], task_of(ctx.params)
-    frame = pd.DataFrame(read_jsonl(ctx.inputs["rows"]))
+    frame = read_frame(ctx.inputs["rows"])
     sample = stratified_sample(frame, cfg["max_rows"], seed, strata=task.strata)
     parts = split_rows(sample, val_fraction=cfg["val_fraction"], test_fraction=cfg["test_fraction"], seed=seed, strata=task.strata,
                        assign=task.assign_splits)
@@ -21,7 +19,7 @@ def run(ctx: StageContext) -> None:
     summary = {"seed": seed, "sampled_from": int(len(frame)), "folds": cfg["folds"], "leakage_check": "passed", "splits": {}}
     for name in SPLITS:
         part = parts[name]
-        write_jsonl(ctx.outputs[name], part.to_dict(orient="records"))
+        write_frame_jsonl(ctx.outputs[name], part)
         summary["splits"][name] = {"rows": int(len(part)), "labels": task.counts(part["label"])}
         ctx.log.info("%-5s %5d rows %s", name, len(part), summary["splits"][name]["labels"])
     write_json(ctx.outputs["summary"], summary)

@@ -26,6 +26,14 @@ def _verdict(parity: dict[str, Any]) -> tuple[str | None, bool | None]:
     return f"max |Δ logit| {diff:.2e} {'≤' if passed else '>'} {tolerance:.0e}", passed
 
 
+def _compared(parity: dict[str, Any]) -> dict[str, Any]:
+    """The test rows there were and the cap (export.parity_rows), when the parity check compared fewer rows than that;
+    both None when it compared every row (or parity.json predates the cap)."""
+    rows, test_rows = number(parity.get("rows")), number(parity.get("test_rows"))
+    capped = rows is not None and test_rows is not None and rows < test_rows
+    return {"test_rows": test_rows if capped else None, "capped_at": parity.get("parity_rows") if capped else None}
+
+
 def _latency(parity: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for batch, timings in as_dict(parity.get("latency_ms")).items():
@@ -116,6 +124,7 @@ def export(inputs: Mapping[str, Any], view: ReportView, metrics: tuple[str, str]
         "opset": parity.get("opset"),
         "onnx_bytes": parity.get("onnx_bytes"),
         "rows": parity.get("rows"),
+        **_compared(parity),
         "max_abs_logit_diff": parity.get("max_abs_logit_diff"),
         "tolerance": number(parity.get("tolerance")),
         "prediction_agreement": number(parity.get("prediction_agreement")),
