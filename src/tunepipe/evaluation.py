@@ -205,21 +205,22 @@ class RankedAUROC:
     resamples keep each class's count)."""
 
     def __init__(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
-        scores = probs.double().numpy()
+        scores = probs.float().numpy()  # the float32 scores torchmetrics ranks, ties included
         rows, classes = scores.shape
         self.order = np.argsort(scores, axis=0, kind="stable").astype(np.int32)
         ranked = np.take_along_axis(scores, self.order, axis=0)
         self.positive = targets.numpy()[self.order] == np.arange(classes)
         new_group = np.ones(ranked.shape, dtype=bool)
         new_group[1:] = ranked[1:] != ranked[:-1]
-        position = np.arange(rows)[:, None]
+        del ranked
+        position = np.arange(rows, dtype=np.int32)[:, None]
         # each sorted row's tie group: its first and last position (ties are rare: rows scored alike)
         self.ties = not new_group.all()
         if self.ties:
-            self.first = np.maximum.accumulate(np.where(new_group, position, 0), axis=0)
-            ends = np.ones(ranked.shape, dtype=bool)
+            self.first = np.maximum.accumulate(np.where(new_group, position, np.int32(0)), axis=0)
+            ends = np.ones(new_group.shape, dtype=bool)
             ends[:-1] = new_group[1:]
-            self.last = np.flip(np.minimum.accumulate(np.flip(np.where(ends, position, rows - 1), axis=0), axis=0), axis=0)
+            self.last = np.ascontiguousarray(np.flip(np.minimum.accumulate(np.flip(np.where(ends, position, np.int32(rows - 1)), axis=0), axis=0), axis=0))
 
     def macro(self, index: torch.Tensor) -> float:
         # float32 holds these counts exactly (integers below 2**24)
