@@ -56,3 +56,16 @@ def test_the_variant_frontier_rings_the_deployed_variant():
     assert svg is not None and svg.startswith("<svg") and "#dc2626" in svg  # the red ring (text is drawn as paths)
     assert "#dc2626" not in plots.variant_frontier(variants, "none-of-them")
     assert plots.variant_frontier(variants[:1], "dense-fp32") is None  # one point is no frontier
+
+
+def test_many_labels_plot_a_bounded_block_and_say_so():
+    """632 labels made a 10 GB confusion plot; it shows the 20 with the most rows, the label bars 40, and says so."""
+    from tunepipe.report import plots
+
+    n = 300
+    labels = [f"L{i}" for i in range(n)]
+    matrix = [[(i + 1) * 3 if i == j else (1 if j == (i + 1) % n else 0) for j in range(n)] for i in range(n)]
+    svg = plots.confusion_matrix(labels, matrix)
+    assert svg is not None and "20 labels with the most test rows (of 300" in svg and len(svg) < 1_000_000
+    bars = plots.label_frequency({label: i + 1 for i, label in enumerate(labels)}, 45150)
+    assert "the 20 largest and the 20 smallest of 300 labels" in bars

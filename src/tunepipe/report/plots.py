@@ -205,6 +205,11 @@ def step_curves(steps: Sequence[Mapping[str, Any]], epoch_ends: Sequence[float] 
             _close(fig)
 
 
+#: The most labels a confusion plot shows (those with the most test rows), and the most that get a number in each cell.
+CONFUSION_LABELS = 20
+CELL_TEXT_LABELS = 12
+
+
 def confusion_matrix(labels: Sequence[Any], matrix: Sequence[Sequence[Any]]) -> str | None:
     """Two heatmaps side by side: counts, and each row divided by its total (rows = true label, columns = predicted).
 
@@ -223,6 +228,13 @@ def confusion_matrix(labels: Sequence[Any], matrix: Sequence[Sequence[Any]]) -> 
     names = [name if len(name) <= 18 else name[:17] + "…" for name in names]
     values = [[float(v) for v in row] for row in counts]
     shares = [[v / total if (total := sum(row)) else 0.0 for v in row] for row in values]
+    caption = "Confusion matrix on the test split: counts and row shares"
+    if n > CONFUSION_LABELS:  # 632 labels made 800,000 cell texts and 10 GB: the largest labels' block, said in the caption
+        keep = sorted(sorted(range(n), key=lambda i: -sum(values[i]))[:CONFUSION_LABELS])
+        caption += f" of the {CONFUSION_LABELS} labels with the most test rows (of {n}; every label's numbers are in the tables)"
+        names = [names[i] for i in keep]
+        values, shares = ([[grid[i][j] for j in keep] for i in keep] for grid in (values, shares))
+        n = len(keep)
     size = min(5.0, 1.8 + 0.45 * n)
     fontsize = 9 if n <= 6 else 6
     with matplotlib.rc_context(_rc("confusion") | {"axes.grid": False}):
@@ -236,7 +248,7 @@ def confusion_matrix(labels: Sequence[Any], matrix: Sequence[Sequence[Any]]) -> 
                 image = ax.imshow(grid, cmap="Blues", vmin=0, vmax=vmax)
                 fig.colorbar(image, ax=ax, shrink=0.8)
                 top = vmax or (max(max(row) for row in grid) or 1.0)
-                for i, row in enumerate(grid):
+                for i, row in enumerate(grid if n <= CELL_TEXT_LABELS else []):
                     for j, value in enumerate(row):
                         colour = "white" if value > 0.55 * top else "#111827"
                         ax.text(j, i, fmt(value), ha="center", va="center", color=colour, fontsize=fontsize)
@@ -246,7 +258,7 @@ def confusion_matrix(labels: Sequence[Any], matrix: Sequence[Sequence[Any]]) -> 
                 ax.set_ylabel("true label")
                 ax.set_title(title)
                 ax.spines[:].set_visible(False)
-            return figure_to_svg(fig, "fig-confusion", "Confusion matrix on the test split: counts and row shares")
+            return figure_to_svg(fig, "fig-confusion", caption)
         finally:
             _close(fig)
 
@@ -676,6 +688,10 @@ def residuals(model_points: Sequence[Any], baseline_points: Sequence[Any] = (), 
             _close(fig)
 
 
+#: The most labels a bar chart of label counts draws (the largest and the smallest halves).
+LABEL_BARS = 40
+
+
 def label_frequency(counts: Mapping[str, Any], rows: Any = None) -> str | None:
     """Rows carrying each label after cleaning (horizontal bars, most frequent on top), with its share of the kept rows."""
     import matplotlib
@@ -684,6 +700,10 @@ def label_frequency(counts: Mapping[str, Any], rows: Any = None) -> str | None:
     items = sorted(((label, count) for label, count in items if count is not None), key=lambda item: -item[1])
     if not items:
         return None
+    caption = "Rows per label after cleaning"
+    if len(items) > LABEL_BARS:  # the most and the fewest rows
+        caption += f": the {LABEL_BARS // 2} largest and the {LABEL_BARS // 2} smallest of {len(items)} labels"
+        items = items[: LABEL_BARS // 2] + items[-(LABEL_BARS // 2) :]
     total = _number(rows)
     with matplotlib.rc_context(_rc("label-frequency")):
         fig = _new_figure(6.4, 0.9 + 0.3 * len(items))
@@ -698,7 +718,7 @@ def label_frequency(counts: Mapping[str, Any], rows: Any = None) -> str | None:
             ax.set_xlabel("rows with the label" + (" (share of kept rows)" if total else ""))
             ax.set_xlim(0, max(count for _, count in items) * 1.2)
             ax.grid(axis="y", visible=False)
-            return figure_to_svg(fig, "fig-label-frequency", "Rows per label after cleaning")
+            return figure_to_svg(fig, "fig-label-frequency", caption)
         finally:
             _close(fig)
 
