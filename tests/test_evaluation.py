@@ -138,3 +138,35 @@ def test_curves_are_thinned_keeping_both_ends():
     assert thin(5, 10) == [0, 1, 2, 3, 4]
     picked = thin(1001, 200)
     assert len(picked) == 200 and picked[0] == 0 and picked[-1] == 1000 and picked == sorted(set(picked))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_ranked_auroc_of_resamples_equals_torchmetrics(ties):
+    """The bootstrap's AUROC for many rows x classes (one sort, weighted counts) is torchmetrics' exact AUROC."""
+    from torchmetrics.classification import MulticlassAUROC
+
+    from tunepipe.evaluation import RankedAUROC, stratified_resamples
+
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.arange(300) % 7
+    probs = torch.softmax(torch.randn(300, 7, generator=generator) + 2 * torch.nn.functional.one_hot(targets, 7), dim=1)
+    if ties:  # scores repeated across rows, within and across classes
+        probs = (probs * 8).round() / 8
+    ranked = RankedAUROC(probs, targets)
+    assert ranked.ties is ties
+    for index in stratified_resamples(targets, 7, resamples=5, seed=1):
+        expected = float(MulticlassAUROC(num_classes=7, average="macro")(probs[index], targets[index]))
+        assert ranked.macro(index) == pytest.approx(expected, abs=1e-6)
+
+
+def test_the_bootstrap_of_many_rows_and_classes_counts_auroc_from_one_sort(monkeypatch):
+    from tunepipe import evaluation
+
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.arange(400) % 5
+    probs = torch.softmax(torch.randn(400, 5, generator=generator), dim=1)
+    exact = evaluation.bootstrap_intervals(probs, targets, resamples=50, seed=3)
+    monkeypatch.setattr(evaluation, "RANKED_AUROC_CELLS", 100)
+    ranked = evaluation.bootstrap_intervals(probs, targets, resamples=50, seed=3)
+    assert ranked["accuracy"] == exact["accuracy"] and ranked["f1_macro"] == exact["f1_macro"]
+    assert ranked["auroc"] == pytest.approx(exact["auroc"], abs=2e-6)

@@ -167,3 +167,12 @@ def test_the_stage_sees_the_final_names_of_its_outputs(tmp_path):
 
     assert main(make_stage(body), args(tmp_path)) == 0
     assert seen == {"a": tmp_path / "a.txt", "b": tmp_path / "b.txt"}
+
+
+def test_counts_line_lists_few_labels_and_summarises_many():
+    from tunepipe.stages.harness import counts_line
+
+    assert counts_line({"fresh": 3, "rotten": 2}) == "{'fresh': 3, 'rotten': 2}"
+    many = {f"L{i}": i for i in range(1, 633)}
+    line = counts_line(many)
+    assert line.startswith("632 labels; largest {'L632': 632,") and "smallest {" in line and "'L1': 1}" in line and len(line) < 300

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 import torchmetrics
 from torchmetrics.classification import (
@@ -165,20 +166,76 @@ def bootstrap_intervals(
     """
     probs, targets = probs.float(), targets.long()
     num_classes = probs.shape[1]
-    collection = torchmetrics.MetricCollection(
-        {
-            "accuracy": MulticlassAccuracy(num_classes=num_classes, average="micro"),
-            "f1_macro": MulticlassF1Score(num_classes=num_classes, average="macro"),
-            "auroc": MulticlassAUROC(num_classes=num_classes, average="macro"),
-        }
-    )
+    # torchmetrics' exact AUROC sorts every class's scores again for each resample: 25 s for 20,000 rows and 632 classes,
+    # 7 hours for 1,000 resamples. Past RANKED_AUROC_CELLS, one sort and weighted counts per resample (RankedAUROC, 0.7 s
+    # there), over the first RANKED_AUROC_RESAMPLES resamples.
+    ranked = RankedAUROC(probs, targets) if probs.numel() > RANKED_AUROC_CELLS and len(targets.unique()) == num_classes else None
+    metrics = {
+        "accuracy": MulticlassAccuracy(num_classes=num_classes, average="micro"),
+        "f1_macro": MulticlassF1Score(num_classes=num_classes, average="macro"),
+    }
+    if ranked is None:
+        metrics["auroc"] = MulticlassAUROC(num_classes=num_classes, average="macro")
+    collection = torchmetrics.MetricCollection(metrics)
     values: dict[str, list[float]] = {name: [] for name in CI_NAMES}
     for index in stratified_resamples(targets, num_classes, resamples=resamples, seed=seed):
         collection.reset()
         collection.update(probs[index], targets[index])
         for name, value in collection.compute().items():
             values[name].append(float(value))
+        if ranked is not None and len(values["auroc"]) < RANKED_AUROC_RESAMPLES:
+            values["auroc"].append(ranked.macro(index))
     return {name: percentile_interval(samples, level) for name, samples in values.items()}
+
+
+#: Scores (rows x classes) above which the bootstrap's AUROC is counted from one sort (RankedAUROC); the bundled data
+#: has 800 x 2.
+RANKED_AUROC_CELLS = 200_000
+#: Resamples behind the AUROC interval past RANKED_AUROC_CELLS (the first of the same seeded draws): each is still a
+#: pass over every score, and 200 place a 95% percentile interval well.
+RANKED_AUROC_RESAMPLES = 200
+
+
+class RankedAUROC:
+    """One-vs-rest macro AUROC of resamples of the same scored rows, each class's scores sorted once.
+
+    A resample is a multiset of rows: each row weighs its count. A class's AUROC is the weighted share of (positive,
+    negative) pairs the positive scores higher, ties counting half, the statistic torchmetrics' exact AUROC computes
+    (they agree to float32 rounding, tests/test_evaluation.py). Every class must have rows and non-rows (stratified
+    resamples keep each class's count)."""
+
+    def __init__(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
+        scores = probs.double().numpy()
+        rows, classes = scores.shape
+        self.order = np.argsort(scores, axis=0, kind="stable").astype(np.int32)
+        ranked = np.take_along_axis(scores, self.order, axis=0)
+        self.positive = targets.numpy()[self.order] == np.arange(classes)
+        new_group = np.ones(ranked.shape, dtype=bool)
+        new_group[1:] = ranked[1:] != ranked[:-1]
+        position = np.arange(rows)[:, None]
+        # each sorted row's tie group: its first and last position (ties are rare: rows scored alike)
+        self.ties = not new_group.all()
+        if self.ties:
+            self.first = np.maximum.accumulate(np.where(new_group, position, 0), axis=0)
+            ends = np.ones(ranked.shape, dtype=bool)
+            ends[:-1] = new_group[1:]
+            self.last = np.flip(np.minimum.accumulate(np.flip(np.where(ends, position, rows - 1), axis=0), axis=0), axis=0)
+
+    def macro(self, index: torch.Tensor) -> float:
+        # float32 holds these counts exactly (integers below 2**24)
+        weights = np.bincount(index.numpy(), minlength=len(self.order)).astype(np.float32)[self.order]
+        negative = np.where(self.positive, np.float32(0), weights)
+        below = np.cumsum(negative, axis=0)  # negatives at or below each sorted row
+        if self.ties:
+            before = below - negative
+            strictly = np.take_along_axis(before, self.first, axis=0)
+            tied = np.take_along_axis(below, self.last, axis=0) - strictly
+            credit = strictly + np.float32(0.5) * tied
+        else:
+            credit = below - negative
+        positive = np.where(self.positive, weights, np.float32(0))
+        pairs = positive.sum(axis=0, dtype=np.float64) * negative.sum(axis=0, dtype=np.float64)
+        return float(np.mean((positive * credit).sum(axis=0, dtype=np.float64) / pairs))
 
 
 def evaluate_predictions(

@@ -206,12 +206,13 @@ def ask_round(space: Space, told: Sequence[Told], *, seed: int, round_index: int
 
 
 def metric_by_epoch(history: Sequence[Mapping[str, Any]], metric: str) -> dict[int, float]:
-    """epoch -> metric of one history.csv's rows (epochs without the metric left out)."""
+    """k -> metric at one history.csv's k-th row (a row per validation: per epoch unless train.val_check_interval
+    validates within epochs; rows without the metric left out)."""
     result = {}
-    for row in history:
+    for index, row in enumerate(history, 1):
         value = row.get(metric)
         if value not in (None, ""):
-            result[int(float(row["epoch"]))] = float(value)
+            result[index] = float(value)
     return result
 
 

@@ -28,9 +28,9 @@ from lightning_fabric.plugins.environments import ClusterEnvironment, LightningE
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from tunepipe.data.datamodule import ClassificationDataModule
-from tunepipe.data_aware import resolve_max_epochs
+from tunepipe.data_aware import resolve_max_epochs, resolve_val_check_interval
 from tunepipe.errors import ParamsError, TunepipeError
-from tunepipe.io import write_csv, write_json
+from tunepipe.io import rows_digest, write_csv, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.models.backbone import base_identity, check_quantize_base
 from tunepipe.models.checkpointing import AdapterCheckpoint, MidEpochCheckpoint, per_rank
@@ -271,7 +271,7 @@ def linear_probe_head(module: ClassifierModule, data, batch_size: int) -> float:
         for indices in BucketBatchSampler(data.lengths(), batch_size, seed=0, shuffle=False):
             batch = data.collate([data[i] for i in indices])
             features[indices] = model.embed(**model_inputs(model, batch)).float().numpy()
-    weight, bias, score = module.task.probe_head(features, list(data.labels), module.target_stats)
+    weight, bias, score = module.task.probe_head(features, list(data.labels), module.target_stats, model.head.out_features)
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(np.asarray(weight)).float())
         model.head.bias.copy_(torch.from_numpy(np.asarray(bias)).float())
@@ -288,6 +288,15 @@ def _run_id(marker: Path) -> str | None:
 
 def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def probe_sample(candidates: list[int], cap: int, seed: int) -> list[int]:
+    """The rows the linear probe embeds: every candidate, or a seeded sample of `cap` of them (in their order)."""
+    if len(candidates) <= cap:
+        return candidates
+    import random
+
+    return sorted(random.Random(f"probe:{seed}").sample(candidates, cap))
 
 
 def fit(
@@ -319,7 +328,9 @@ def fit(
     check_quantize_base(model_cfg, cuda=hardware.accelerator == "gpu")
     # How often checkpoints are saved is not part of what is trained: changing it still resumes.
     identity = {key: value for key, value in train_cfg.items() if key != "checkpoint_minutes"}
-    run_id = fingerprint(modality, task, model_cfg, identity, seed, label_names, train_rows, train_labels, val_rows, val_labels)
+    # The rows by their digest (a file's sha256 when they are read from one): a million rows are not serialised again.
+    run_id = fingerprint(modality, task, model_cfg, identity, seed, label_names, rows_digest(train_rows), rows_digest([{"y": train_labels}]),
+                         rows_digest(val_rows), rows_digest([{"y": val_labels}]))
     work_dir.mkdir(parents=True, exist_ok=True)
     marker = work_dir / "run.json"
     last = work_dir / "last.ckpt"
@@ -342,6 +353,8 @@ def fit(
     train_cfg, data_aware["train.batch_size"] = resolve_batch_size(train_cfg, len(train_rows), hardware.accelerator, hardware.processes)
     # each process trains on its shard: the epochs follow from the steps one process takes
     train_cfg, data_aware["train.max_epochs"] = resolve_max_epochs(train_cfg, len(train_rows), hardware.processes)
+    train_cfg, data_aware["train.val_check_interval"] = resolve_val_check_interval(train_cfg, len(train_rows), len(val_rows), hardware.processes)
+    validate_every = train_cfg["val_check_interval"]  # optimizer steps, or None: at each epoch's end
     for key, facts in data_aware.items():
         log.info("%s %s%s", key, facts["value"], " (auto)" if facts.get("auto") else "")
     if data_aware.get("model.max_length", {}).get("truncated_texts"):
@@ -366,9 +379,11 @@ def fit(
              100 * (backbone["trainable_share"] or 0), f", {backbone['adapter']} adapter" if backbone["adapter"] != "none" else "")
     probe_accuracy = None
     if train_cfg["head_init"] == "linear_probe" and not resume:
-        rows = probe_rows if probe_rows is not None else list(range(len(train_rows)))
+        candidates = probe_rows if probe_rows is not None else list(range(len(train_rows)))
+        rows = probe_sample(candidates, train_cfg["probe_rows"], seed)
         probe_set = kind.encode([train_rows[i] for i in rows], [train_labels[i] for i in rows], model_cfg, processor)
-        log.info("linear probe on %d frozen embeddings to warm-start the head", len(probe_set))
+        log.info("linear probe on %d frozen embeddings to warm-start the head%s", len(probe_set),
+                 f" (a sample of {len(candidates)} rows, train.probe_rows)" if len(rows) < len(candidates) else "")
         probe_accuracy = linear_probe_head(module, probe_set, batch_size=64)
         log.info("linear probe training score %.4f", probe_accuracy)
     if train_cfg.get("compile"):
@@ -383,8 +398,11 @@ def fit(
     # An adapter's best.ckpt keeps its (small) training state too: Lightning lets callbacks (AdapterCheckpoint) edit full checkpoints only.
     best_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_weights_only=not adapter_checkpoint,
                                    enable_version_counter=False)
-    last_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, monitor=None, every_n_epochs=1, enable_version_counter=False)
-    progress = ProgressLog(train_cfg["log_every_n_steps"], tuple(f"val_{name}" for name in target.val_metrics))
+    # last.ckpt at each epoch's end, whenever validation runs (mid-epoch states are MidEpochCheckpoint's, with the data position).
+    last_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, monitor=None, every_n_epochs=1, enable_version_counter=False,
+                                   save_on_train_epoch_end=True)
+    progress = ProgressLog(train_cfg["log_every_n_steps"], tuple(f"val_{name}" for name in target.val_metrics), per_validation=validate_every is not None)
+    module.losses_at_validation = validate_every is not None
     rank_log = RankLog()
     curves = StepCurves(make_loggers(train_cfg.get("loggers", []), loggers_dir) if loggers_dir else [], loggers_dir, train_cfg["log_every_n_steps"])
     trainer = pl.Trainer(
@@ -394,6 +412,10 @@ def fit(
         precision=hardware.precision,
         accumulate_grad_batches=train_cfg["accumulate_grad_batches"],
         max_epochs=train_cfg["max_epochs"],
+        max_steps=train_cfg.get("max_steps") or -1,
+        # Every N optimizer steps across epochs (Lightning counts batches), or at each epoch's end.
+        **({"val_check_interval": validate_every * train_cfg["accumulate_grad_batches"], "check_val_every_n_epoch": None}
+           if validate_every is not None else {}),
         deterministic=hardware.deterministic,
         gradient_clip_val=train_cfg["gradient_clip_val"],
         callbacks=[best_ckpt, last_ckpt, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg["early_stopping_patience"]), RNGState(), DivergenceGuard(train_cfg["log_every_n_steps"], hardware.precision), progress, curves, rank_log, *adapter_checkpoint, *callbacks,
@@ -410,7 +432,9 @@ def fit(
     )
     if resume:
         log.info("resuming from %s", last)
-    log.info("training on %s (%s), %d rows, %d epochs max", hardware.accelerator, hardware.precision, len(train_set), train_cfg["max_epochs"])
+    log.info("training on %s (%s), %d rows, %d epochs max%s, validating %s", hardware.accelerator, hardware.precision, len(train_set), train_cfg["max_epochs"],
+             f" or {train_cfg['max_steps']} steps" if train_cfg.get("max_steps") else "",
+             f"every {validate_every} steps" if validate_every is not None else "at each epoch's end")
     fit_started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
@@ -435,7 +459,8 @@ def fit(
     if trainer.interrupted or trainer.received_sigterm or not best_ckpt.best_model_path:
         raise TrainingInterrupted(f"training stopped before it finished; re-run to resume from {last}.")
 
-    epochs_run = len(progress.history)
+    # Epochs trained: a fraction when validation (or max_steps) stopped the run within an epoch.
+    epochs_run = len(progress.history) if validate_every is None else round(progress.batches_run / max(1, trainer.num_training_batches), 4)
     best_score = float(best_ckpt.best_model_score) if best_ckpt.best_model_score is not None else float("nan")
     best_epoch = max(
         (row for row in progress.history if monitor in row),
@@ -447,6 +472,8 @@ def fit(
         "monitor": monitor,
         "best_score": round(best_score, 6),
         "epochs_run": epochs_run,
+        **({"steps": trainer.global_step, "validations": len(progress.history), "val_check_interval": validate_every}
+           if validate_every is not None or train_cfg.get("max_steps") else {}),
         "resumed": resume,
         "device": torch.cuda.get_device_name(0) if hardware.accelerator == "gpu" else "cpu",
         "accelerator": hardware.accelerator,

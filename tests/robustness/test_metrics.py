@@ -104,3 +104,5 @@ def test_a_row_subset_and_item_equality():
     assert len(subset) == 2 and subset[0] == ([2, 3], -1) and subset.lengths() == [4, 2] and subset.collate([1]) == [1]
     assert same_item(([1, 2], -1), ([1, 2], -1)) and not same_item(([1, 2], -1), ([1, 3], -1))
     assert same_item((torch.ones(2), -1), (torch.ones(2), -1)) and not same_item((torch.ones(2), -1), (torch.zeros(2), -1))
+    ids = np.array([5, 6, 7], dtype=np.int32)  # EncodedTexts items: int32 slices
+    assert same_item((ids, -1), (ids.copy(), -1)) and not same_item((ids, -1), (ids[:2], -1)) and not same_item((ids, -1), (ids + 1, -1))

@@ -169,9 +169,25 @@ def test_the_linear_probe_gives_a_head_of_the_tasks_size(name):
     targets = {"single_label": [i % 2 for i in range(40)], "multi_label": [[float(i % 2), float(i % 3 == 0), 0.0] for i in range(40)],
                "regression": list(features[:, 0] * 2 + 1)}[name]
     names = {"single_label": ["a", "b"], "multi_label": ["a", "b", "c"], "regression": ["y"]}[name]
-    weight, bias, score = task.probe_head(features, targets, task.target_stats(targets))
+    weight, bias, score = task.probe_head(features, targets, task.target_stats(targets), task.output_size(names))
     assert np.asarray(weight).shape == (task.output_size(names), 6) and np.asarray(bias).shape == (task.output_size(names),)
     assert 0.5 < score <= 1.0
+
+
+def test_a_probe_whose_rows_lack_some_labels_still_gives_the_whole_head():
+    """train.probe_rows samples the rows: with many labels, some may have none in the sample (a 632-label run did)."""
+    task = get_task("single_label")
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(60, 4))
+    targets = [[0, 2, 4][i % 3] for i in range(60)]  # labels 1 and 3 of 5 absent
+    weight, bias, _ = task.probe_head(features, targets, {}, 5)
+    assert weight.shape == (5, 4) and bias.shape == (5,)
+    assert not weight[[1, 3]].any() and bias[[1, 3]].max() < bias[[0, 2, 4]].min()
+    logits = features @ weight.T + bias
+    assert set(logits.argmax(axis=1)) <= {0, 2, 4}
+    # two labels present of five: the binary case is spread over their rows too
+    weight, bias, _ = task.probe_head(features, [[1, 3][i % 2] for i in range(60)], {}, 5)
+    assert weight.shape == (5, 4) and weight[1].tolist() == (-weight[3]).tolist()
 
 
 def test_multi_label_splits_are_stratified_iteratively():
@@ -201,3 +217,15 @@ def test_the_schema_names_every_task_and_every_metric_a_task_logs():
     assert schema["task"]["properties"]["type"]["enum"] == sorted(NAMES)
     logged = {"auto", "val_loss", *(f"val_{name}" for task in NAMES for name in get_task(task).val_metrics)}
     assert set(schema["train"]["properties"]["monitor"]["enum"]) == logged == set(schema["sweep"]["properties"]["metric"]["enum"])
+
+
+def test_the_single_label_baseline_bounds_its_solver_memory_with_many_labels():
+    """L-BFGS keeps 20 coefficient-sized vectors: 632 labels x 50,000 features took 9.8 GB; SAGA instead."""
+    task = get_task("single_label")
+    assert task.baseline_estimator({"C": 4.0}, 0, 2, 50_000).solver == "lbfgs"  # the bundled data: unchanged
+    assert task.baseline_estimator({"C": 4.0}, 0, 632, 50_000).solver == "saga"
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 5))
+    targets = features[:, :3].argmax(axis=1)
+    fitted = task.baseline_estimator({"C": 4.0}, 0, 3000, 50_000).fit(features, targets)
+    assert fitted.score(features, targets) > 0.9

@@ -133,3 +133,24 @@ def test_label_set_and_value_tables_are_compared_in_their_tasks_terms():
     assert not mixed["paired"] and "different tasks" in mixed["reason"]
     short = compare_tables(values, worse[1:], task=predictions_task(values))
     assert not short["paired"] and short["a"] == {"rows": 30, "mae": pytest.approx(0.1)}
+
+
+def test_macro_f1_counts_equal_the_masks_it_replaced():
+    """macro_f1 counts with one bincount; the classes x resamples x rows masks it replaced give the same floats."""
+    from tunepipe.trust.significance import macro_f1
+
+    def with_masks(predicted, targets, num_classes):
+        predicted, targets = np.atleast_2d(predicted), np.atleast_2d(targets)
+        classes = np.arange(num_classes)[:, None, None]
+        pred_is, true_is = predicted[None] == classes, targets[None] == classes
+        tp, fp, fn = (np.sum(pred_is & true_is, axis=2), np.sum(pred_is & ~true_is, axis=2), np.sum(~pred_is & true_is, axis=2))
+        denominator = 2 * tp + fp + fn
+        f1 = np.divide(2 * tp, denominator, out=np.zeros(denominator.shape, dtype=float), where=denominator > 0)
+        present = denominator > 0
+        return np.sum(f1 * present, axis=0) / np.maximum(np.sum(present, axis=0), 1)
+
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 9, size=(40, 120))
+    predicted = np.where(rng.random((40, 120)) < 0.6, targets, rng.integers(0, 9, size=(40, 120)))
+    assert macro_f1(predicted, targets, 9).tolist() == with_masks(predicted, targets, 9).tolist()
+    assert macro_f1(predicted[0], targets[0], 12).tolist() == with_masks(predicted[0], targets[0], 12).tolist()

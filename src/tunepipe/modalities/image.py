@@ -68,7 +68,8 @@ class ImageModality:
     def baseline_outputs(self, train_rows, train_targets, test_rows, *, baseline_cfg, seed, task, names):
         from tunepipe.models.baseline import fit_pixels, pixel_features
 
-        model = fit_pixels(pixel_features([row["path"] for row in train_rows]), train_targets, task.baseline_estimator(baseline_cfg, seed))
+        features = pixel_features([row["path"] for row in train_rows])
+        model = fit_pixels(features, train_targets, task.baseline_estimator(baseline_cfg, seed, task.output_size(names), features.shape[1]))
         return task.baseline_outputs(model, pixel_features([row["path"] for row in test_rows]), names, {})
 
     def preprocessing(self, model_cfg):

@@ -59,8 +59,10 @@ class TextModality:
     def resolve_model_cfg(self, model_cfg, rows, processor):
         from tunepipe.data_aware import auto_max_length, token_length_facts
 
-        original = [row for row in rows if not row.get("augmented")] or rows  # augmented copies are not the user's texts
-        lengths = [len(ids) for ids in processor([row["text"] for row in original], truncation=False)["input_ids"]] if original else []
+        from tunepipe.data.datamodule import token_lengths
+
+        texts = [row["text"] for row in rows if not row.get("augmented")] or [row["text"] for row in rows]  # augmented copies are not the user's texts
+        lengths = token_lengths(texts, processor) if texts else []
         max_length = model_cfg["max_length"]
         if max_length == "auto":
             limit = processor.model_max_length if 0 < processor.model_max_length < 100_000 else 512
@@ -71,7 +73,7 @@ class TextModality:
     def encode(self, rows, labels, model_cfg, processor):
         from tunepipe.data.datamodule import EncodedTexts
 
-        return EncodedTexts([row["text"] for row in rows], labels, processor, model_cfg["max_length"])
+        return EncodedTexts((row["text"] for row in rows), labels, processor, model_cfg["max_length"])
 
     def build_classifier(self, model_cfg, num_labels, pretrained_weights=True):
         from tunepipe.models.backbone import load_encoder, pooling_of
@@ -84,7 +86,7 @@ class TextModality:
     def baseline_outputs(self, train_rows, train_targets, test_rows, *, baseline_cfg, seed, task, names):
         from tunepipe.models.baseline import fit_tfidf
 
-        model = fit_tfidf([row["text"] for row in train_rows], train_targets, task.baseline_estimator(baseline_cfg, seed),
+        model = fit_tfidf([row["text"] for row in train_rows], train_targets, task.baseline_estimator(baseline_cfg, seed, task.output_size(names), baseline_cfg["max_features"]),
                           max_features=baseline_cfg["max_features"], ngram_max=baseline_cfg["ngram_max"])
         return task.baseline_outputs(model, [row["text"] for row in test_rows], names, {})
 

@@ -52,6 +52,9 @@ class ClassifierModule(pl.LightningModule):
             raise ValueError(f"train.adversarial.method {self.adversarial['method']!r} needs the modality's attack_space")
         self.attack_space = attack_space if self.adversarial["method"] != "none" else None
         self.epoch_means = EpochMeans()
+        #: Validation within epochs (train.val_check_interval): the training losses are means since the last validation,
+        #: logged when the next one starts, instead of means over each epoch, logged at its last batch.
+        self.losses_at_validation = False
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(**model_inputs(self.model, batch))
@@ -73,9 +76,16 @@ class ClassifierModule(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # The epoch's means are logged with its last batch, before validation and before any callback's epoch-end hook
         # reads them (Lightning calls those hooks before the module's own on_train_epoch_end).
-        if batch_idx + 1 == self.trainer.num_training_batches:
-            for name, mean in self.epoch_means.pop(self.trainer.strategy).items():
-                self.log(f"{name}_epoch", mean, on_step=False, on_epoch=True, batch_size=1)
+        if not self.losses_at_validation and batch_idx + 1 == self.trainer.num_training_batches:
+            self._log_training_means()
+
+    def on_validation_epoch_start(self) -> None:
+        if self.losses_at_validation and validating_while_fitting(self.trainer):
+            self._log_training_means()
+
+    def _log_training_means(self) -> None:
+        for name, mean in self.epoch_means.pop(self.trainer.strategy).items():
+            self.log(f"{name}_epoch", mean, on_step=False, on_epoch=True, batch_size=1)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self(batch).float()
@@ -214,6 +224,13 @@ class RNGState(pl.Callback):
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def validating_while_fitting(trainer: pl.Trainer) -> bool:
+    """A validation that is part of `fit` (not `validate`, not the sanity check)."""
+    from pytorch_lightning.trainer.states import TrainerFn
+
+    return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+
+
 def is_logged_step(batch_idx: int, every_n_steps: int, batches: int) -> bool:
     """Every `every_n_steps`-th step of an epoch, and its last one (train.log_every_n_steps)."""
     step = batch_idx + 1
@@ -243,24 +260,39 @@ class DivergenceGuard(pl.Callback):
 
 
 class ProgressLog(pl.Callback):
-    """Plain progress lines (readable in log files, unlike a progress bar) and the per-epoch history."""
+    """Plain progress lines (readable in log files, unlike a progress bar) and the history: a row per epoch, or with
+    `per_validation` (validation within epochs, train.val_check_interval) a row per validation, whose `epoch` is the
+    epochs trained so far (1.25: a quarter into the second) and whose losses are means since the row before."""
 
-    def __init__(self, every_n_steps: int, val_metrics: tuple[str, ...] = ("val_accuracy", "val_f1_macro")) -> None:
+    def __init__(self, every_n_steps: int, val_metrics: tuple[str, ...] = ("val_accuracy", "val_f1_macro"), per_validation: bool = False) -> None:
         self.every = every_n_steps
         self.val_metrics = val_metrics
+        self.per_validation = per_validation
         self.history: list[dict[str, float]] = []
         self._epoch_start = 0.0
         self._seen = 0
+        #: Training batches run, all epochs together (a resumed run counts on from its checkpoint).
+        self.batches_run = 0
+        self._row_start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
         self._seen = 0
 
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._row_start = time.perf_counter() - self._row_seconds_loaded
+        self._row_seconds_loaded = 0.0
+
+    _row_seconds_loaded = 0.0
+
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._seen += len(batch["labels"])
+        self.batches_run += 1
         step, total = batch_idx + 1, trainer.num_training_batches
         if not is_logged_step(batch_idx, self.every, total):
             return
+        if trainer.max_steps > 0:  # train.max_steps may end the run within this epoch: count to there
+            total = min(total, step + (trainer.max_steps - trainer.global_step) * trainer.accumulate_grad_batches)
         elapsed = time.perf_counter() - self._epoch_start
         rate = step / elapsed if elapsed else 0.0
         eta = (total - step) / rate if rate else 0.0
@@ -272,21 +304,37 @@ class ProgressLog(pl.Callback):
         )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not self.per_validation:
+            self._add_row(trainer, trainer.current_epoch + 1, time.perf_counter() - self._epoch_start)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self.per_validation and validating_while_fitting(trainer):
+            epochs = round(self.batches_run / max(1, trainer.num_training_batches), 4)
+            self._add_row(trainer, epochs, time.perf_counter() - self._row_start)
+            self._row_start = time.perf_counter()
+
+    def _add_row(self, trainer: pl.Trainer, epoch: float, seconds: float) -> None:
         metrics = trainer.callback_metrics
-        row = {"epoch": trainer.current_epoch + 1}
+        row = {"epoch": epoch}
         for key in ("train_loss_epoch", "val_loss", *self.val_metrics):
             if key in metrics:
                 row[key.removesuffix("_epoch")] = round(float(metrics[key]), 6)
-        row["seconds"] = round(time.perf_counter() - self._epoch_start, 2)
+        row["seconds"] = round(seconds, 2)
         self.history.append(row)
         shown = "  ".join(f"{key} {value:.4f}" for key, value in row.items() if key not in ("epoch", "seconds"))
-        log.info("epoch %d done in %.0fs: %s", row["epoch"], row["seconds"], shown)
+        if self.per_validation:
+            log.info("validation at epoch %.2f (step %d) after %.0fs: %s", epoch, trainer.global_step, seconds, shown)
+        else:
+            log.info("epoch %d done in %.0fs: %s", epoch, seconds, shown)
 
     def state_dict(self) -> dict[str, Any]:
         # The epoch's time and rows so far matter in a mid-epoch checkpoint (the resumed epoch's row adds them up).
-        return {"history": self.history, "epoch_seconds": time.perf_counter() - self._epoch_start, "seen": self._seen}
+        return {"history": self.history, "epoch_seconds": time.perf_counter() - self._epoch_start, "seen": self._seen,
+                "batches_run": self.batches_run, "row_seconds": time.perf_counter() - self._row_start}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state.get("history", []))
         self._epoch_start = time.perf_counter() - state.get("epoch_seconds", 0.0)
         self._seen = state.get("seen", 0)
+        self.batches_run = state.get("batches_run", 0)
+        self._row_seconds_loaded = state.get("row_seconds", 0.0)

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 #: Severity levels a perturbation knows (1 mild .. 3 strong); `robustness.severities` picks among them.
 SEVERITIES = (1, 2, 3)
 
@@ -74,8 +76,10 @@ def same_item(a: Any, b: Any) -> bool:
     """Whether two dataset items (token ids and label, or a pixel tensor and label) are the same model input."""
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         return len(a) == len(b) and all(same_item(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):  # token ids (EncodedTexts)
+        return a.shape == b.shape and bool(np.array_equal(a, b))
     if hasattr(a, "shape") and hasattr(b, "shape"):
         import torch
 
-        return bool(torch.equal(a, b))
+        return bool(torch.equal(torch.as_tensor(a), torch.as_tensor(b)))
     return a == b

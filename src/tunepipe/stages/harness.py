@@ -27,6 +27,17 @@ from tunepipe.io import commit_partial, partial_path, remove_path
 SKIP_MARKER = "skipped.json"
 
 
+def counts_line(counts: Mapping[str, Any], shown: int = 12) -> str:
+    """Rows per label for a log line: every label when there are few, else how many and the largest and smallest
+    (a 632-label dataset's full dict made a 12 KB line)."""
+    if len(counts) <= shown:
+        return str(dict(counts))
+    ordered = sorted(counts.items(), key=lambda item: -item[1] if isinstance(item[1], (int, float)) else 0)
+    half = shown // 2
+    listed = lambda items: ", ".join(f"{key!r}: {value}" for key, value in items)
+    return f"{len(counts)} labels; largest {{{listed(ordered[:half])}}}; smallest {{{listed(ordered[-half:])}}}"
+
+
 @dataclass(frozen=True)
 class StageContext:
     params: dict[str, Any]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tunepipe.io import sha256_file, sha256_files, write_frame_jsonl, write_json
 from tunepipe.modalities import get_modality
-from tunepipe.stages.harness import Stage, StageContext, main
+from tunepipe.stages.harness import Stage, StageContext, counts_line, main
 from tunepipe.tasks import task_of
 
 
@@ -37,7 +37,7 @@ def run(ctx: StageContext) -> None:
             "labels": counts,
         },
     )
-    ctx.log.info("%d rows, labels: %s", len(frame), counts)
+    ctx.log.info("%d rows, labels: %s", len(frame), counts_line(counts))
 
 
 STAGE = Stage(

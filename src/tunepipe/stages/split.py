@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tunepipe.data.splitting import SPLITS, assign_folds, split_rows, stratified_sample
 from tunepipe.io import read_frame, write_frame_jsonl, write_json
-from tunepipe.stages.harness import Stage, StageContext, main
+from tunepipe.stages.harness import Stage, StageContext, counts_line, main
 from tunepipe.tasks import task_of
 
 
@@ -21,7 +21,7 @@ def run(ctx: StageContext) -> None:
         part = parts[name]
         write_frame_jsonl(ctx.outputs[name], part)
         summary["splits"][name] = {"rows": int(len(part)), "labels": task.counts(part["label"])}
-        ctx.log.info("%-5s %5d rows %s", name, len(part), summary["splits"][name]["labels"])
+        ctx.log.info("%-5s %5d rows %s", name, len(part), counts_line(summary["splits"][name]["labels"]))
     write_json(ctx.outputs["summary"], summary)
 
 

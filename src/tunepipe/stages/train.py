@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tunepipe.io import read_json, read_jsonl, write_json
+from tunepipe.io import read_json, read_rows, write_json
 from tunepipe.stages.harness import Stage, StageContext, main
 
 
@@ -35,15 +35,16 @@ def run(ctx: StageContext) -> None:
             shutil.copyfile(run_dir / "best.ckpt", ctx.outputs["best"])
             shutil.copyfile(run_dir / "history.csv", ctx.outputs["history"])
             _reuse_steps(run_dir / "steps.csv", ctx, params)
-            train_rows = read_jsonl(ctx.inputs["train"])
-            names = task_of(params).names(params["data"]["labels"], params["data"], train_rows, read_jsonl(ctx.inputs["val"]))
+            train_rows = read_rows(ctx.inputs["train"])
+            names = task_of(params).names(params["data"]["labels"], params["data"], train_rows, read_rows(ctx.inputs["val"]))
             write_config(ctx.outputs["config"], params, names, summary)
             write_json(ctx.outputs["summary"], summary)
             return
         ctx.log.info("training the selected variant %s on the whole training split", selection["winner"])
     work_dir = Path(ctx.outputs["best"]).resolve().parent / "checkpoints"
     # The loggers write where a TensorBoard or `dvc plots` can watch them during the run (results/train/tensorboard, /dvclive).
-    train_model(params, read_jsonl(ctx.inputs["train"]), read_jsonl(ctx.inputs["val"]), ctx.outputs, work_dir, ctx.log, ctx.threads, extra,
+    # The rows stay in their files (memory-mapped, parsed when read): a million rows are not a million dicts.
+    train_model(params, read_rows(ctx.inputs["train"]), read_rows(ctx.inputs["val"]), ctx.outputs, work_dir, ctx.log, ctx.threads, extra,
                 loggers_dir=work_dir.parent)
 
 

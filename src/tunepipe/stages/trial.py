@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tunepipe.io import read_csv_rows, read_json, read_jsonl, write_json
+from tunepipe.io import read_csv_rows, read_json, read_rows, write_json
 from tunepipe.stages.harness import Stage, StageContext, main
 
 
@@ -27,10 +27,10 @@ def run(ctx: StageContext) -> None:
     spec = ctx.params["variant"]
     base = {key: value for key, value in ctx.params.items() if key != "variant"}
     params = apply_overrides(base, spec["overrides"], source=f"sweep variant {spec['name']}")
-    rows = read_jsonl(ctx.inputs["train"])
+    rows = read_rows(ctx.inputs["train"])
     fold = spec.get("fold")
     if fold is None:
-        train_rows, val_rows = rows, read_jsonl(ctx.inputs["val"])
+        train_rows, val_rows = rows, read_rows(ctx.inputs["val"])
     else:
         train_rows, val_rows = cv_partition(rows, fold)
     ctx.log.info("variant %s %s: %d training rows, %d validation rows", spec["name"], f"fold {fold}" if fold is not None else "(no CV)",

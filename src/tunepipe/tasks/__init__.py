@@ -94,8 +94,9 @@ class Task(Protocol):
     def val_collection(self, names: list[str], stats: dict[str, float]) -> torchmetrics.MetricCollection:
         """The `val_` metrics, updated with (outputs(logits), targets)."""
 
-    def probe_head(self, features: np.ndarray, targets: list[Any], stats: dict[str, float]) -> tuple[np.ndarray, np.ndarray, float]:
-        """A linear model on frozen embeddings (the warm start): the head's weight, bias and its training score."""
+    def probe_head(self, features: np.ndarray, targets: list[Any], stats: dict[str, float], outputs: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """A linear model on frozen embeddings (the warm start): the head's weight, bias (`outputs` rows, the head's
+        size, whatever targets the rows hold) and its training score."""
 
     def decide(self, outputs: torch.Tensor, targets: torch.Tensor, names: list[str], evaluate_cfg: dict[str, Any]) -> dict[str, Any]:
         """How outputs become answers, fixed on validation and used downstream (multi-label: each label's threshold); {} when nothing is to decide."""
@@ -110,8 +111,9 @@ class Task(Protocol):
                          baseline: torch.Tensor | None = None, decision: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
         """One CSV row per row: id, label, predicted, the input and the outputs (with `baseline`, the baseline's beside them)."""
 
-    def baseline_estimator(self, baseline_cfg: dict[str, Any], seed: int) -> Any:
-        """The baseline's scikit-learn estimator on the modality's features (logistic regression, one-vs-rest, ridge)."""
+    def baseline_estimator(self, baseline_cfg: dict[str, Any], seed: int, outputs: int, features: int) -> Any:
+        """The baseline's scikit-learn estimator on the modality's features (logistic regression, one-vs-rest, ridge), for
+        `outputs` (the head's size) and at most `features` input features (what its coefficients may take)."""
 
     def baseline_outputs(self, model: Any, inputs: Any, names: list[str], stats: dict[str, float]) -> np.ndarray:
         """The baseline's predictions in `outputs`' form."""

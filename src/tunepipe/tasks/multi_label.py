@@ -225,7 +225,7 @@ class MultiLabel:
         return torchmetrics.MetricCollection({"f1_micro": MultilabelF1Score(num_labels=n, average="micro"),
                                               "f1_macro": MultilabelF1Score(num_labels=n, average="macro")}, prefix="val_")
 
-    def probe_head(self, features, targets, stats):
+    def probe_head(self, features, targets, stats, outputs):
         import numpy as np
         from sklearn.linear_model import LogisticRegression
 
@@ -285,7 +285,7 @@ class MultiLabel:
             table.append(record)
         return table, fields
 
-    def baseline_estimator(self, baseline_cfg, seed):
+    def baseline_estimator(self, baseline_cfg, seed, outputs, features):
         from sklearn.linear_model import LogisticRegression
         from sklearn.multiclass import OneVsRestClassifier
 

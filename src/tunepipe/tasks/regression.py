@@ -134,7 +134,7 @@ class Regression:
         return torchmetrics.MetricCollection({"mae": torchmetrics.MeanAbsoluteError(), "rmse": torchmetrics.MeanSquaredError(squared=False),
                                               "r2": torchmetrics.R2Score()}, prefix="val_")
 
-    def probe_head(self, features, targets, stats):
+    def probe_head(self, features, targets, stats, outputs):
         import numpy as np
         from sklearn.linear_model import RidgeCV
 
@@ -169,7 +169,7 @@ class Regression:
             table.append(record)
         return table, fields
 
-    def baseline_estimator(self, baseline_cfg, seed):
+    def baseline_estimator(self, baseline_cfg, seed, outputs, features):
         from sklearn.linear_model import Ridge
 
         return Ridge(alpha=1.0 / baseline_cfg["C"], random_state=seed)

@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 
+#: The most memory the baseline's L-BFGS history may take (`baseline_estimator`).
+LBFGS_HISTORY_BYTES = 1 << 30
+
+
 class SingleLabel:
     name = "single_label"
     title = "classification"
@@ -105,7 +109,7 @@ class SingleLabel:
             prefix="val_",
         )
 
-    def probe_head(self, features, targets, stats):
+    def probe_head(self, features, targets, stats, outputs):
         import numpy as np
         from sklearn.linear_model import LogisticRegression
 
@@ -115,6 +119,12 @@ class SingleLabel:
         if weight.shape[0] == 1:  # binary: sklearn keeps one row; softmax over [-z/2, z/2] gives the same probabilities
             weight = np.concatenate([-weight / 2, weight / 2])
             bias = np.concatenate([-bias / 2, bias / 2])
+        if len(probe.classes_) < outputs:
+            # Labels the probe's rows lack (a sample of many classes): no weights, and a bias below every fitted one by
+            # log(rows), as if seen less than once, so they start unlikely and fine-tuning learns them.
+            full_weight, full_bias = np.zeros((outputs, weight.shape[1])), np.full(outputs, bias.min() - np.log(len(labels)))
+            full_weight[probe.classes_], full_bias[probe.classes_] = weight, bias
+            weight, bias = full_weight, full_bias
         return weight, bias, float(probe.score(features, labels))
 
     def decide(self, outputs, targets, names, evaluate_cfg):
@@ -135,10 +145,14 @@ class SingleLabel:
 
         return prediction_rows(rows, names, outputs, input_field, baseline)
 
-    def baseline_estimator(self, baseline_cfg, seed):
+    def baseline_estimator(self, baseline_cfg, seed, outputs, features):
         from sklearn.linear_model import LogisticRegression
 
-        return LogisticRegression(C=baseline_cfg["C"], max_iter=2000, random_state=seed)
+        # L-BFGS keeps 10 pairs of coefficient-sized vectors: 632 labels x 50,000 TF-IDF features took 9.8 GB. Past
+        # LBFGS_HISTORY_BYTES, SAGA fits the same model with a table of rows x labels gradients instead.
+        if 20 * outputs * (features + 1) * 8 <= LBFGS_HISTORY_BYTES:
+            return LogisticRegression(C=baseline_cfg["C"], max_iter=2000, random_state=seed)
+        return LogisticRegression(C=baseline_cfg["C"], solver="saga", max_iter=100, tol=1e-3, random_state=seed)
 
     def baseline_outputs(self, model, inputs, names, stats):
         from tunepipe.models.baseline import predict_proba

@@ -53,13 +53,23 @@ def macro_f1(predicted: np.ndarray, targets: np.ndarray, num_classes: int) -> np
 
     As torchmetrics' MulticlassF1Score(average="macro"): per-class 2tp / (2tp + fp + fn), averaged over the
     classes that occur at all (tp + fp + fn > 0).
+
+    Counted per class with one bincount (classes x resamples integers), not a classes x resamples x rows mask: 632
+    classes, 1,000 resamples and 20,000 rows made that 12.6 GB.
     """
     predicted, targets = np.atleast_2d(predicted), np.atleast_2d(targets)
-    classes = np.arange(num_classes)[:, None, None]
-    pred_is, true_is = predicted[None] == classes, targets[None] == classes
-    tp = np.sum(pred_is & true_is, axis=2)
-    fp = np.sum(pred_is & ~true_is, axis=2)
-    fn = np.sum(~pred_is & true_is, axis=2)
+    offset = (np.arange(predicted.shape[0]) * num_classes)[:, None]
+
+    def counts(values: np.ndarray, where: np.ndarray) -> np.ndarray:
+        """How often each class occurs in each row of `values` where `where` holds, as (classes, resamples)."""
+        where = where & (values >= 0) & (values < num_classes)
+        flat = np.bincount((values + offset)[where], minlength=predicted.shape[0] * num_classes)
+        return np.ascontiguousarray(flat.reshape(predicted.shape[0], num_classes).T)
+
+    everywhere = np.ones(predicted.shape, dtype=bool)
+    tp = counts(targets, predicted == targets)
+    fp = counts(predicted, everywhere) - tp
+    fn = counts(targets, everywhere) - tp
     denominator = 2 * tp + fp + fn
     f1 = np.divide(2 * tp, denominator, out=np.zeros(denominator.shape, dtype=float), where=denominator > 0)
     present = denominator > 0
