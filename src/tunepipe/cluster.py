@@ -1,9 +1,10 @@
 """What a job asks a cluster for, and failing fast on SLURM jobs that no node or partition can ever run.
 
-A job's memory follows the rows it reads (`memory_request`). SLURM accepts a job that asks for more CPUs, memory, GPUs, nodes or time than its partition can give and keeps
-it pending for ever (reason `PartitionConfig`, `Resources`...), while Snakemake waits in silence. The slurm
-profile's Snakemake checks every job it is about to submit against what `scontrol show partition/node` report
-and stops at once with one line naming the rule, the request, the limit and the setting to change.
+A job's memory follows the rows it reads (`memory_request`). SLURM accepts a job that asks for more CPUs, memory,
+GPUs, nodes or time than its partition can give and keeps it pending for ever (reason `PartitionConfig`,
+`Resources`...), while Snakemake waits in silence. The slurm profile's Snakemake checks every job it is about to
+submit against what `scontrol show partition/node` report and stops at once with one line naming the rule, the
+request, the limit and the setting to change.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def memory_request(base_mb: int, mb_per_row_mib: float) -> Callable[..., int]:
     (`snakemake --retries 1`) asks for twice as much. Snakemake calls it with the job's input once the files exist (a
     dry run shows mem_mb=<TBD> for a job whose inputs are still to be made)."""
 
-    def mem_mb(wildcards, input, attempt) -> int:  # noqa: A002 - Snakemake passes the job's inputs by this name
+    def mem_mb(wildcards, input, attempt) -> int:  # Snakemake passes a job's inputs by these names
         return math.ceil((base_mb + mb_per_row_mib * rows_mib(input)) * attempt)
 
     return mem_mb

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
@@ -176,8 +177,6 @@ def assign_folds(train: pd.DataFrame, folds: int, seed: int, strata: Strata = _l
 def _shared_values(splits: dict[str, pd.DataFrame]) -> bool:
     """Whether any near-duplicate key or group id is in two splits (a missing key counts as a value, a row without a
     group does not): one pass of pandas over every row, before `assert_no_leakage` looks for the first such row."""
-    import numpy as np
-
     kinds = [[leakage_keys(part) for part in splits.values()],
              [group_ids(part).dropna() if "group" in part else pd.Series([], dtype=object) for part in splits.values()]]
     for values in kinds:
