@@ -20,7 +20,7 @@ size; every phase's time at most 1.1x linear (11x for 10x the rows) between the 
     python benchmarks/bench_scale.py --rows 10000,100000 --json scale.json
     python benchmarks/bench_scale.py --phases prepare,clean,split,augment,baseline   # the data phase and the baseline only
     python benchmarks/bench_scale.py --model minilm --train-steps 20   # the bundled MiniLM (slower steps)
-    python benchmarks/bench_scale.py --train-max-rows 100000     # no training phase at 1M rows (its tokens need GiBs)
+    python benchmarks/bench_scale.py --train-max-rows 100000     # no training phase at 1M rows
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated phases to run, in order (default {','.join(PHASES)}); "
                         "each reads the files of the phases before it, so leave out only later ones")
     parser.add_argument("--train-max-rows", type=int, help="run the train phase only at sizes up to this many rows (it tokenises every "
-                        "training row and keeps the tokens in memory: with Python lists of ids, about 13 KB a training row)")
+                        "training row and keeps the tokens in memory)")
     parser.add_argument("--json", type=Path, help="also write the measurements as JSON here")
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)  # internal: run one phase in this process
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -155,7 +155,7 @@ def train_steps(work: Path, args: argparse.Namespace, params: dict) -> dict:
     import torch
 
     from tunepipe.data.datamodule import ClassificationDataModule
-    from tunepipe.io import read_jsonl
+    from tunepipe.io import read_rows
     from tunepipe.modalities import get_modality
     from tunepipe.models.lightning_module import ClassifierModule
     from tunepipe.runtime import quiet_libraries
@@ -173,7 +173,7 @@ def train_steps(work: Path, args: argparse.Namespace, params: dict) -> dict:
     model_cfg = dict(params["model"], pretrained=pretrained, max_length=args.max_length)
     train_cfg = dict(params["train"], batch_size=args.batch_size, accelerator="cpu", head_init="random", max_epochs=1)
     text = get_modality("text")
-    rows = read_jsonl(work / TRAIN_ROWS)
+    rows = read_rows(work / TRAIN_ROWS)  # as the train stage reads them
     labels = [LABELS.index(row["label"]) for row in rows]
     started = time.perf_counter()
     data = text.encode(rows, labels, model_cfg, text.load_processor(model_cfg))

@@ -283,6 +283,35 @@ def test_editing_the_users_dataset_reruns_the_pipeline(tmp_path):
     assert {"prepare", "clean", "split"} <= planned_rules(again)
 
 
+def planned_memory(result: subprocess.CompletedProcess) -> dict[str, str]:
+    """Each planned job's mem_mb as the dry run prints it (a number, or <TBD> while its inputs are still to be made)."""
+    return dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: .*?\bmem_mb=([^,\s]+)", result.stdout + result.stderr, flags=re.M))
+
+
+def test_each_jobs_memory_request_grows_with_the_rows_it_reads(tmp_path):
+    """Without SLURM: a dry run shows what each job would ask a scheduler for (sbatch --mem), from its inputs' size."""
+    requests = {}
+    for rows in (200, 50_000):
+        project = scratch_project(tmp_path / f"rows{rows}")
+        (project / "reviews.csv").write_text("text,label\n" + "".join(f"{'good' if i % 2 else 'bad'} film number {i} of many,{'pos' if i % 2 else 'neg'}\n"
+                                                                      for i in range(rows)))
+        (project / "mine.yaml").write_text(yaml.safe_dump({"data": {"source": "file", "path": "reviews.csv", "label_column": "label", "labels": None}}))
+        plan = snakemake(project, "results/augment/train.jsonl", "-n", "--configfile", "mine.yaml")
+        assert plan.returncode == 0, plan.stderr[-3000:]
+        before = planned_memory(plan)
+        assert before["clean"] == before["split"] == before["augment"] == "<TBD>"  # decided once their inputs exist
+        made = snakemake(project, "results/split/train.jsonl", "--cores", "1", "--configfile", "mine.yaml")
+        assert made.returncode == 0, made.stderr[-3000:]
+        plan = snakemake(project, "results/augment/train.jsonl", "-n", "--forcerun", "clean", "split", "augment", "--configfile", "mine.yaml")
+        assert plan.returncode == 0, plan.stderr[-3000:]
+        after = planned_memory(plan)
+        requests[rows] = {rule: int(after[rule]) for rule in ("clean", "split", "augment")} | {"prepare": int(before["prepare"])}
+    small, large = requests[200], requests[50_000]
+    assert all(large[rule] > small[rule] for rule in small), requests
+    # 250x the rows: the requests of the 200-row run are close to their base, the large run's add megabytes per MiB read
+    assert all(small[rule] < 1000 for rule in small) and large["split"] - small["split"] > 20, requests
+
+
 def test_a_2x2_sweep_with_2_fold_cv_trains_the_selected_variant(tmp_path, tiny_model_dir):
     """Each variant and fold is its own job; `select` ranks the CV means; the final model carries the winner's overrides."""
     project = scratch_project(tmp_path / "project")

@@ -1,20 +1,44 @@
-"""Fail fast on SLURM jobs that no node or partition can ever run, before any is submitted.
+"""What a job asks a cluster for, and failing fast on SLURM jobs that no node or partition can ever run.
 
-SLURM accepts a job that asks for more CPUs, memory, GPUs, nodes or time than its partition can give and keeps
-it pending for ever (reason `PartitionConfig`, `Resources`...), while Snakemake waits in silence. The slurm
-profile's Snakemake checks every job it is about to submit against what `scontrol show partition/node` report
-and stops at once with one line naming the rule, the request, the limit and the setting to change.
+A job's memory follows the rows it reads (`memory_request`). SLURM accepts a job that asks for more CPUs, memory,
+GPUs, nodes or time than its partition can give and keeps it pending for ever (reason `PartitionConfig`,
+`Resources`...), while Snakemake waits in silence. The slurm profile's Snakemake checks every job it is about to
+submit against what `scontrol show partition/node` report and stops at once with one line naming the rule, the
+request, the limit and the setting to change.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 PROFILE = "workflow/profiles/slurm/config.yaml"
+
+
+def rows_mib(inputs: Mapping[str, str | Sequence[str]]) -> float:
+    """The size in MiB of the rows a job reads, from its named inputs (a rule's `input`): its row files (JSONL, between
+    stages) and the user's dataset (prepare's `raw`). What else it reads (a checkpoint, summaries, its code) does not
+    grow with the data. A file that does not exist yet raises FileNotFoundError (Snakemake then waits for it)."""
+    paths = [path for key, value in inputs.items() for path in ([value] if isinstance(value, str) else value)
+             if key == "raw" or str(path).endswith(".jsonl")]
+    return sum(os.path.getsize(path) for path in paths) / 2**20
+
+
+def memory_request(base_mb: int, mb_per_row_mib: float) -> Callable[..., int]:
+    """A rule's `mem_mb` (sbatch --mem): `base_mb` (the interpreter, its libraries, a model) plus `mb_per_row_mib` for
+    each MiB of rows the job reads (`rows_mib`), times the attempt, so that a job retried after running out of memory
+    (`snakemake --retries 1`) asks for twice as much. Snakemake calls it with the job's input once the files exist (a
+    dry run shows mem_mb=<TBD> for a job whose inputs are still to be made)."""
+
+    def mem_mb(wildcards, input, attempt) -> int:  # Snakemake passes a job's inputs by these names
+        return math.ceil((base_mb + mb_per_row_mib * rows_mib(input)) * attempt)
+
+    return mem_mb
 
 
 class UnrunnableJob(Exception):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from tunepipe.cluster import memory_request
 from tunepipe.config import sections
 from tunepipe.errors import ParamsError
 from tunepipe.modalities import get_modality
@@ -282,14 +283,22 @@ def slurm_tasks():
     return {"mpi": "srun", "nodes": train["num_nodes"], **geometry, "cpus_per_task": lambda wildcards, threads: max(1, threads // per_node), **gpus}
 
 
-# What a job asks the scheduler for, by kind of job (a profile may still override a rule: workflow/profiles/slurm).
+# What a job asks the scheduler for, by kind of job (a profile may still set a rule's: workflow/profiles/slurm).
+# Memory (sbatch --mem) is a base plus MB per MiB of the rows the job reads (its JSONL row files; prepare: the user's
+# dataset), times the attempt (tunepipe.cluster.memory_request). Measured (benchmarks/README.md, "Scaling": bench_scale,
+# each rule's stage on 100k and 1M synthetic texts, peak RSS): the data rules grow by 2.0 (augment) to 7.7 (clean) MiB
+# per MiB of rows read and start from 170-540 MiB; training's tokenised rows by 2.8 MiB per MiB. The default run (MiniLM,
+# a 4,000-row sample) peaked at 0.53 GB (baseline), 1.7 GB (train, export), 0.7-1.4 GB (evaluate, robustness, explain,
+# prune, distill), 0.3 GB (report): results/benchmarks/*.tsv. Inference rules were not measured at scale; they tokenise
+# their rows as training does and keep a few values a row, hence the data rules' 10. Images are decoded into memory
+# (3 x model.image_size^2 bytes a row), which a row file's size does not show: set mem_mb in the profile for a big image run.
 RESOURCES = {
-    "small": {"mem_mb": 1000},
-    "data": {"mem_mb": 2000},
-    "inference": {"mem_mb": 4000},
-    "training": {"mem_mb": 6000, "runtime": 120, **slurm_tasks()},
+    "small": {"mem_mb": memory_request(500, 10)},
+    "data": {"mem_mb": memory_request(800, 10)},
+    "inference": {"mem_mb": memory_request(2500, 10)},
+    "training": {"mem_mb": memory_request(2500, 5), "runtime": 120, **slurm_tasks()},
     # a training of one process whatever train.devices says (distill): one task, and a GPU when training jobs get one
-    "training_single": {"mem_mb": 6000, "runtime": 120, "gpu": min(1, train_gpus())},
+    "training_single": {"mem_mb": memory_request(2500, 5), "runtime": 120, "gpu": min(1, train_gpus())},
 }
 
 

@@ -17,7 +17,7 @@ rule prepare:
         files=stage_files,
     threads: 1
     resources:
-        **RESOURCES["small"],
+        **RESOURCES["data"],
     conda:
         "../../envs/data.yaml"
     shell:
@@ -40,7 +40,7 @@ rule clean:
         files=stage_files,
     threads: 1
     resources:
-        **RESOURCES["small"],
+        **RESOURCES["data"],
     conda:
         "../../envs/data.yaml"
     shell:
@@ -65,7 +65,7 @@ rule split:
         files=stage_files,
     threads: 1
     resources:
-        **RESOURCES["small"],
+        **RESOURCES["data"],
     conda:
         "../../envs/data.yaml"
     shell:

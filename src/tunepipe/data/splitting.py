@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
@@ -136,7 +137,7 @@ def split_rows(frame: pd.DataFrame, *, val_fraction: float, test_fraction: float
     component = connected_groups(frame)
     groups = (frame.assign(_component=component, _stratum=strata(frame["label"])).groupby("_component", sort=False)
               .agg(label=("_stratum", "first")).reset_index())
-    groups["rows"] = group_members(component, frame["id"])
+    groups["rows"] = group_members(component, pd.Series(range(len(frame))))  # row positions
     if assign is not None:
         groups["targets"] = group_members(component, frame["label"])
     if groups["label"].value_counts().min() < 3:
@@ -150,11 +151,11 @@ def split_rows(frame: pd.DataFrame, *, val_fraction: float, test_fraction: float
     else:
         rest, test = train_test_split(groups, test_size=test_fraction, stratify=groups["label"], random_state=seed)
         train, val = train_test_split(rest, test_size=val_fraction / (1.0 - test_fraction), stratify=rest["label"], random_state=seed)
-    by_id = frame.set_index("id")
+    columns = ["id", *(column for column in frame.columns if column != "id")]
     result = {}
     for name, part in zip(SPLITS, (train, val, test)):
-        ids = [row_id for row_ids in part["rows"] for row_id in row_ids]
-        result[name] = by_id.loc[ids].reset_index().sort_values("id", key=lambda s: s.astype(str)).reset_index(drop=True)
+        positions = [position for group in part["rows"] for position in group]
+        result[name] = frame.take(positions)[columns].reset_index(drop=True).sort_values("id", key=lambda s: s.astype(str)).reset_index(drop=True)
     assert_no_leakage(result)
     return result
 
@@ -173,7 +174,22 @@ def assign_folds(train: pd.DataFrame, folds: int, seed: int, strata: Strata = _l
     return fold
 
 
+def _shared_values(splits: dict[str, pd.DataFrame]) -> bool:
+    """Whether any near-duplicate key or group id is in two splits (a missing key counts as a value, a row without a
+    group does not): one pass of pandas over every row, before `assert_no_leakage` looks for the first such row."""
+    kinds = [[leakage_keys(part) for part in splits.values()],
+             [group_ids(part).dropna() if "group" in part else pd.Series([], dtype=object) for part in splits.values()]]
+    for values in kinds:
+        owners = pd.DataFrame({"value": pd.concat(values, ignore_index=True).astype(object),
+                               "split": np.repeat(np.arange(len(values)), [len(v) for v in values])})
+        if owners.drop_duplicates()["value"].duplicated().any():
+            return True
+    return False
+
+
 def assert_no_leakage(splits: dict[str, pd.DataFrame]) -> None:
+    if not _shared_values(splits):
+        return
     seen: dict[tuple[str, str], str] = {}
     for name, part in splits.items():
         columns = [("near-duplicate of", leakage_keys(part))] + ([("group", group_ids(part))] if "group" in part else [])
