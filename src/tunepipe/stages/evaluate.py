@@ -35,6 +35,7 @@ TASK_OUTPUTS = {key: f"(task {name}) results/evaluate/{file}" for name in NAMES 
 
 def read_outputs(path: Path, columns: list[str], ids: list[str]):
     """The output columns of a predictions CSV (`prob:<label>` columns, or `predicted`), in the order of `ids`."""
+    import numpy as np
     import torch
 
     with open(path, encoding="utf-8", newline="") as handle:
@@ -42,12 +43,13 @@ def read_outputs(path: Path, columns: list[str], ids: list[str]):
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
             raise DataError(f"{path}: no column(s) {', '.join(missing)}; it was written for other labels or another task. Rerun the baseline rule.")
-        by_id = {row["id"]: [float(row[c]) for c in columns] for row in reader}
+        # one float64 array per row (not a list of Python floats: 632 labels x 20,000 rows took 400 MB that way)
+        by_id = {row["id"]: np.array([float(row[c]) for c in columns], dtype=np.float64) for row in reader}
     ids = [str(i) for i in ids]  # CSV cells are text
     absent = [i for i in ids if i not in by_id]
     if absent or len(by_id) != len(ids):
         raise DataError(f"{path}: its rows are not the test split's ({len(by_id)} rows, {len(absent)} test ids missing). Rerun the baseline rule.")
-    table = torch.tensor([by_id[i] for i in ids], dtype=torch.float64)
+    table = torch.from_numpy(np.stack([by_id[i] for i in ids]) if ids else np.zeros((0, len(columns))))
     return table if len(columns) > 1 else table[:, 0]
 
 
