@@ -32,7 +32,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -48,7 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--loader-batches", type=int, default=200, help="batches timed for the DataModule alone (default 200)")
-    parser.add_argument("--rounds", type=int, default=1, help="repeat both sides, alternating which goes first; medians are reported (default 1)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the comparison from the same weights; medians are reported (default 1)")
+    parser.add_argument("--turn", type=int, default=None,
+                        help="optimizer steps per turn: the sides alternate every TURN steps (default 1 on the CPU; 25 on CUDA, "
+                             "where each handover synchronises the device)")
     parser.add_argument("--precision", choices=("auto", "32-true", "bf16-mixed"), default="auto",
                         help="training precision of both sides (default auto: bf16-mixed on GPUs, 32-true on the CPU)")
     parser.add_argument("--precision-table", action="store_true",
@@ -226,8 +229,9 @@ def precision_table(setup: Setup, held_out, labels: list[int], batch_size: int) 
             print(f"{training:<12}{run.rate:13.1f}{inference:>11}{accuracy:10.4f}{rate:14.1f}")
 
 
-def run_plain(setup: Setup) -> Run:
-    """The same module, optimizer, schedule, clipping, precision and batches in a hand-written loop."""
+def plain_steps(setup: Setup) -> Iterator[int]:
+    """The same module, optimizer, schedule, clipping, precision and batches in a hand-written loop: a generator that
+    loads a batch and makes one optimizer step each time it is advanced, and yields the batch's row count."""
     import torch
     from hydra.utils import instantiate
 
@@ -243,41 +247,110 @@ def run_plain(setup: Setup) -> Run:
     if cuda:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
-        torch.cuda.reset_peak_memory_stats()
     autocast = setup.hardware.precision == "bf16-mixed"  # as Lightning's precision plugin: CUDA or CPU autocast
-    step, rows, seconds, window_start, cpu_start, epoch = 0, 0, [], 0.0, 0.0, 0
-    while step < setup.total:
-        loader = setup.datamodule.train_dataloader()
-        loader.batch_sampler.set_epoch(epoch)
-        for batch in loader:
-            batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-            if step == setup.warmup:
-                if cuda:
-                    torch.cuda.synchronize()
-                window_start, cpu_start = time.perf_counter(), time.process_time()
-            started = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits = plain(batch)
-            loss = loss_fn(logits.float(), batch["labels"])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(plain.parameters(), train_cfg["gradient_clip_val"])
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            if step > setup.warmup:
-                seconds.append(time.perf_counter() - started)
-                rows += len(batch["labels"])
-            if step >= setup.total:
-                break
-        epoch += 1
+    step, epoch = 0, 0
+    try:
+        while step < setup.total:
+            loader = setup.datamodule.train_dataloader()
+            loader.batch_sampler.set_epoch(epoch)
+            for batch in loader:
+                with torch.enable_grad():  # interleaved, the step runs inside a Lightning callback
+                    batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                        logits = plain(batch)
+                    loss = loss_fn(logits.float(), batch["labels"])
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(plain.parameters(), train_cfg["gradient_clip_val"])
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                step += 1
+                yield len(batch["labels"])
+                if step >= setup.total:
+                    return
+            epoch += 1
+    finally:
+        del plain, optimizer
+
+
+class Clock:
+    """Time and process CPU time spent in one side's turns, counting only its timed steps (after the warm-up)."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda, self.turns, self.seconds, self.cpu, self.rows = cuda, [], 0.0, 0.0, 0
+
+    def now(self) -> tuple[float, float]:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+        return time.perf_counter(), time.process_time()
+
+    def add(self, start: tuple[float, float], rows: int) -> None:
+        end = self.now()
+        self.turns.append(end[0] - start[0])
+        self.seconds, self.cpu, self.rows = self.seconds + end[0] - start[0], self.cpu + end[1] - start[1], self.rows + rows
+
+
+def run_interleaved(setup: Setup, turn: int) -> tuple[Run, Run]:
+    """Both sides in one process, taking turns of `turn` optimizer steps: Lightning's Trainer (configured as
+    tunepipe.training.fit configures it, with every callback that acts on each step, without validation or checkpoint
+    files) hands over to the plain loop from a last callback after each of its turns. A side's time is everything it
+    does in its turns (Lightning's: every hook, the data fetcher, the scheduler, between two handovers), so the two are
+    measured over the same seconds of the machine: a slow phase of a shared machine hits both alike."""
+    import pytorch_lightning as pl
+    import torch
+
+    from tunepipe.models.checkpointing import MidEpochCheckpoint
+    from tunepipe.models.lightning_module import DivergenceGuard, ProgressLog, RNGState
+    from tunepipe.models.loggers import StepCurves
+    from tunepipe.training import cluster_environment
+
+    cuda = setup.device.type == "cuda"
+    lightning, plain, steps = Clock(cuda), Clock(cuda), plain_steps(setup)
     if cuda:
-        torch.cuda.synchronize()
-    run = Run(rows / (time.perf_counter() - window_start), seconds, time.process_time() - cpu_start,
-              torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0)
-    del plain, optimizer
+        torch.cuda.reset_peak_memory_stats()
+
+    class Handover(pl.Callback):
+        """Last callback: after each of Lightning's turns, the plain loop makes as many steps. Warm-up steps are turns
+        of one step, so the timed turns start together on both sides."""
+
+        def __init__(self) -> None:
+            self.resumed, self.done, self.rows = lightning.now(), 0, 0
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            step = trainer.global_step  # optimizer steps done (several batches make one under accumulate_grad_batches)
+            self.rows += len(batch["labels"]) if step > setup.warmup else 0
+            if step == self.done or not (step <= setup.warmup or (step - setup.warmup) % turn == 0 or step == setup.total):
+                return
+            if step > setup.warmup:
+                lightning.add(self.resumed, self.rows)
+            started, rows = plain.now(), 0
+            for _ in range(step - self.done):
+                rows += next(steps)
+            if step > setup.warmup:
+                plain.add(started, rows)
+            self.done, self.rows, self.resumed = step, 0, lightning.now()
+
+    module = _fresh_module(setup)
+    hardware, train_cfg = setup.hardware, setup.train_cfg
+    every = train_cfg["log_every_n_steps"]
+    trainer = pl.Trainer(
+        accelerator=hardware.accelerator, devices=1, precision=hardware.precision, max_steps=setup.total, max_epochs=-1,
+        deterministic=hardware.deterministic, gradient_clip_val=train_cfg["gradient_clip_val"],
+        accumulate_grad_batches=train_cfg["accumulate_grad_batches"], logger=False,
+        callbacks=[RNGState(), DivergenceGuard(every, hardware.precision), ProgressLog(every), StepCurves([], None, every),
+                   MidEpochCheckpoint(Path(setup.tmp) / "last.ckpt", None), Handover()],
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+        limit_val_batches=0, default_root_dir=setup.tmp, plugins=[cluster_environment(hardware)],
+    )
+    trainer.fit(module, train_dataloaders=setup.datamodule.train_dataloader())
+    steps.close()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0  # both models at once
+    runs = tuple(Run(clock.rows / clock.seconds, clock.turns, clock.cpu, peak) for clock in (lightning, plain))
+    del trainer, module
     _release(cuda)
-    return run
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,30 +412,26 @@ def main(argv: list[str] | None = None) -> int:
             held_out = text.encode(held_rows, held_labels, model_cfg, text.load_processor(model_cfg))
             precision_table(setup, held_out, held_labels, 64)
             return 0
+        turn = args.turn or (25 if cuda else 1)
         results: dict[str, list[Run]] = {"lightning": [], "plain": []}
-        for round_index in range(args.rounds):
-            # Alternate which side goes first, so a slow phase of a shared machine does not always hit the same side.
-            order = ("lightning", "plain") if round_index % 2 == 0 else ("plain", "lightning")
-            for side in order:
-                results[side].append(run_lightning(setup) if side == "lightning" else run_plain(setup))
+        for _ in range(args.rounds):
+            for side, run in zip(("lightning", "plain"), run_interleaved(setup, turn)):
+                results[side].append(run)
 
     lightning, plain = results["lightning"], results["plain"]
     rate = {side: statistics.median(run.rate for run in runs) for side, runs in results.items()}
     ratio = statistics.median(l.rate / p.rate for l, p in zip(lightning, plain))
     print(f"DataModule alone:     {loader_rate:9.1f} batches/s ({loader_rate * args.batch_size:.0f} rows/s)")
+    print(f"turns of {turn} step{'s' * (turn > 1)} each, sides alternating" + (f"; peak GPU memory (both models) {max(run.peak_mib for run in lightning):.0f} MiB" if cuda else ""))
     for label, side in (("Lightning (tunepipe)", "lightning"), ("plain PyTorch loop  ", "plain")):
-        runs = results[side]
-        extra = f"   peak GPU memory {max(run.peak_mib for run in runs):.0f} MiB" if cuda else \
-            f"   median step {1000 * statistics.median(t for run in runs for t in run.steps):.1f} ms"
-        print(f"{label}: {rate[side]:9.1f} rows/s{extra}")
+        print(f"{label}: {rate[side]:9.1f} rows/s   median turn {1000 * statistics.median(t for run in results[side] for t in run.steps):.1f} ms")
     print(f"Lightning / plain:    {ratio:9.3f}  ({'within 5%' if ratio >= 0.95 else 'more than 5% slower'})"
           + (f"   per round: {', '.join(f'{l.rate / p.rate:.3f}' for l, p in zip(lightning, plain))}" if args.rounds > 1 else ""))
-    if not cuda:
-        # Same batches in the same order on both sides: the median per-step ratio resists load spikes on a shared CPU.
-        step_ratio = statistics.median(p / l for lr, pr in zip(lightning, plain) for p, l in zip(pr.steps, lr.steps))
-        cpu_ratio = statistics.median(pr.cpu / lr.cpu for lr, pr in zip(lightning, plain))
-        print(f"  per-step median:    {step_ratio:9.3f}  (plain step time / Lightning step time, same batch)")
-        print(f"  CPU time:           {cpu_ratio:9.3f}  (plain / Lightning process CPU seconds for the same steps)")
+    # Adjacent turns on the same batches: the median of their ratios resists load spikes that the sum does not.
+    turn_ratio = statistics.median(p / l for lr, pr in zip(lightning, plain) for p, l in zip(pr.steps, lr.steps))
+    cpu_ratio = statistics.median(pr.cpu / lr.cpu for lr, pr in zip(lightning, plain))
+    print(f"  per-turn median:    {turn_ratio:9.3f}  (plain turn time / the adjacent Lightning turn's, same batches)")
+    print(f"  CPU time:           {cpu_ratio:9.3f}  (plain / Lightning process CPU seconds for the same steps)")
     return 0
 
 
