@@ -172,32 +172,41 @@ def _release(cuda: bool) -> None:
         torch.cuda.empty_cache()  # one side's peak memory must not include the other's leftovers
 
 
+def lightning_trainer(setup: Setup, timing: list) -> Any:
+    """Lightning's Trainer configured as tunepipe.training.fit configures it, with every callback of fit's that acts on
+    each step (the divergence guard, the progress log, the per-step curves, the mid-epoch checkpoint's clock, the RNG
+    state) and the `timing` callbacks last, but without validation, checkpoint files or a logger: those are not the
+    training step."""
+    import pytorch_lightning as pl
+
+    from tunepipe.models.checkpointing import MidEpochCheckpoint
+    from tunepipe.models.lightning_module import DivergenceGuard, ProgressLog, RNGState, SilentProfiler
+    from tunepipe.models.loggers import StepCurves
+    from tunepipe.training import cluster_environment
+
+    hardware, train_cfg = setup.hardware, setup.train_cfg
+    every = train_cfg["log_every_n_steps"]
+    return pl.Trainer(
+        accelerator=hardware.accelerator, devices=1, precision=hardware.precision, max_steps=setup.total, max_epochs=-1,
+        deterministic=hardware.deterministic, gradient_clip_val=train_cfg["gradient_clip_val"],
+        accumulate_grad_batches=train_cfg["accumulate_grad_batches"], logger=False,
+        callbacks=[RNGState(), DivergenceGuard(every, hardware.precision), ProgressLog(every), StepCurves([], None, every),
+                   MidEpochCheckpoint(Path(setup.tmp) / "last.ckpt", None), *timing],
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+        limit_val_batches=0, default_root_dir=setup.tmp, plugins=[cluster_environment(hardware)], profiler=SilentProfiler(),
+    )
+
+
 def run_lightning(setup: Setup, keep: list | None = None) -> Run:
     """tunepipe's module through Lightning's Trainer, configured as tunepipe.training.fit does (no validation,
     checkpoints or logger: those are not the training step). `keep`: the trained module is appended to it."""
-    import pytorch_lightning as pl
     import torch
-
-    from tunepipe.models.checkpointing import MidEpochCheckpoint
-    from tunepipe.models.lightning_module import DivergenceGuard, ProgressLog, RNGState
-    from tunepipe.models.loggers import StepCurves
-    from tunepipe.training import cluster_environment
 
     cuda = setup.device.type == "cuda"
     module, timer = _fresh_module(setup), StepTimer(setup.warmup, cuda)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    hardware, train_cfg = setup.hardware, setup.train_cfg
-    every = train_cfg["log_every_n_steps"]
-    trainer = pl.Trainer(
-        accelerator=hardware.accelerator, devices=1, precision=hardware.precision, max_steps=setup.total, max_epochs=-1,
-        deterministic=hardware.deterministic, gradient_clip_val=train_cfg["gradient_clip_val"],
-        accumulate_grad_batches=train_cfg["accumulate_grad_batches"], logger=False,
-        callbacks=[timer.callback, RNGState(), DivergenceGuard(every, hardware.precision), ProgressLog(every), StepCurves([], None, every),
-                   MidEpochCheckpoint(Path(setup.tmp) / "last.ckpt", None)],
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
-        limit_val_batches=0, default_root_dir=setup.tmp, plugins=[cluster_environment(hardware)],
-    )
+    trainer = lightning_trainer(setup, [timer.callback])
     trainer.fit(module, train_dataloaders=setup.datamodule.train_dataloader())
     run = Run(timer.rows / timer.window, timer.seconds, timer.cpu, torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0)
     if keep is not None:
@@ -301,11 +310,6 @@ def run_interleaved(setup: Setup, turn: int) -> tuple[Run, Run]:
     import pytorch_lightning as pl
     import torch
 
-    from tunepipe.models.checkpointing import MidEpochCheckpoint
-    from tunepipe.models.lightning_module import DivergenceGuard, ProgressLog, RNGState
-    from tunepipe.models.loggers import StepCurves
-    from tunepipe.training import cluster_environment
-
     cuda = setup.device.type == "cuda"
     lightning, plain, steps = Clock(cuda), Clock(cuda), plain_steps(setup)
     if cuda:
@@ -332,18 +336,7 @@ def run_interleaved(setup: Setup, turn: int) -> tuple[Run, Run]:
                 plain.add(started, rows)
             self.done, self.rows, self.resumed = step, 0, lightning.now()
 
-    module = _fresh_module(setup)
-    hardware, train_cfg = setup.hardware, setup.train_cfg
-    every = train_cfg["log_every_n_steps"]
-    trainer = pl.Trainer(
-        accelerator=hardware.accelerator, devices=1, precision=hardware.precision, max_steps=setup.total, max_epochs=-1,
-        deterministic=hardware.deterministic, gradient_clip_val=train_cfg["gradient_clip_val"],
-        accumulate_grad_batches=train_cfg["accumulate_grad_batches"], logger=False,
-        callbacks=[RNGState(), DivergenceGuard(every, hardware.precision), ProgressLog(every), StepCurves([], None, every),
-                   MidEpochCheckpoint(Path(setup.tmp) / "last.ckpt", None), Handover()],
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
-        limit_val_batches=0, default_root_dir=setup.tmp, plugins=[cluster_environment(hardware)],
-    )
+    module, trainer = _fresh_module(setup), lightning_trainer(setup, [Handover()])
     trainer.fit(module, train_dataloaders=setup.datamodule.train_dataloader())
     steps.close()
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0  # both models at once

@@ -35,7 +35,7 @@ from tunepipe.modalities import get_modality
 from tunepipe.models.backbone import base_identity, check_quantize_base
 from tunepipe.models.checkpointing import AdapterCheckpoint, MidEpochCheckpoint, per_rank
 from tunepipe.models.efficiency import compile_model, resolve_batch_size
-from tunepipe.models.lightning_module import ClassifierModule, DivergenceGuard, ProgressLog, RNGState
+from tunepipe.models.lightning_module import ClassifierModule, DivergenceGuard, ProgressLog, RNGState, SilentProfiler
 from tunepipe.models.loggers import STEP_COLUMNS, StepCurves, make_loggers
 from tunepipe.tasks import DEFAULT as DEFAULT_TASK
 from tunepipe.tasks import get_task, task_of
@@ -429,6 +429,7 @@ def fit(
         # BucketBatchSampler shards itself by rank (Lightning's DistributedSampler would not shard a batch sampler).
         use_distributed_sampler=False,
         plugins=[environment],
+        profiler=SilentProfiler(),
     )
     if resume:
         log.info("resuming from %s", last)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -11,6 +12,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
+from pytorch_lightning.profilers import PassThroughProfiler
 from torch import nn
 
 from tunepipe.errors import TunepipeError
@@ -181,6 +183,17 @@ def freeze_layers(model: nn.Module, count: int) -> int:
                 parameter.requires_grad_(False)
                 frozen += parameter.numel()
     return frozen
+
+
+class SilentProfiler(PassThroughProfiler):
+    """The profiler Lightning gets when nothing is profiled: Lightning enters `profiler.profile(name)` around each of the
+    hundred or so hook calls of a training step, and PassThroughProfiler makes a generator-based context manager each
+    time (0.7 us: 75 us a step, bench_training); this one hands back one shared empty context."""
+
+    _NOTHING = contextlib.nullcontext()
+
+    def profile(self, action_name: str) -> contextlib.AbstractContextManager:
+        return self._NOTHING
 
 
 class RNGState(pl.Callback):
