@@ -3,19 +3,21 @@
 Both sides train tunepipe's real ClassifierModule (same initial weights, same optimizer and schedule built
 from params, same gradient clipping, same precision and determinism settings) on the same batches from
 tunepipe's ClassificationDataModule (length-bucketed, seeded), for the same number of optimizer steps. The
-first --warmup steps are excluded. rows/s is over the timed window (data loading included on both sides,
-synchronised on CUDA). On a CPU the median per-step ratio (same batch on both sides) and the ratio of process
-CPU time are printed as well: they resist the load of other processes, which wall time does not. On a shared
-CPU use --threads 1. Lightning runs with every callback tunepipe.training.fit gives it that acts on each step
-(the divergence guard, the progress log, the per-step curves, the mid-epoch checkpoint's clock, the RNG state),
-but without validation or checkpoint files, so the figure is the training step's own overhead. The DataModule
-alone is timed as well (batches/s: how fast the loader can feed the model).
+first --warmup steps are excluded. The sides run in one process and take turns of --turn optimizer steps (one on
+the CPU; 25 on CUDA, synchronised at each handover), so a slow phase of a shared machine hits both alike; a side's
+time is everything it does in its turns, data loading included (Lightning's: its loop and every hook between two
+handovers). rows/s is the timed rows over that time. The median ratio of adjacent turns (same batches) and the
+ratio of process CPU time are printed as well. On a shared CPU use --threads 1. Lightning runs with every callback
+tunepipe.training.fit gives it that acts on each step (the divergence guard, the progress log, the per-step curves,
+the mid-epoch checkpoint's clock, the RNG state), but without validation or checkpoint files, so the figure is the
+training step's own overhead. The DataModule alone is timed as well (batches/s: how fast the loader can feed the
+model).
 
 Offline: the bundled MiniLM (default) or a tiny random 2-layer BERT (--model tiny, seconds), Rotten
 Tomatoes texts from the bundled corpus. Uses a CUDA GPU with bf16 autocast when present (--device auto).
 
-    python benchmarks/bench_training.py                 # MiniLM, 20 timed steps: about 4 minutes on 2 quiet CPU cores
-    python benchmarks/bench_training.py --model tiny --threads 1 --rounds 3   # the fixture-like tiny model: a minute
+    python benchmarks/bench_training.py                 # MiniLM, 20 timed steps a side: about 40 s on 2 CPU cores
+    python benchmarks/bench_training.py --model tiny --threads 1 --rounds 3   # the fixture-like tiny model: 40 s
     python benchmarks/bench_training.py --device cuda --batch-size 64 --steps 100
 """
 
