@@ -401,8 +401,7 @@ def fit(
     # last.ckpt at each epoch's end, whenever validation runs (mid-epoch states are MidEpochCheckpoint's, with the data position).
     last_ckpt = KillSafeCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, monitor=None, every_n_epochs=1, enable_version_counter=False,
                                    save_on_train_epoch_end=True)
-    progress = ProgressLog(train_cfg["log_every_n_steps"], tuple(f"val_{name}" for name in target.val_metrics), per_validation=validate_every is not None)
-    module.losses_at_validation = validate_every is not None
+    progress = ProgressLog(train_cfg["log_every_n_steps"], tuple(f"val_{name}" for name in target.val_metrics))
     rank_log = RankLog()
     curves = StepCurves(make_loggers(train_cfg.get("loggers", []), loggers_dir) if loggers_dir else [], loggers_dir, train_cfg["log_every_n_steps"])
     trainer = pl.Trainer(

@@ -54,9 +54,6 @@ class ClassifierModule(pl.LightningModule):
             raise ValueError(f"train.adversarial.method {self.adversarial['method']!r} needs the modality's attack_space")
         self.attack_space = attack_space if self.adversarial["method"] != "none" else None
         self.epoch_means = EpochMeans()
-        #: Validation within epochs (train.val_check_interval): the training losses are means since the last validation,
-        #: logged when the next one starts, instead of means over each epoch, logged at its last batch.
-        self.losses_at_validation = False
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(**model_inputs(self.model, batch))
@@ -78,11 +75,12 @@ class ClassifierModule(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # The epoch's means are logged with its last batch, before validation and before any callback's epoch-end hook
         # reads them (Lightning calls those hooks before the module's own on_train_epoch_end).
-        if not self.losses_at_validation and batch_idx + 1 == self.trainer.num_training_batches:
+        if not validates_within_epochs(self.trainer) and batch_idx + 1 == self.trainer.num_training_batches:
             self._log_training_means()
 
     def on_validation_epoch_start(self) -> None:
-        if self.losses_at_validation and validating_while_fitting(self.trainer):
+        # Validation within epochs: the means since the last validation, logged when the next one starts.
+        if validates_within_epochs(self.trainer) and validating_while_fitting(self.trainer):
             self._log_training_means()
 
     def _log_training_means(self) -> None:
@@ -244,6 +242,12 @@ def validating_while_fitting(trainer: pl.Trainer) -> bool:
     return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
 
 
+def validates_within_epochs(trainer: pl.Trainer) -> bool:
+    """Validation every N optimizer steps across epochs (train.val_check_interval; tunepipe.training.fit then sets no
+    epoch cadence) rather than at each epoch's end."""
+    return trainer.check_val_every_n_epoch is None
+
+
 def is_logged_step(batch_idx: int, every_n_steps: int, batches: int) -> bool:
     """Every `every_n_steps`-th step of an epoch, and its last one (train.log_every_n_steps)."""
     step = batch_idx + 1
@@ -273,14 +277,13 @@ class DivergenceGuard(pl.Callback):
 
 
 class ProgressLog(pl.Callback):
-    """Plain progress lines (readable in log files, unlike a progress bar) and the history: a row per epoch, or with
-    `per_validation` (validation within epochs, train.val_check_interval) a row per validation, whose `epoch` is the
-    epochs trained so far (1.25: a quarter into the second) and whose losses are means since the row before."""
+    """Plain progress lines (readable in log files, unlike a progress bar) and the history: a row per epoch, or, when
+    the trainer validates within epochs (train.val_check_interval), a row per validation, whose `epoch` is the epochs
+    trained so far (1.25: a quarter into the second) and whose losses are means since the row before."""
 
-    def __init__(self, every_n_steps: int, val_metrics: tuple[str, ...] = ("val_accuracy", "val_f1_macro"), per_validation: bool = False) -> None:
+    def __init__(self, every_n_steps: int, val_metrics: tuple[str, ...] = ("val_accuracy", "val_f1_macro")) -> None:
         self.every = every_n_steps
         self.val_metrics = val_metrics
-        self.per_validation = per_validation
         self.history: list[dict[str, float]] = []
         self._epoch_start = 0.0
         self._seen = 0
@@ -317,11 +320,11 @@ class ProgressLog(pl.Callback):
         )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if not self.per_validation:
+        if not validates_within_epochs(trainer):
             self._add_row(trainer, trainer.current_epoch + 1, time.perf_counter() - self._epoch_start)
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if self.per_validation and validating_while_fitting(trainer):
+        if validates_within_epochs(trainer) and validating_while_fitting(trainer):
             epochs = round(self.batches_run / max(1, trainer.num_training_batches), 4)
             self._add_row(trainer, epochs, time.perf_counter() - self._row_start)
             self._row_start = time.perf_counter()
@@ -335,7 +338,7 @@ class ProgressLog(pl.Callback):
         row["seconds"] = round(seconds, 2)
         self.history.append(row)
         shown = "  ".join(f"{key} {value:.4f}" for key, value in row.items() if key not in ("epoch", "seconds"))
-        if self.per_validation:
+        if validates_within_epochs(trainer):
             log.info("validation at epoch %.2f (step %d) after %.0fs: %s", epoch, trainer.global_step, seconds, shown)
         else:
             log.info("epoch %d done in %.0fs: %s", epoch, seconds, shown)
