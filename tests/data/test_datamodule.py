@@ -40,3 +40,20 @@ def test_padding_and_attention_mask(tiny_model_dir):
     assert batch["input_ids"].shape == batch["attention_mask"].shape
     assert batch["attention_mask"][0].sum() == data.lengths()[0]
     assert batch["labels"].tolist() == [0, 1]
+
+
+def test_compact_tokens_equal_the_tokenizers_lists_across_chunks(tiny_model_dir):
+    """Chunks of 3 over 8 texts (a partial last chunk): the flat ids and offsets are the tokenizer's own lists, and
+    the untruncated lengths (max_length: auto) are the lists' lengths."""
+    from tunepipe.data.datamodule import token_lengths, tokenize_compact
+    from tunepipe.models.backbone import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    texts = ["short", "a somewhat longer text here", "x " * 40, "", "one more", "and another one", "tokens " * 5, "end"]
+    expected = tokenizer(texts, truncation=False)["input_ids"]
+    ids, offsets = tokenize_compact(iter(texts), tokenizer, None, chunk=3)
+    assert [ids[offsets[i]:offsets[i + 1]].tolist() for i in range(len(texts))] == expected
+    assert token_lengths(iter(texts), tokenizer, chunk=3).tolist() == [len(row) for row in expected]
+    truncated, _ = tokenize_compact(texts, tokenizer, 6, chunk=3)
+    assert len(truncated) == sum(min(6, len(row)) for row in expected)
+    assert tokenize_compact([], tokenizer, 6)[0].size == 0 and token_lengths([], tokenizer).size == 0

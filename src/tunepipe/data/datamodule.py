@@ -22,36 +22,32 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 TOKENIZE_CHUNK = 4096
 
 
+def _tokenized_chunks(texts: Iterable[str], tokenizer, max_length: int | None, chunk: int) -> Iterator[list[list[int]]]:
+    """The texts' token ids, `chunk` texts per call of the tokenizer's batch API (parallel threads when
+    TOKENIZERS_PARALLELISM allows it: `parallel_tokenizer`). `max_length` None: not truncated."""
+    kwargs = {"truncation": True, "max_length": max_length} if max_length is not None else {"truncation": False}
+    texts = iter(texts)
+    while batch := list(itertools.islice(texts, chunk)):
+        yield tokenizer(batch, padding=False, return_attention_mask=False, return_token_type_ids=False, **kwargs)["input_ids"]
+
+
 def tokenize_compact(texts: Iterable[str], tokenizer, max_length: int | None, chunk: int = TOKENIZE_CHUNK) -> tuple[np.ndarray, np.ndarray]:
     """Every text's token ids, as one flat int32 array and the offsets where each text's ids start (one more than there
-    are texts): 4 bytes a token instead of a Python list of ints. `max_length` None: not truncated. The tokenizer's
-    batch API runs a chunk at a time, in parallel threads when TOKENIZERS_PARALLELISM allows it (`parallel_tokenizer`)."""
+    are texts): 4 bytes a token instead of a Python list of ints. `max_length` None: not truncated."""
     pieces, lengths = [], []
-    batch: list[str] = []
-
-    def flush() -> None:
-        if not batch:
-            return
-        kwargs = {"truncation": True, "max_length": max_length} if max_length is not None else {"truncation": False}
-        ids = tokenizer(batch, padding=False, return_attention_mask=False, return_token_type_ids=False, **kwargs)["input_ids"]
+    for ids in _tokenized_chunks(texts, tokenizer, max_length, chunk):
         lengths.extend(len(row) for row in ids)
         pieces.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32))
-        batch.clear()
-
-    for text in texts:
-        batch.append(text)
-        if len(batch) == chunk:
-            flush()
-    flush()
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return (np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)), offsets
 
 
-def token_lengths(texts: Iterable[str], tokenizer) -> np.ndarray:
-    """Each text's untruncated token count (the data-aware `model.max_length` reads them), a chunk at a time."""
-    _, offsets = tokenize_compact(texts, tokenizer, None)
-    return np.diff(offsets)
+def token_lengths(texts: Iterable[str], tokenizer, chunk: int = TOKENIZE_CHUNK) -> np.ndarray:
+    """Each text's untruncated token count (the data-aware `model.max_length` reads them), a chunk at a time; the ids
+    themselves are not kept."""
+    lengths = [len(row) for ids in _tokenized_chunks(texts, tokenizer, None, chunk) for row in ids]
+    return np.asarray(lengths, dtype=np.int64)
 
 
 class EncodedTexts(Dataset):
