@@ -3,7 +3,6 @@ tiny_decoders.py) are trained, exported with ONNX parity, bundled, predicted and
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
@@ -11,15 +10,13 @@ import pytest
 import torch
 
 from tests.models.tiny_decoders import ARCHITECTURES, build_decoder
-from tests.serving.conftest import running_server, torch_outputs
+from tests.serving.conftest import run_export_stage, running_server, torch_outputs
 from tunepipe.checkpoints import load_checkpoint, save_model
 from tunepipe.config import validate_params
-from tunepipe.io import read_json, write_jsonl
+from tunepipe.io import read_json
 from tunepipe.modalities import get_modality
 from tunepipe.models.backbone import decoder_in_folder, load_tokenizer
 from tunepipe.serving.runtime import Predictor
-from tunepipe.stages import export as export_stage
-from tunepipe.stages.harness import main
 from tunepipe.steps import skipped_steps
 from tunepipe.tasks import get_task
 
@@ -95,14 +92,7 @@ def test_a_decoder_trains_exports_with_parity_bundles_and_predicts(decoders, nam
     names, stats = meta["label_names"], meta["target_stats"]
     save_model(tmp_path / "model.pt", model, model_cfg=meta["model_cfg"], label_names=names, modality="text",
                pruning_level={"name": "dense", "method": "dense", "sparsity": 0.0}, task="single_label", target_stats=stats)
-    for split, part in (("val", rows[32:40]), ("test", rows[40:])):
-        write_jsonl(tmp_path / f"{split}.jsonl", part)
-    out = tmp_path / "export"
-    files = {"onnx": "model.onnx", "int8": "model.int8.onnx", "parity": "parity.json", "variants": "variants.json", "card": "model_card.json", "bundle": "bundle"}
-    code = main(export_stage.STAGE, ["--params", json.dumps({"export": EXPORT}), "--in", f"model={tmp_path / 'model.pt'}", "--in", f"best={outputs['best']}",
-                                     "--in", f"val={tmp_path / 'val.jsonl'}", "--in", f"test={tmp_path / 'test.jsonl'}",
-                                     *[f"--out={k}={out / v}" for k, v in files.items()]])
-    assert code == 0
+    out = run_export_stage(tmp_path, EXPORT, tmp_path / "model.pt", outputs["best"], rows[32:40], rows[40:])
     parity = read_json(out / "parity.json")
     assert parity["passed"] and parity["max_abs_logit_diff"] <= 1e-3 and parity["prediction_agreement"] == 1.0
     texts = [row["text"] for row in rows[40:46]] + ["dull"]

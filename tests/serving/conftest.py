@@ -136,6 +136,25 @@ def torch_outputs(model, texts: list[str], cfg: dict, stats: dict, task) -> np.n
     return task.outputs(logits, stats).double().numpy()
 
 
+def run_export_stage(folder: Path, export: dict, model: Path, best: Path, val_rows: list[dict], test_rows: list[dict],
+                     decision: Path | None = None) -> Path:
+    """The export stage as its rule runs it, on a saved model.pt and its checkpoint, with `export` as its params: the
+    val and test rows are written beside them; the folder of its outputs (model.onnx, parity.json, bundle, ...)."""
+    from tunepipe.io import write_jsonl
+    from tunepipe.stages import export as export_stage
+    from tunepipe.stages.harness import main
+
+    for split, part in (("val", val_rows), ("test", test_rows)):
+        write_jsonl(folder / f"{split}.jsonl", part)
+    out = folder / "export"
+    files = {"onnx": "model.onnx", "int8": "model.int8.onnx", "parity": "parity.json", "variants": "variants.json", "card": "model_card.json", "bundle": "bundle"}
+    inputs = {"model": model, "best": best, "val": folder / "val.jsonl", "test": folder / "test.jsonl", **({"decision": decision} if decision else {})}
+    code = main(export_stage.STAGE, ["--params", json.dumps({"export": export}), *[f"--in={k}={v}" for k, v in inputs.items()],
+                                     *[f"--out={k}={out / v}" for k, v in files.items()]])
+    assert code == 0
+    return out
+
+
 def build_task_bundle(folder: Path, model_dir: Path, task_name: str) -> tuple[Path, dict]:
     """A real bundle of a tiny random BERT for `task_name`, written by the bundle writer with the model card (the export
     stage's last steps); the INT8 file is a copy of the fp32 one. Returns the bundle and {"expected", "decision", ...}."""

@@ -3,19 +3,16 @@ checkpoint, the drift reference and the card's metric reach the bundle, and the 
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 import torch
 
-from tests.serving.conftest import torch_outputs
+from tests.serving.conftest import run_export_stage, torch_outputs
 from tunepipe.checkpoints import save_model
-from tunepipe.io import read_json, write_json, write_jsonl
+from tunepipe.io import read_json, write_json
 from tunepipe.modalities import get_modality
 from tunepipe.serving.runtime import Predictor, load_bundle
-from tunepipe.stages import export as export_stage
-from tunepipe.stages.harness import main
 from tunepipe.tasks import get_task
 
 EXPORT = {"opset": 17, "dynamo": False, "latency_batch_sizes": [1], "latency_runs": 1, "max_abs_logit_diff": 1e-3, "quantize": "dynamic",
@@ -47,14 +44,7 @@ def test_the_export_stage_writes_a_bundle_that_answers_like_the_model(task_name,
     save_model(tmp_path / "model.pt", model, model_cfg=tiny_model_cfg, label_names=names, modality="text",
                pruning_level={"name": "dense", "method": "dense", "sparsity": 0.0}, task=task_name, target_stats=stats)
     write_json(tmp_path / "decision.json", {"task": task_name, "labels": names, **extra})
-    for split, part in (("val", rows[16:32]), ("test", rows[32:])):
-        write_jsonl(tmp_path / f"{split}.jsonl", part)
-    out = tmp_path / "export"
-    outputs = {"onnx": "model.onnx", "int8": "model.int8.onnx", "parity": "parity.json", "variants": "variants.json", "card": "model_card.json", "bundle": "bundle"}
-    code = main(export_stage.STAGE, ["--params", json.dumps({"export": EXPORT}), "--in", f"model={tmp_path / 'model.pt'}", "--in", f"best={ckpt}",
-                                     "--in", f"val={tmp_path / 'val.jsonl'}", "--in", f"test={tmp_path / 'test.jsonl'}",
-                                     "--in", f"decision={tmp_path / 'decision.json'}", *[f"--out={k}={out / v}" for k, v in outputs.items()]])
-    assert code == 0
+    out = run_export_stage(tmp_path, EXPORT, tmp_path / "model.pt", ckpt, rows[16:32], rows[32:], decision=tmp_path / "decision.json")
 
     bundle = load_bundle(out / "bundle", verify=True)
     assert bundle.manifest["task"] == {"type": task_name, "decision": extra, "target_stats": stats}
