@@ -177,34 +177,37 @@ EOF
     } >"$GRES_CONF"
 }
 
+# Runs `command...` to start the daemon NAME unless PIDFILE names a live one, then waits up to 10 s for PIDFILE; LOGS
+# says where to look when it does not start.  Usage: launch_daemon NAME PIDFILE LOGS command...
+launch_daemon() {
+    local name=$1 pidfile=$2 logs=$3
+    shift 3
+    if live_pid "$pidfile" "$name" >/dev/null; then
+        return
+    fi
+    rm -f "$pidfile"
+    "$@" 9>&- || die "$name failed to start (see $logs)"
+    for _ in $(seq 100); do
+        live_pid "$pidfile" "$name" >/dev/null && return
+        sleep 0.1
+    done
+    die "$name did not start (see $logs)"
+}
+
 start_munge() {
     if live_pid "$MUNGE_PID" munged >/dev/null; then
         return
     fi
-    rm -f "$MUNGE_PID" /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock
+    rm -f /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock
     install -d -o munge -g munge -m 0755 /run/munge
     install -d -o munge -g munge -m 0700 /var/lib/munge /var/log/munge
-    runuser -u munge -- /usr/sbin/munged 9>&-
-    for _ in $(seq 50); do
-        live_pid "$MUNGE_PID" munged >/dev/null && return
-        sleep 0.1
-    done
-    die "munged did not start (see /var/log/munge/munged.log)"
+    launch_daemon munged "$MUNGE_PID" /var/log/munge/munged.log runuser -u munge -- /usr/sbin/munged
 }
 
 start_daemon() {
     local name=$1 pidfile=$2
     shift 2
-    if live_pid "$pidfile" "$name" >/dev/null; then
-        return
-    fi
-    rm -f "$pidfile"
-    "$name" "$@" 9>&- || die "$name failed to start (see $LOG_DIR/$name.log)"
-    for _ in $(seq 100); do
-        live_pid "$pidfile" "$name" >/dev/null && return
-        sleep 0.1
-    done
-    die "$name did not start (see $LOG_DIR/$name.log)"
+    launch_daemon "$name" "$pidfile" "$LOG_DIR/$name.log" "$name" "$@"
 }
 
 stop_daemon() {
@@ -428,16 +431,7 @@ EOF
 
 start_as_host() {
     local host=$1 name=$2 pidfile=$3
-    if live_pid "$pidfile" "$name" >/dev/null; then
-        return
-    fi
-    rm -f "$pidfile"
-    as_host "$host" "$name" -f "$TWO_CONF" 9>&- || die "$name on $host failed to start (see $TWO_LOG_DIR/)"
-    for _ in $(seq 100); do
-        live_pid "$pidfile" "$name" >/dev/null && return
-        sleep 0.1
-    done
-    die "$name on $host did not start (see $TWO_LOG_DIR/)"
+    launch_daemon "$name" "$pidfile" "$TWO_LOG_DIR/ for $host" as_host "$host" "$name" -f "$TWO_CONF"
 }
 
 cmd_start_two() {
