@@ -279,6 +279,21 @@ def linear_probe_head(module: ClassifierModule, data, batch_size: int) -> float:
     return score
 
 
+def resumes(work_dir: Path, last: Path, run_id: str, rank: int) -> bool:
+    """Whether this run goes on from `last` (a killed run of the same data and settings left it), or starts afresh.
+
+    Under DDP every rank asks; only rank 0 touches the work folder (and the stage's outputs). Another rank reads the
+    marker first: rank 0 deletes a stale last.ckpt before it writes a new marker."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    marker = work_dir / "run.json"
+    resume = marker.exists() and _run_id(marker) == run_id and last.exists()
+    if not resume and rank == 0:
+        for stale in work_dir.glob("*.ckpt"):
+            stale.unlink()
+        marker.write_text(json.dumps({"run_id": run_id}) + "\n")
+    return resume
+
+
 def _run_id(marker: Path) -> str | None:
     try:
         return json.loads(marker.read_text()).get("run_id")
@@ -331,18 +346,9 @@ def fit(
     # The rows by their digest (a file's sha256 when they are read from one): a million rows are not serialised again.
     run_id = fingerprint(modality, task, model_cfg, identity, seed, label_names, rows_digest(train_rows), rows_digest([{"y": train_labels}]),
                          rows_digest(val_rows), rows_digest([{"y": val_labels}]))
-    work_dir.mkdir(parents=True, exist_ok=True)
-    marker = work_dir / "run.json"
     last = work_dir / "last.ckpt"
     environment = cluster_environment(hardware)
-    # Under DDP every rank runs this; only rank 0 touches the work folder (and the stage's outputs, see below).
-    # Another rank reads the marker first: rank 0 deletes a stale last.ckpt before it writes a new marker.
-    rank = runtime.launch_rank()
-    resume = marker.exists() and _run_id(marker) == run_id and last.exists()
-    if not resume and rank == 0:
-        for stale in work_dir.glob("*.ckpt"):
-            stale.unlink()
-        marker.write_text(json.dumps({"run_id": run_id}) + "\n")
+    resume = resumes(work_dir, last, run_id, runtime.launch_rank())
 
     kind, target = get_modality(modality), get_task(task)
     pl.seed_everything(seed, workers=True, verbose=False)
@@ -436,20 +442,7 @@ def fit(
              f" or {train_cfg['max_steps']} steps" if train_cfg.get("max_steps") else "",
              f"every {validate_every} steps" if validate_every is not None else "at each epoch's end")
     fit_started = time.perf_counter()
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
-    except SystemExit as exc:
-        # Lightning ends a run this way on Ctrl-C (exit 1) and on SIGTERM (exit 0, which would look like success).
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning leaves Ctrl-C ignored
-        raise TrainingInterrupted(f"training was stopped by a signal before it finished; re-run to resume from {last}.") from exc
-    except RuntimeError as exc:
-        gone = lost_rank(exc, rank_log.ranks, trainer.global_rank) if trainer.world_size > 1 else None
-        if gone is None:
-            raise
-        here = f"rank {trainer.global_rank} on {socket.gethostname()}"
-        said = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).splitlines()[0]).split(". ")[0]  # without gloo's source line and advice
-        raise RankLost(f"{here} lost {gone} in epoch {trainer.current_epoch + 1}: that process or its node is gone (gloo: {said}). "
-                       f"Training stops; re-run to resume from its last checkpoint, {last}.") from exc
+    run_trainer(trainer, module, datamodule, last, resume, rank_log)
     fit_seconds = time.perf_counter() - fit_started
     if trainer.world_size > 1 and not trainer.is_global_zero:
         # DDP (train.devices > 1): Lightning started this process as another rank running the same command.
@@ -499,6 +492,26 @@ def fit(
         "data_aware": data_aware,
     }
     return TrainResult(Path(best_ckpt.best_model_path), progress.history, summary, curves.steps)
+
+
+def run_trainer(trainer: pl.Trainer, module: ClassifierModule, datamodule: pl.LightningDataModule, last: Path, resume: bool,
+                rank_log: RankLog) -> None:
+    """`trainer.fit`, from `last` when resuming; a signal, or a DDP rank lost, ends it with an error that says so and how
+    to resume."""
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    except SystemExit as exc:
+        # Lightning ends a run this way on Ctrl-C (exit 1) and on SIGTERM (exit 0, which would look like success).
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning leaves Ctrl-C ignored
+        raise TrainingInterrupted(f"training was stopped by a signal before it finished; re-run to resume from {last}.") from exc
+    except RuntimeError as exc:
+        gone = lost_rank(exc, rank_log.ranks, trainer.global_rank) if trainer.world_size > 1 else None
+        if gone is None:
+            raise
+        here = f"rank {trainer.global_rank} on {socket.gethostname()}"
+        said = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).splitlines()[0]).split(". ")[0]  # without gloo's source line and advice
+        raise RankLost(f"{here} lost {gone} in epoch {trainer.current_epoch + 1}: that process or its node is gone (gloo: {said}). "
+                       f"Training stops; re-run to resume from its last checkpoint, {last}.") from exc
 
 
 def peak_device_memory_mb(hardware: Hardware) -> float:
