@@ -90,46 +90,6 @@ def load_texts(count: int, seed: int, image_dir: Path) -> tuple[list[dict], list
     return rows, labels
 
 
-class StepTimer:
-    """Lightning callback: the timed window (steps warmup.. to the end, synchronised on CUDA) and each timed
-    step's own duration, from on_train_batch_start (batch loaded and on the device) to on_train_batch_end."""
-
-    def __init__(self, warmup: int, cuda: bool) -> None:
-        import pytorch_lightning as pl
-
-        timer = self
-
-        class _Timer(pl.Callback):
-            def on_train_batch_start(self, trainer, module, batch, batch_idx):
-                if trainer.global_step == warmup and timer.window_start is None:
-                    timer.sync()
-                    timer.window_start, timer.cpu_start = time.perf_counter(), time.process_time()
-                timer.step_start = time.perf_counter()
-
-            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-                if trainer.global_step > warmup:
-                    timer.seconds.append(time.perf_counter() - timer.step_start)
-                    timer.rows += len(batch["labels"])
-
-            def on_train_end(self, trainer, module):
-                timer.sync()
-                timer.window, timer.cpu = time.perf_counter() - timer.window_start, time.process_time() - timer.cpu_start
-
-        self.callback = _Timer()
-        self.cuda = cuda
-        self.window_start: float | None = None
-        self.step_start = 0.0
-        self.window = self.cpu = self.cpu_start = 0.0
-        self.seconds: list[float] = []
-        self.rows = 0
-
-    def sync(self) -> None:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
-
-
 @dataclass
 class Setup:
     model_cfg: dict
@@ -149,6 +109,25 @@ class Run:
     steps: list[float]  # seconds per timed step (CPU: meaningful; CUDA: launch time only)
     cpu: float  # process CPU seconds over the window
     peak_mib: float  # peak GPU memory (0 on CPU)
+
+
+class Clock:
+    """Time and process CPU time spent in one side's turns, counting only its timed steps (after the warm-up)."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda, self.turns, self.seconds, self.cpu, self.rows = cuda, [], 0.0, 0.0, 0
+
+    def now(self) -> tuple[float, float]:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+        return time.perf_counter(), time.process_time()
+
+    def add(self, start: tuple[float, float], rows: int) -> None:
+        end = self.now()
+        self.turns.append(end[0] - start[0])
+        self.seconds, self.cpu, self.rows = self.seconds + end[0] - start[0], self.cpu + end[1] - start[1], self.rows + rows
 
 
 def _new_module(model_cfg: dict, train_cfg: dict):
@@ -199,23 +178,29 @@ def lightning_trainer(setup: Setup, timing: list) -> Any:
     )
 
 
-def run_lightning(setup: Setup, keep: list | None = None) -> Run:
-    """tunepipe's module through Lightning's Trainer, configured as tunepipe.training.fit does (no validation,
-    checkpoints or logger: those are not the training step). `keep`: the trained module is appended to it."""
-    import torch
+def train_lightning(setup: Setup) -> tuple[float, Any]:
+    """tunepipe's module trained alone through `lightning_trainer`: its rows/s over the steps after the warm-up, and
+    the trained module."""
+    import pytorch_lightning as pl
 
-    cuda = setup.device.type == "cuda"
-    module, timer = _fresh_module(setup), StepTimer(setup.warmup, cuda)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    trainer = lightning_trainer(setup, [timer.callback])
+    clock, module = Clock(setup.device.type == "cuda"), _fresh_module(setup)
+
+    class Window(pl.Callback):
+        start, rows = None, 0
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.global_step == setup.warmup and self.start is None:
+                self.start = clock.now()
+            elif trainer.global_step > setup.warmup:
+                self.rows += len(batch["labels"])
+
+        def on_train_end(self, trainer, module):
+            clock.add(self.start, self.rows)
+
+    trainer = lightning_trainer(setup, [Window()])
     trainer.fit(module, train_dataloaders=setup.datamodule.train_dataloader())
-    run = Run(timer.rows / timer.window, timer.seconds, timer.cpu, torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0)
-    if keep is not None:
-        keep.append(module)
-    del trainer, module
-    _release(cuda)
-    return run
+    del trainer
+    return clock.rows / clock.seconds, module
 
 
 def precision_table(setup: Setup, held_out, labels: list[int], batch_size: int) -> None:
@@ -229,15 +214,16 @@ def precision_table(setup: Setup, held_out, labels: list[int], batch_size: int) 
     print(f"\n{'training':<12}{'train rows/s':>13}{'inference':>11}{'accuracy':>10}{'infer rows/s':>14}")
     truth = torch.tensor(labels)
     for training in ("32-true", "bf16-mixed"):
-        trained: list = []
-        run = run_lightning(dataclasses.replace(setup, hardware=dataclasses.replace(setup.hardware, precision=training)), keep=trained)
+        train_rate, module = train_lightning(dataclasses.replace(setup, hardware=dataclasses.replace(setup.hardware, precision=training)))
         for inference in ("32-true", "bf16-mixed"):
-            predict_logits(trained[0].model, held_out, batch_size, setup.device, precision=inference)  # warm-up
+            predict_logits(module.model, held_out, batch_size, setup.device, precision=inference)  # warm-up
             started = time.perf_counter()
-            logits = predict_logits(trained[0].model, held_out, batch_size, setup.device, precision=inference)
+            logits = predict_logits(module.model, held_out, batch_size, setup.device, precision=inference)
             rate = len(held_out) / (time.perf_counter() - started)
             accuracy = (logits.argmax(1) == truth).float().mean().item()
-            print(f"{training:<12}{run.rate:13.1f}{inference:>11}{accuracy:10.4f}{rate:14.1f}")
+            print(f"{training:<12}{train_rate:13.1f}{inference:>11}{accuracy:10.4f}{rate:14.1f}")
+        del module
+        _release(setup.device.type == "cuda")
 
 
 def plain_steps(setup: Setup) -> Iterator[int]:
@@ -282,25 +268,6 @@ def plain_steps(setup: Setup) -> Iterator[int]:
             epoch += 1
     finally:
         del plain, optimizer
-
-
-class Clock:
-    """Time and process CPU time spent in one side's turns, counting only its timed steps (after the warm-up)."""
-
-    def __init__(self, cuda: bool) -> None:
-        self.cuda, self.turns, self.seconds, self.cpu, self.rows = cuda, [], 0.0, 0.0, 0
-
-    def now(self) -> tuple[float, float]:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
-        return time.perf_counter(), time.process_time()
-
-    def add(self, start: tuple[float, float], rows: int) -> None:
-        end = self.now()
-        self.turns.append(end[0] - start[0])
-        self.seconds, self.cpu, self.rows = self.seconds + end[0] - start[0], self.cpu + end[1] - start[1], self.rows + rows
 
 
 def run_interleaved(setup: Setup, turn: int) -> tuple[Run, Run]:
