@@ -290,6 +290,7 @@ class ProgressLog(pl.Callback):
         #: Training batches run, all epochs together (a resumed run counts on from its checkpoint).
         self.batches_run = 0
         self._row_start = time.perf_counter()
+        self._row_seconds_loaded = 0.0  # the current history row's seconds before a resume (load_state_dict)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
@@ -298,8 +299,6 @@ class ProgressLog(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._row_start = time.perf_counter() - self._row_seconds_loaded
         self._row_seconds_loaded = 0.0
-
-    _row_seconds_loaded = 0.0
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._seen += len(batch["labels"])

@@ -41,11 +41,12 @@ class MedianPruning(pl.Callback):
         value = trainer.callback_metrics.get(self.metric)
         if value is None or self.pruned_at is not None:
             return
-        epoch, value = self.validations, round(float(value), 6)
-        if worse_than_median(value, epoch, self.medians, self.mode, self.warmup):
-            self.pruned_at = epoch
+        value = round(float(value), 6)
+        if worse_than_median(value, self.validations, self.medians, self.mode, self.warmup):
+            self.pruned_at = self.validations
             trainer.should_stop = True
-            log.info("pruned at validation %d: %s %.4f is worse than the earlier rounds' median %.4f", epoch, self.metric, value, self.medians[epoch])
+            log.info("pruned at validation %d: %s %.4f is worse than the earlier rounds' median %.4f", self.validations, self.metric, value,
+                     self.medians[self.validations])
 
     def state_dict(self) -> dict[str, Any]:
         return {"pruned_at": self.pruned_at, "validations": self.validations}
